@@ -1,0 +1,310 @@
+//! One `Config` struct, loaded from `tessera.toml` (optional) then `TESSERA_*`
+//! environment variables, validated once at start-up.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A configuration value that must never reach a log: `Debug` prints `***`.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for the one place that hands it to a driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Signature algorithms Tessera can sign access tokens with.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+impl std::str::FromStr for SigningAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "RS256" => Ok(SigningAlg::RS256),
+            "ES256" => Ok(SigningAlg::ES256),
+            "EdDSA" => Ok(SigningAlg::EdDSA),
+            other => Err(format!(
+                "unsupported algorithm {other:?} (use RS256, ES256 or EdDSA)"
+            )),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// SMTP transport security.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    None,
+    Starttls,
+    Tls,
+}
+
+/// Every setting of Tessera. Each field is `TESSERA_<FIELD>` in the
+/// environment and `<field>` in `tessera.toml`; the environment wins.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `TESSERA_LISTEN`: address to listen on. Default `0.0.0.0:3000`.
+    pub listen: SocketAddr,
+    /// `TESSERA_ISSUER`: issuer URL, also the default audience. Default `http://localhost:3000`.
+    pub issuer: String,
+    /// `TESSERA_AUDIENCE`: `aud` of access tokens. Default: the issuer.
+    pub audience: Option<String>,
+    /// `TESSERA_DATA_DIR`: embedded store and mail folder. Default `./data`.
+    pub data_dir: PathBuf,
+    /// `TESSERA_KEYS_DIR`: signing keys. Default `./keys`.
+    pub keys_dir: PathBuf,
+    /// `TESSERA_SIGNING_ALG`: algorithm of the key generated on first start. Default `RS256`.
+    pub signing_alg: SigningAlg,
+    /// `TESSERA_MONGODB_URI`: MongoDB user store; unset means the embedded store.
+    pub mongodb_uri: Option<Secret>,
+    /// `TESSERA_MONGODB_DB`: MongoDB database name. Default `tessera`.
+    pub mongodb_db: String,
+    /// `TESSERA_REDIS_URL`: Redis token store; unset means the embedded store.
+    pub redis_url: Option<Secret>,
+    /// `TESSERA_SMTP_HOST`: SMTP relay; unset means `.eml` files under the data dir.
+    pub smtp_host: Option<String>,
+    /// `TESSERA_SMTP_PORT`. Default 587.
+    pub smtp_port: u16,
+    /// `TESSERA_SMTP_SECURITY`: `none`, `starttls` or `tls`. Default `starttls`.
+    pub smtp_security: SmtpSecurity,
+    /// `TESSERA_SMTP_USERNAME`.
+    pub smtp_username: Option<String>,
+    /// `TESSERA_SMTP_PASSWORD`.
+    pub smtp_password: Option<Secret>,
+    /// `TESSERA_MAIL_FROM`. Default `Tessera <no-reply@localhost>`.
+    pub mail_from: String,
+    /// `TESSERA_BCRYPT_COST`: 4..=31. Default 12.
+    pub bcrypt_cost: u32,
+    /// `TESSERA_ACCESS_TOKEN_TTL`: seconds. Default 900.
+    pub access_token_ttl: u64,
+    /// `TESSERA_REFRESH_IDLE_TTL`: seconds. Default 1,209,600 (14 days).
+    pub refresh_idle_ttl: u64,
+    /// `TESSERA_REFRESH_ABSOLUTE_TTL`: seconds. Default 2,592,000 (30 days).
+    pub refresh_absolute_ttl: u64,
+    /// `TESSERA_REFRESH_REUSE_GRACE`: seconds. Default 0.
+    pub refresh_reuse_grace: u64,
+    /// `TESSERA_CLOCK_LEEWAY`: seconds of leeway on `exp`/`nbf`. Default 30.
+    pub clock_leeway: u64,
+    /// `TESSERA_TOKEN_SECRET`: key for HMACs over tokens (successor derivation, OTPs).
+    /// Default: generated once and kept in the keys dir.
+    pub token_secret: Option<Secret>,
+    /// `TESSERA_LOG`: tracing filter. Default `info`.
+    pub log: String,
+    /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            issuer: "http://localhost:3000".into(),
+            audience: None,
+            data_dir: PathBuf::from("./data"),
+            keys_dir: PathBuf::from("./keys"),
+            signing_alg: SigningAlg::RS256,
+            mongodb_uri: None,
+            mongodb_db: "tessera".into(),
+            redis_url: None,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            mail_from: "Tessera <no-reply@localhost>".into(),
+            bcrypt_cost: 12,
+            access_token_ttl: 900,
+            refresh_idle_ttl: 14 * 24 * 3600,
+            refresh_absolute_ttl: 30 * 24 * 3600,
+            refresh_reuse_grace: 0,
+            clock_leeway: 30,
+            token_secret: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that is missing, malformed or out of range; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults, then `file` (or `./tessera.toml` if it exists), then `TESSERA_*`.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("tessera.toml")),
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("TESSERA_").ignore(&["config_file"]))
+            .extract()
+            .map_err(|e| ConfigError(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A valid configuration for tests: cheap bcrypt, everything under `dir`.
+    pub fn for_test(dir: &Path) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.join("data"),
+            keys_dir: dir.join("keys"),
+            bcrypt_cost: 4,
+            ..Config::default()
+        }
+    }
+
+    /// The `aud` every access token carries and the resource layer expects.
+    pub fn audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(&self.issuer)
+    }
+
+    /// Checks ranges and formats once, so the rest of the code can trust them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, why: &str| Err(ConfigError(format!("TESSERA_{name}: {why}")));
+        match url::Url::parse(&self.issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.fragment().is_none() => {}
+            _ => return bad("ISSUER", "must be an http(s) URL without query or fragment"),
+        }
+        if self.issuer.ends_with('/') {
+            return bad("ISSUER", "must not end with a slash");
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return bad("BCRYPT_COST", "must be between 4 and 31");
+        }
+        if self.access_token_ttl == 0 || self.access_token_ttl > 24 * 3600 {
+            return bad("ACCESS_TOKEN_TTL", "must be between 1 and 86400 seconds");
+        }
+        if self.refresh_idle_ttl == 0 {
+            return bad("REFRESH_IDLE_TTL", "must be positive");
+        }
+        if self.refresh_absolute_ttl < self.refresh_idle_ttl {
+            return bad("REFRESH_ABSOLUTE_TTL", "must be at least TESSERA_REFRESH_IDLE_TTL");
+        }
+        if self.refresh_reuse_grace > 300 {
+            return bad("REFRESH_REUSE_GRACE", "must be at most 300 seconds");
+        }
+        if self.clock_leeway > 300 {
+            return bad("CLOCK_LEEWAY", "must be at most 300 seconds");
+        }
+        if self.mongodb_db.is_empty() {
+            return bad("MONGODB_DB", "must not be empty");
+        }
+        if let Some(secret) = &self.token_secret
+            && secret.expose().len() < 32
+        {
+            return bad("TOKEN_SECRET", "must be at least 32 characters");
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            return bad("REDIS_URL", "must start with redis:// or rediss://");
+        }
+        if let Some(uri) = &self.mongodb_uri
+            && !(uri.expose().starts_with("mongodb://") || uri.expose().starts_with("mongodb+srv://"))
+        {
+            return bad("MONGODB_URI", "must start with mongodb:// or mongodb+srv://");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|_| ConfigError("TESSERA_LOG: not a valid tracing filter".into()))?;
+        Ok(())
+    }
+}
+
+/// Figment's messages name the key in lower case; say the variable instead.
+fn describe_figment_error(error: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in error {
+        let key = e.path.join(".");
+        let setting = if key.is_empty() {
+            String::new()
+        } else {
+            format!("TESSERA_{}: ", key.to_uppercase())
+        };
+        let kind = match &e.kind {
+            figment::error::Kind::UnknownField(name, _) => {
+                format!("TESSERA_{}: unknown setting", name.to_uppercase())
+            }
+            kind => format!("{setting}{kind}"),
+        };
+        lines.push(kind);
+    }
+    lines.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+        assert_eq!(Config::default().audience(), "http://localhost:3000");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let config = Config {
+            bcrypt_cost: 40,
+            ..Config::default()
+        };
+        let err = config.validate().expect_err("cost 40 is refused");
+        assert!(err.to_string().contains("TESSERA_BCRYPT_COST"));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+}

@@ -1,0 +1,65 @@
+//! RFC 9068 access tokens: claims and signing with a key kept parsed in memory.
+//! Verification lives in [`crate::resource`], which other services reuse.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::keys::{KeyError, SigningKey};
+
+/// The `typ` header of every access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Claims of an access token (RFC 9068 §2.2 and API.md §2).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The user id; the client id for `client_credentials`.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The user's role (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The refresh-token family the token came from (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AccessClaims {
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope)
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+/// Signs `claims` as a compact JWS with `key`.
+pub fn sign(claims: &AccessClaims, key: &SigningKey) -> Result<String, KeyError> {
+    let header = Header {
+        alg: key.alg().as_str(),
+        typ: ACCESS_TOKEN_TYP,
+        kid: key.kid(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|_| KeyError::Signing)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Signing)?;
+    let mut token = String::with_capacity(1024);
+    URL_SAFE_NO_PAD.encode_string(header, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let signature = key.sign(token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    Ok(token)
+}

@@ -1,0 +1,8 @@
+//! The rules of Tessera: no HTTP and no database types here.
+
+pub mod error;
+pub mod tokens;
+pub mod users;
+pub mod validate;
+
+pub use error::{DomainError, FieldErrors};

@@ -1,0 +1,217 @@
+//! Signup, login, profile and password rules.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::secret::new_object_id;
+use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
+use crate::domain::validate::{self, Checks};
+use crate::domain::DomainError;
+use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
+
+/// The role every new account gets.
+pub const DEFAULT_ROLE: &str = "user";
+
+/// A signup as received (not yet validated).
+#[derive(Debug)]
+pub struct Signup {
+    pub email: String,
+    pub password: String,
+    pub fname: String,
+    pub lname: String,
+    pub gender: Option<String>,
+    pub mobile: Option<String>,
+}
+
+/// A profile update as received (not yet validated).
+#[derive(Debug, Default)]
+pub struct ProfileUpdate {
+    pub fname: Option<String>,
+    pub lname: Option<String>,
+    pub gender: Option<String>,
+}
+
+/// The user-management rules.
+pub struct UserService {
+    users: Arc<dyn UserStore>,
+    tokens: Arc<TokenService>,
+    hasher: PasswordHasher,
+    clock: Clock,
+}
+
+impl UserService {
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        tokens: Arc<TokenService>,
+        hasher: PasswordHasher,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            users,
+            tokens,
+            hasher,
+            clock,
+        }
+    }
+
+    /// Registers a user; `EmailTaken` when the normalised email exists.
+    pub async fn signup(&self, signup: Signup) -> Result<UserRecord, DomainError> {
+        let mut checks = Checks::default();
+        let email = checks.check("email", validate::email(&signup.email));
+        checks.check("password", validate::password(&signup.password));
+        let fname = checks.check("fname", validate::name(&signup.fname));
+        let lname = checks.check("lname", validate::name(&signup.lname));
+        let gender = match &signup.gender {
+            Some(g) => checks.check("gender", validate::gender(g)),
+            None => None,
+        };
+        let mobile = match &signup.mobile {
+            Some(m) => checks.check("mobile", validate::mobile(m)),
+            None => None,
+        };
+        checks.finish().map_err(DomainError::Validation)?;
+        let (Some(email), Some(fname), Some(lname)) = (email, fname, lname) else {
+            unreachable!("checks.finish() returned Ok, so every required field parsed");
+        };
+
+        let password_hash = self.hasher.hash(&signup.password).await?;
+        let now = self.clock.now_datetime();
+        let user = UserRecord {
+            id: new_object_id(now.unix_timestamp()),
+            email,
+            password_hash,
+            fname,
+            lname,
+            gender,
+            mobile,
+            role: DEFAULT_ROLE.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        match self.users.create_user(&user).await {
+            Ok(()) => Ok(user),
+            Err(StoreError::Duplicate) => Err(DomainError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks a password and starts a session for the first-party client.
+    /// Unknown email and wrong password fail alike, in about the same time.
+    pub async fn login(&self, email: &str, password: &str) -> Result<IssuedTokens, DomainError> {
+        let user = self.authenticate(email, password).await?;
+        self.tokens
+            .start_session(UserGrant {
+                user_id: &user.id,
+                role: &user.role,
+                client_id: FIRST_PARTY_CLIENT_ID,
+                scope: USER_API_SCOPE,
+            })
+            .await
+    }
+
+    /// The user with `email` if `password` is theirs.
+    pub async fn authenticate(&self, email: &str, password: &str) -> Result<UserRecord, DomainError> {
+        let user = match validate::email(email) {
+            Ok(email) => self.users.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        // Over 72 bytes bcrypt would compare a truncation: such a password
+        // can never be right, but it still costs the time of a verify.
+        let Some(user) = user.filter(|_| password.len() <= 72) else {
+            self.hasher.verify_dummy(password).await?;
+            return Err(DomainError::InvalidCredentials);
+        };
+        if !self.hasher.verify(password, &user.password_hash).await? {
+            return Err(DomainError::InvalidCredentials);
+        }
+        self.rehash_if_needed(&user, password).await;
+        Ok(user)
+    }
+
+    /// Brings a hash to the configured cost after a successful login.
+    /// Best effort: a failure leaves the old, still valid hash.
+    async fn rehash_if_needed(&self, user: &UserRecord, password: &str) {
+        if !self.hasher.needs_rehash(&user.password_hash) {
+            return;
+        }
+        let result = async {
+            let new_hash = self.hasher.hash(password).await?;
+            let now = self.clock.now_datetime();
+            self.users
+                .replace_password_hash(&user.id, &user.password_hash, &new_hash, now)
+                .await?;
+            Ok::<_, DomainError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!(user_id = %user.id, cost = self.hasher.cost(), "password rehashed"),
+            Err(e) => tracing::warn!(user_id = %user.id, error = %e, "password rehash failed"),
+        }
+    }
+
+    /// The user with `id` (from a verified token).
+    pub async fn profile(&self, id: &str) -> Result<UserRecord, DomainError> {
+        self.users.user_by_id(id).await?.ok_or(DomainError::UserNotFound)
+    }
+
+    /// Changes any of first name, last name and gender.
+    pub async fn update_profile(&self, id: &str, update: ProfileUpdate) -> Result<UserRecord, DomainError> {
+        let mut checks = Checks::default();
+        let change = ProfileChange {
+            fname: update.fname.and_then(|v| checks.check("fname", validate::name(&v))),
+            lname: update.lname.and_then(|v| checks.check("lname", validate::name(&v))),
+            gender: update.gender.and_then(|v| checks.check("gender", validate::gender(&v))),
+        };
+        checks.finish().map_err(DomainError::Validation)?;
+        self.users
+            .update_profile(id, &change, self.clock.now_datetime())
+            .await?
+            .ok_or(DomainError::UserNotFound)
+    }
+
+    /// Replaces the password after checking the current one, then logs the
+    /// user out everywhere (other sessions and their access tokens die).
+    pub async fn change_password(&self, id: &str, old: &str, new: &str) -> Result<(), DomainError> {
+        validate::password(new).map_err(|m| DomainError::field("new_password", &m))?;
+        let user = self.profile(id).await?;
+        if old.len() > 72 {
+            return Err(DomainError::WrongPassword);
+        }
+        if !self.hasher.verify(old, &user.password_hash).await? {
+            return Err(DomainError::WrongPassword);
+        }
+        let new_hash = self.hasher.hash(new).await?;
+        let replaced = self
+            .users
+            .replace_password_hash(id, &user.password_hash, &new_hash, self.clock.now_datetime())
+            .await?;
+        if !replaced {
+            // Someone changed the password between our read and our write.
+            return Err(DomainError::WrongPassword);
+        }
+        self.tokens.revoke_user(id).await
+    }
+
+    /// Sets the mobile number (E.164).
+    pub async fn update_mobile(&self, id: &str, mobile: &str) -> Result<UserRecord, DomainError> {
+        let mobile = validate::mobile(mobile).map_err(|m| DomainError::field("mobile", m))?;
+        self.users
+            .update_mobile(id, &mobile, self.clock.now_datetime())
+            .await?
+            .ok_or(DomainError::UserNotFound)
+    }
+
+    /// Gives the user with `email` a role (the CLI makes the first admin this way).
+    pub async fn set_role(&self, email: &str, role: &str) -> Result<(), DomainError> {
+        let email = validate::email(email).map_err(|m| DomainError::field("email", m))?;
+        if role.is_empty() || role.len() > 32 || !role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(DomainError::field("role", "must be 1 to 32 letters, digits, '-' or '_'"));
+        }
+        if self.users.set_role(&email, role, self.clock.now_datetime()).await? {
+            Ok(())
+        } else {
+            Err(DomainError::UserNotFound)
+        }
+    }
+}

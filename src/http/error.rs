@@ -1,0 +1,263 @@
+//! The one place that knows status codes: `ApiError` becomes RFC 9457
+//! problem+json. (OAuth endpoints use `OAuthError` instead, because RFC 6749
+//! fixes their shape.)
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::{DomainError, FieldErrors};
+use crate::store::StoreError;
+
+/// The cause of a 500, carried in a response extension so that one
+/// middleware logs it once and no body ever shows it.
+#[derive(Clone, Debug)]
+pub struct InternalCause(pub String);
+
+/// Every error a non-OAuth endpoint can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("malformed request body")]
+    MalformedBody(&'static str),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("email already registered")]
+    EmailTaken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("current password is wrong")]
+    WrongPassword,
+    #[error("token does not grant this")]
+    InsufficientScope(&'static str),
+    #[error("user not found")]
+    UserNotFound,
+    #[error("too many requests")]
+    Throttled(Duration),
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    #[error("not implemented")]
+    NotImplemented,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Validation(errors) => ApiError::Validation(errors),
+            DomainError::EmailTaken => ApiError::EmailTaken,
+            DomainError::InvalidCredentials => ApiError::InvalidCredentials,
+            DomainError::WrongPassword => ApiError::WrongPassword,
+            DomainError::UserNotFound => ApiError::UserNotFound,
+            DomainError::Throttled(retry) => ApiError::Throttled(retry),
+            DomainError::Store(e) => e.into(),
+            DomainError::Hasher(e) => ApiError::Internal(e.to_string()),
+            DomainError::Key(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable { backend, .. } => ApiError::Unavailable(backend),
+            StoreError::Duplicate | StoreError::Internal { .. } => {
+                ApiError::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// Status, stable `code` and a human `detail` safe for any client.
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "one or more fields are invalid".into(),
+            ),
+            ApiError::MalformedBody(why) => {
+                (StatusCode::BAD_REQUEST, "malformed_json", (*why).into())
+            }
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json".into(),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request bodies are limited to 64 KiB".into(),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource".into(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this resource".into(),
+            ),
+            ApiError::EmailTaken => (
+                StatusCode::CONFLICT,
+                "email_taken",
+                "an account with this email already exists".into(),
+            ),
+            ApiError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "email or password is incorrect".into(),
+            ),
+            ApiError::WrongPassword => (
+                StatusCode::FORBIDDEN,
+                "wrong_password",
+                "the current password is incorrect".into(),
+            ),
+            ApiError::InsufficientScope(needed) => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this endpoint needs a user access token with scope {needed}"),
+            ),
+            ApiError::UserNotFound => (
+                StatusCode::NOT_FOUND,
+                "user_not_found",
+                "the user of this token no longer exists".into(),
+            ),
+            ApiError::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many attempts; retry later".into(),
+            ),
+            ApiError::Unavailable(backend) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend_unavailable",
+                format!("the {backend} backend is unavailable; try again shortly"),
+            ),
+            ApiError::NotImplemented => (
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "this endpoint is not available yet".into(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an internal error occurred".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, detail) = self.parts();
+        let errors = match &self {
+            ApiError::Validation(errors) => Some(errors),
+            _ => None,
+        };
+        let mut response = problem(status, code, &detail, errors);
+        match self {
+            ApiError::Throttled(retry) => {
+                let seconds = retry.as_secs().max(1).to_string();
+                if let Ok(value) = HeaderValue::from_str(&seconds) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+            ApiError::InsufficientScope(needed) => {
+                let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{needed}\"");
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ApiError::Internal(cause) => {
+                response.extensions_mut().insert(InternalCause(cause));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// An RFC 9457 problem+json response with our stable `code` member.
+pub fn problem(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    errors: Option<&FieldErrors>,
+) -> Response {
+    let mut body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    if let Some(errors) = errors {
+        body["errors"] = json!(errors);
+    }
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the status of every variant, so a change is a decision.
+    #[test]
+    fn every_variant_has_its_status() {
+        let cases = [
+            (ApiError::Validation(FieldErrors::new()), 422),
+            (ApiError::MalformedBody("x"), 400),
+            (ApiError::UnsupportedMediaType, 415),
+            (ApiError::PayloadTooLarge, 413),
+            (ApiError::NotFound, 404),
+            (ApiError::MethodNotAllowed, 405),
+            (ApiError::EmailTaken, 409),
+            (ApiError::InvalidCredentials, 401),
+            (ApiError::WrongPassword, 403),
+            (ApiError::InsufficientScope("profile"), 403),
+            (ApiError::UserNotFound, 404),
+            (ApiError::Throttled(Duration::from_secs(3)), 429),
+            (ApiError::Unavailable("redis"), 503),
+            (ApiError::NotImplemented, 501),
+            (ApiError::Internal("secret cause".into()), 500),
+        ];
+        for (error, status) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
+        }
+    }
+
+    #[test]
+    fn store_outage_is_503_and_internal_errors_hide_their_cause() {
+        let outage: ApiError = StoreError::Unavailable {
+            backend: "redis",
+            reason: "connection refused".into(),
+        }
+        .into();
+        assert_eq!(outage.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = ApiError::Internal("db path /secret".into()).into_response();
+        assert!(response.extensions().get::<InternalCause>().is_some());
+    }
+}

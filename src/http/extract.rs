@@ -1,0 +1,173 @@
+//! Our extractors: JSON bodies whose rejections are problem+json, and the
+//! user-token guard for `/api/users`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::domain::FieldErrors;
+use crate::http::error::ApiError;
+use crate::resource::{AccessTokenVerifier, Authenticated};
+
+/// A JSON body. Wrong content type → 415, over the limit → 413, not JSON →
+/// 400, JSON of the wrong shape → 422 naming the field (never its value).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::MalformedBody("the request body could not be read")
+    }
+}
+
+/// Parses `bytes` as `T`, turning serde's messages into field errors that
+/// say what is wrong without repeating the submitted value.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::Validation(field_error(&path, &inner)),
+            _ if bytes.is_empty() => ApiError::MalformedBody("the request body is empty"),
+            _ => ApiError::MalformedBody("the request body is not valid JSON"),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::MalformedBody("the request body is not valid JSON"))?;
+    Ok(value)
+}
+
+fn field_error(path: &str, error: &serde_json::Error) -> FieldErrors {
+    let message = error.to_string();
+    let mut errors = FieldErrors::new();
+    // serde reports a missing or unknown field on the parent object, with
+    // the field's name in backticks in the message.
+    let named = message.split('`').nth(1).unwrap_or("").to_owned();
+    let join = |name: &str| {
+        if path == "." || path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let (field, what) = if message.starts_with("missing field") {
+        (join(&named), "is required")
+    } else if message.starts_with("unknown field") {
+        (join(&named), "is not allowed")
+    } else if message.starts_with("invalid type") {
+        (path.to_owned(), "has the wrong type")
+    } else {
+        (path.to_owned(), "is invalid")
+    };
+    let field = if field.is_empty() || field == "." { "body".to_owned() } else { field };
+    errors.insert(field, what.to_owned());
+    errors
+}
+
+/// A verified access token that belongs to a user (not a client) and grants
+/// the `profile` scope: what every Bearer endpoint of `/api/users` needs.
+#[derive(Clone, Debug)]
+pub struct UserToken(pub Authenticated);
+
+impl UserToken {
+    pub fn user_id(&self) -> &str {
+        &self.0.claims.sub
+    }
+}
+
+/// The scope the user API requires.
+const USER_API_SCOPE: &str = "profile";
+
+impl<S> FromRequestParts<S> for UserToken
+where
+    Arc<AccessTokenVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Authenticated::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if auth.claims.sid.is_none() || !auth.claims.has_scope(USER_API_SCOPE) {
+            return Err(ApiError::InsufficientScope(USER_API_SCOPE).into_response());
+        }
+        Ok(Self(auth))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: Option<u8>,
+    }
+
+    fn fields(result: Result<Body, ApiError>) -> FieldErrors {
+        match result {
+            Err(ApiError::Validation(errors)) => errors,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_field_not_the_value() {
+        let errors = fields(parse_json(br#"{"email": {"$gt": ""}}"#));
+        assert_eq!(errors["email"], "has the wrong type");
+        let errors = fields(parse_json(br#"{}"#));
+        assert_eq!(errors["email"], "is required");
+        let errors = fields(parse_json(br#"{"email": "a", "role": "admin"}"#));
+        assert_eq!(errors["role"], "is not allowed");
+        let errors = fields(parse_json(br#"{"email": "a", "age": 999}"#));
+        assert!(errors.contains_key("age"));
+        assert!(!format!("{errors:?}").contains("999"));
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed() {
+        for body in [&b""[..], b"{", b"{\"email\": \"a\"} trailing", b"\xff\xfe"] {
+            assert!(matches!(parse_json::<Body>(body), Err(ApiError::MalformedBody(_))), "{body:?}");
+        }
+    }
+}

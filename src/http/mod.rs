@@ -1,0 +1,121 @@
+//! Everything that knows about HTTP: the router, middleware and handlers.
+
+pub mod error;
+pub mod extract;
+pub mod oauth;
+pub mod ops;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::keys::KeySet;
+use crate::domain::tokens::TokenService;
+use crate::domain::users::UserService;
+use crate::http::error::{ApiError, InternalCause};
+use crate::resource::AccessTokenVerifier;
+use crate::store::{TokenStore, UserStore};
+
+/// Request bodies over this are refused with 413 (API.md).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub keys: Arc<KeySet>,
+    pub users: Arc<UserService>,
+    pub tokens: Arc<TokenService>,
+    pub verifier: Arc<AccessTokenVerifier>,
+    pub user_store: Arc<dyn UserStore>,
+    pub token_store: Arc<dyn TokenStore>,
+}
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let users = Router::new()
+        .route("/signup", post(users::post_signup))
+        .route("/login", post(users::post_login))
+        .route("/me", get(users::get_me))
+        .route("/updateusers", put(users::put_updateusers))
+        .route("/updatepassword", put(users::put_updatepassword))
+        .route("/updatemobile", put(users::put_updatemobile))
+        .route("/forgotpasswords", post(users::not_yet_implemented))
+        .route("/resetpasswordotps", post(users::not_yet_implemented));
+
+    Router::new()
+        .nest("/api/users", users)
+        .route("/.well-known/oauth-authorization-server", get(oauth::metadata::get_metadata))
+        .route("/.well-known/openid-configuration", get(oauth::metadata::get_metadata))
+        .route("/.well-known/jwks.json", get(oauth::metadata::get_jwks))
+        .route("/healthz", get(ops::get_healthz))
+        .route("/readyz", get(ops::get_readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(middleware::from_fn(log_internal_errors))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+}
+
+/// One span per request with the request id, method and path — never the
+/// query string or headers, which can carry codes and tokens.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+}
+
+/// Logs the cause of every 500 once; the body never carries it.
+async fn log_internal_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(cause = %cause, "internal error");
+    }
+    response
+}
+
+/// Request ids for requests that arrive without one.
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = crate::crypto::secret::random_token::<12>();
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Grace period for in-flight requests after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -1,0 +1,37 @@
+//! The OAuth 2.0 endpoints and the shapes RFC 6749 fixes.
+
+pub mod metadata;
+
+use axum::Json;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::tokens::IssuedTokens;
+
+/// RFC 6749 §5.1 successful token response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// A token response with `Cache-Control: no-store` and `Pragma: no-cache`.
+pub fn token_response(issued: IssuedTokens) -> Response {
+    let body = TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+        refresh_token: issued.refresh_token.map(|t| t.expose().to_owned()),
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}

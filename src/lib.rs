@@ -1,0 +1,182 @@
+//! Tessera: an OAuth 2.0 authorization server and user-management service.
+//!
+//! A request flows one way: [`http`] parses and authenticates, calls one
+//! [`domain`] function, which talks to [`store`] traits and [`crypto`].
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod resource;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::jwt::AccessClaims;
+use crate::crypto::keys::{KeyDir, KeySet};
+use crate::crypto::password::PasswordHasher;
+use crate::domain::tokens::TokenService;
+use crate::domain::users::UserService;
+use crate::http::AppState;
+use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyError};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{AccessCheck, TokenStore, UserStore};
+
+/// A built application: the router and the state behind it.
+pub struct App {
+    pub state: AppState,
+}
+
+/// Start-up failures, each with a message an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crypto::keys::KeyError),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The stores the configuration selects.
+pub struct Stores {
+    pub users: Arc<dyn UserStore>,
+    pub tokens: Arc<dyn TokenStore>,
+}
+
+impl Stores {
+    /// The embedded SQLite store unless MongoDB/Redis are configured.
+    pub fn open(config: &Config) -> Result<Self, StartError> {
+        if config.mongodb_uri.is_some() {
+            return Err(StartError::Unsupported(
+                "TESSERA_MONGODB_URI: the MongoDB user store is not built into this version".into(),
+            ));
+        }
+        if config.redis_url.is_some() {
+            return Err(StartError::Unsupported(
+                "TESSERA_REDIS_URL: the Redis token store is not built into this version".into(),
+            ));
+        }
+        let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+        Ok(Self {
+            users: sqlite.clone(),
+            tokens: sqlite,
+        })
+    }
+}
+
+/// The token store as the resource layer's revocation check.
+struct StoreRevocation(Arc<dyn TokenStore>);
+
+#[async_trait]
+impl RevocationCheck for StoreRevocation {
+    async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, VerifyError> {
+        let check = AccessCheck {
+            jti: &claims.jti,
+            sub: &claims.sub,
+            sid: claims.sid.as_deref(),
+            iat: claims.iat,
+        };
+        self.0.is_access_revoked(&check).await.map_err(|e| {
+            tracing::warn!(error = %e, "revocation check failed");
+            VerifyError::Unavailable
+        })
+    }
+}
+
+impl App {
+    /// Opens the stores and keys the configuration names and wires the services.
+    pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
+        config.validate()?;
+        let stores = Stores::open(&config)?;
+        let keys = load_keys(&config, &clock)?;
+        let hasher = PasswordHasher::new(config.bcrypt_cost);
+        hasher.warm_up();
+        let tokens = Arc::new(TokenService::new(&config, keys.clone(), stores.tokens.clone(), clock.clone()));
+        let users = Arc::new(UserService::new(stores.users.clone(), tokens.clone(), hasher, clock.clone()));
+        let verifier = AccessTokenVerifier::new(Arc::new(LocalKeys::new(&keys)), &config.issuer, config.audience())
+            .leeway(config.clock_leeway)
+            .clock(clock.clone())
+            .revocation(Arc::new(StoreRevocation(stores.tokens.clone())));
+        Ok(Self {
+            state: AppState {
+                config: Arc::new(config),
+                clock,
+                keys,
+                users,
+                tokens,
+                verifier: Arc::new(verifier),
+                user_store: stores.users,
+                token_store: stores.tokens,
+            },
+        })
+    }
+
+    /// The router to serve.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight
+    /// requests finish.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+fn load_keys(config: &Config, clock: &Clock) -> Result<Arc<KeySet>, StartError> {
+    let dir = KeyDir::new(&config.keys_dir);
+    let (keys, generated) = KeySet::load_or_init(&dir, config.signing_alg, clock.now())?;
+    if let Some(meta) = generated {
+        tracing::info!(
+            kid = %meta.kid,
+            alg = meta.alg.as_str(),
+            dir = %config.keys_dir.display(),
+            "no signing key found: generated one"
+        );
+    }
+    Ok(Arc::new(keys))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

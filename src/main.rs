@@ -1,0 +1,5 @@
+//! `tessera`: parse the command line and hand over to the library.
+
+fn main() -> std::process::ExitCode {
+    tessera::cli::run()
+}

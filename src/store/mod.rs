@@ -1,0 +1,172 @@
+//! Storage traits and their models. One module per backend; the domain only
+//! ever sees `Arc<dyn UserStore>` and `Arc<dyn TokenStore>`.
+//!
+//! Every method is atomic on its own: callers never compose two calls into
+//! one logical step.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::clock::UnixTime;
+use crate::crypto::secret::TokenHash;
+
+/// What a backend can go wrong with, in terms the domain can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time (→ 503).
+    #[error("{backend} is unavailable: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    /// A unique constraint refused the write.
+    #[error("duplicate key")]
+    Duplicate,
+    /// The backend answered something we cannot interpret (→ 500).
+    #[error("{backend} failed: {reason}")]
+    Internal {
+        backend: &'static str,
+        reason: String,
+    },
+}
+
+/// A user as stored, hash included. Never serialised to a response as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// 24 hex digits (an ObjectId on MongoDB).
+    pub id: String,
+    /// Normalised: trimmed, lower case.
+    pub email: String,
+    pub password_hash: String,
+    pub fname: String,
+    pub lname: String,
+    pub gender: Option<String>,
+    pub mobile: Option<String>,
+    pub role: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A partial profile update; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileChange {
+    pub fname: Option<String>,
+    pub lname: Option<String>,
+    pub gender: Option<String>,
+}
+
+/// A registered OAuth client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 (hex) of the secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub first_party: bool,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub access_token_ttl: Option<u64>,
+    pub refresh_token_ttl: Option<u64>,
+    pub created_at: OffsetDateTime,
+}
+
+impl ClientRecord {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+}
+
+/// Users and clients: MongoDB in production, SQLite embedded.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a user; `Duplicate` when the email is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Applies `change`; returns the updated user, `None` if it does not exist.
+    async fn update_profile(
+        &self,
+        id: &str,
+        change: &ProfileChange,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Replaces the hash only if it is still `expected` (no lost update
+    /// between a concurrent password change and a login-time rehash).
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: &str,
+        new_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn update_mobile(
+        &self,
+        id: &str,
+        mobile: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Sets the role of the user with `email`; false if there is none.
+    async fn set_role(&self, email: &str, role: &str, now: OffsetDateTime)
+    -> Result<bool, StoreError>;
+
+    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// False if there was no such client.
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The name `/readyz` reports for this backend.
+    fn backend_name(&self) -> &'static str;
+}
+
+/// A refresh-token family: every token that descends from one login or grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewFamily {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: UnixTime,
+    pub idle_expires_at: UnixTime,
+    pub absolute_expires_at: UnixTime,
+    /// Hash of the family's first refresh token.
+    pub first_token: TokenHash,
+}
+
+/// What the resource layer needs to know to decide whether a signature-valid
+/// access token has been revoked since it was issued.
+#[derive(Clone, Debug)]
+pub struct AccessCheck<'a> {
+    pub jti: &'a str,
+    pub sub: &'a str,
+    pub sid: Option<&'a str>,
+    pub iat: UnixTime,
+}
+
+/// Refresh-token families, revoked access tokens, OTPs and counters:
+/// Redis in production, SQLite embedded.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Records a new family with its first token.
+    async fn create_family(&self, family: &NewFamily) -> Result<(), StoreError>;
+    /// Revokes one family (all its refresh tokens and access tokens).
+    async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError>;
+    /// Revokes every family of a user and every access token issued to the
+    /// user before `now` ("log out everywhere").
+    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError>;
+    /// Marks one access token revoked until it expires.
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime)
+    -> Result<(), StoreError>;
+    /// Whether a signature-valid access token was revoked, in one round trip.
+    async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The name `/readyz` reports for this backend.
+    fn backend_name(&self) -> &'static str;
+}

@@ -1,0 +1,542 @@
+//! The embedded store: one SQLite file holding users, clients and token
+//! state. The default when no MongoDB or Redis is configured.
+//!
+//! rusqlite is synchronous, so every call runs on a blocking thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+use crate::clock::UnixTime;
+use crate::store::{
+    AccessCheck, ClientRecord, NewFamily, ProfileChange, StoreError, TokenStore, UserRecord,
+    UserStore,
+};
+
+const BACKEND: &str = "sqlite";
+
+/// Applied in order; `PRAGMA user_version` records how many have run.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    fname TEXT NOT NULL,
+    lname TEXT NOT NULL,
+    gender TEXT,
+    mobile TEXT,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE clients (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT,
+    first_party INTEGER NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    grant_types TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    access_token_ttl INTEGER,
+    refresh_token_ttl INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE refresh_families (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    idle_expires_at INTEGER NOT NULL,
+    absolute_expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX refresh_families_user ON refresh_families(user_id);
+CREATE TABLE refresh_tokens (
+    hash TEXT PRIMARY KEY,
+    family_id TEXT NOT NULL REFERENCES refresh_families(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    rotated_at INTEGER
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
+CREATE TABLE revoked_access_tokens (
+    jti TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE user_not_before (
+    user_id TEXT PRIMARY KEY,
+    not_before INTEGER NOT NULL
+);
+"#];
+
+/// SQLite-backed [`UserStore`] and [`TokenStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal {
+        backend: BACKEND,
+        reason: e.to_string(),
+    }
+}
+
+fn map_sqlite(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Duplicate,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
+            backend: BACKEND,
+            reason: "database is locked".into(),
+        },
+        Some(ErrorCode::DiskFull | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure) => {
+            StoreError::Unavailable {
+                backend: BACKEND,
+                reason: e.to_string(),
+            }
+        }
+        _ => internal(e),
+    }
+}
+
+fn to_datetime(seconds: i64) -> rusqlite::Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(seconds).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+fn json_list(text: String) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+const USER_COLUMNS: &str =
+    "id, email, password_hash, fname, lname, gender, mobile, role, created_at, updated_at";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        fname: row.get(3)?,
+        lname: row.get(4)?,
+        gender: row.get(5)?,
+        mobile: row.get(6)?,
+        role: row.get(7)?,
+        created_at: to_datetime(row.get(8)?)?,
+        updated_at: to_datetime(row.get(9)?)?,
+    })
+}
+
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, first_party, redirect_uris, grant_types, \
+     scopes, access_token_ttl, refresh_token_ttl, created_at";
+
+fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
+    Ok(ClientRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: row.get(2)?,
+        first_party: row.get(3)?,
+        redirect_uris: json_list(row.get(4)?)?,
+        grant_types: json_list(row.get(5)?)?,
+        scopes: json_list(row.get(6)?)?,
+        access_token_ttl: row.get(7)?,
+        refresh_token_ttl: row.get(8)?,
+        created_at: to_datetime(row.get(9)?)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/tessera.db` and applies migrations.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            reason: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        let conn = Connection::open(dir.join("tessera.db")).map_err(map_sqlite)?;
+        // Another process (a CLI command) may hold the write lock briefly:
+        // wait for it, bounded, instead of failing at once.
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(map_sqlite)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(map_sqlite)?;
+        migrate(&conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `work` with the connection on a blocking thread.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite half-written
+            // (statements are atomic), so a poisoned lock is safe to reuse.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut guard)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(map_sqlite)? as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(internal(format!(
+            "database schema version {applied} is newer than this binary ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let batch = format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            index + 1
+        );
+        conn.execute_batch(&batch).map_err(map_sqlite)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let u = user.clone();
+        self.with_conn(move |c| {
+            c.execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![
+                    u.id,
+                    u.email,
+                    u.password_hash,
+                    u.fname,
+                    u.lname,
+                    u.gender,
+                    u.mobile,
+                    u.role,
+                    u.created_at.unix_timestamp(),
+                    u.updated_at.unix_timestamp()
+                ],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let email = email.to_owned();
+        self.with_conn(move |c| {
+            c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                [email],
+                user_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| select_user(c, &id)).await
+    }
+
+    async fn update_profile(
+        &self,
+        id: &str,
+        change: &ProfileChange,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let (id, change) = (id.to_owned(), change.clone());
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            let changed = tx
+                .execute(
+                    "UPDATE users SET fname = COALESCE(?2, fname), lname = COALESCE(?3, lname), \
+                     gender = COALESCE(?4, gender), updated_at = ?5 WHERE id = ?1",
+                    params![id, change.fname, change.lname, change.gender, now.unix_timestamp()],
+                )
+                .map_err(map_sqlite)?;
+            let user = if changed == 1 { select_user(&tx, &id)? } else { None };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: &str,
+        new_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (id, expected, new_hash) = (id.to_owned(), expected.to_owned(), new_hash.to_owned());
+        self.with_conn(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE users SET password_hash = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND password_hash = ?2",
+                    params![id, expected, new_hash, now.unix_timestamp()],
+                )
+                .map_err(map_sqlite)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn update_mobile(
+        &self,
+        id: &str,
+        mobile: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let (id, mobile) = (id.to_owned(), mobile.to_owned());
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            let changed = tx
+                .execute(
+                    "UPDATE users SET mobile = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, mobile, now.unix_timestamp()],
+                )
+                .map_err(map_sqlite)?;
+            let user = if changed == 1 { select_user(&tx, &id)? } else { None };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    async fn set_role(
+        &self,
+        email: &str,
+        role: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (email, role) = (email.to_owned(), role.to_owned());
+        self.with_conn(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE users SET role = ?2, updated_at = ?3 WHERE email = ?1",
+                    params![email, role, now.unix_timestamp()],
+                )
+                .map_err(map_sqlite)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+        let cl = client.clone();
+        self.with_conn(move |c| {
+            let list = |v: &Vec<String>| serde_json::to_string(v).map_err(internal);
+            c.execute(
+                &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![
+                    cl.id,
+                    cl.name,
+                    cl.secret_hash,
+                    cl.first_party,
+                    list(&cl.redirect_uris)?,
+                    list(&cl.grant_types)?,
+                    list(&cl.scopes)?,
+                    cl.access_token_ttl,
+                    cl.refresh_token_ttl,
+                    cl.created_at.unix_timestamp()
+                ],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            c.query_row(
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"),
+                [id],
+                client_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
+                ))
+                .map_err(map_sqlite)?;
+            let rows = stmt
+                .query_map([], client_from_row)
+                .map_err(map_sqlite)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(map_sqlite)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            let deleted = c
+                .execute("DELETE FROM clients WHERE id = ?1", [id])
+                .map_err(map_sqlite)?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+}
+
+fn select_user(c: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
+    c.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+        [id],
+        user_from_row,
+    )
+    .optional()
+    .map_err(map_sqlite)
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn create_family(&self, family: &NewFamily) -> Result<(), StoreError> {
+        let f = family.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            tx.execute(
+                "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
+                 idle_expires_at, absolute_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    f.id,
+                    f.user_id,
+                    f.client_id,
+                    f.scope,
+                    f.created_at,
+                    f.idle_expires_at,
+                    f.absolute_expires_at
+                ],
+            )
+            .map_err(map_sqlite)?;
+            tx.execute(
+                "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?1, ?2, ?3)",
+                params![f.first_token.as_str(), f.id, f.created_at],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        let family_id = family_id.to_owned();
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![family_id, now],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            tx.execute(
+                "UPDATE refresh_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                params![user_id, now],
+            )
+            .map_err(map_sqlite)?;
+            tx.execute(
+                "INSERT INTO user_not_before (user_id, not_before) VALUES (?1, ?2) \
+                 ON CONFLICT(user_id) DO UPDATE SET not_before = MAX(not_before, excluded.not_before)",
+                params![user_id, now],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let jti = jti.to_owned();
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)",
+                params![jti, expires_at],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
+        let (jti, sub, sid, iat) = (
+            check.jti.to_owned(),
+            check.sub.to_owned(),
+            check.sid.map(str::to_owned),
+            check.iat,
+        );
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM revoked_access_tokens WHERE jti = ?1) \
+                 OR EXISTS(SELECT 1 FROM refresh_families WHERE id = ?3 AND revoked_at IS NOT NULL) \
+                 OR EXISTS(SELECT 1 FROM user_not_before WHERE user_id = ?2 AND not_before > ?4)",
+                params![jti, sub, sid, iat],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        UserStore::ping(self).await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+}
