@@ -11,7 +11,11 @@ use crate::crypto::keys::KeyDir;
 use crate::{App, StartError};
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "OAuth 2.0 authorization server and user service")]
+#[command(
+    name = "tessera",
+    version,
+    about = "OAuth 2.0 authorization server and user service"
+)]
 pub struct Cli {
     /// Configuration file (default: ./tessera.toml if present). TESSERA_* variables override it.
     #[arg(long, global = true, env = "TESSERA_CONFIG_FILE")]
@@ -60,7 +64,10 @@ pub fn run() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("tessera: cannot start the async runtime: {e}");
@@ -86,7 +93,9 @@ pub fn run() -> ExitCode {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -119,7 +128,12 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
     match command {
         KeysCommand::Generate { alg } => {
             let meta = dir.generate(alg, now, now)?;
-            println!("{}\t{}\tgenerated in {}", meta.kid, meta.alg.as_str(), config.keys_dir.display());
+            println!(
+                "{}\t{}\tgenerated in {}",
+                meta.kid,
+                meta.alg.as_str(),
+                config.keys_dir.display()
+            );
         }
         KeysCommand::List => {
             let metas = dir.list()?;

@@ -214,7 +214,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |name: &str, why: &str| Err(ConfigError(format!("TESSERA_{name}: {why}")));
         match url::Url::parse(&self.issuer) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.fragment().is_none() => {}
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.query().is_none()
+                    && u.fragment().is_none() => {}
             _ => return bad("ISSUER", "must be an http(s) URL without query or fragment"),
         }
         if self.issuer.ends_with('/') {
@@ -230,7 +233,10 @@ impl Config {
             return bad("REFRESH_IDLE_TTL", "must be positive");
         }
         if self.refresh_absolute_ttl < self.refresh_idle_ttl {
-            return bad("REFRESH_ABSOLUTE_TTL", "must be at least TESSERA_REFRESH_IDLE_TTL");
+            return bad(
+                "REFRESH_ABSOLUTE_TTL",
+                "must be at least TESSERA_REFRESH_IDLE_TTL",
+            );
         }
         if self.refresh_reuse_grace > 300 {
             return bad("REFRESH_REUSE_GRACE", "must be at most 300 seconds");
@@ -252,9 +258,13 @@ impl Config {
             return bad("REDIS_URL", "must start with redis:// or rediss://");
         }
         if let Some(uri) = &self.mongodb_uri
-            && !(uri.expose().starts_with("mongodb://") || uri.expose().starts_with("mongodb+srv://"))
+            && !(uri.expose().starts_with("mongodb://")
+                || uri.expose().starts_with("mongodb+srv://"))
         {
-            return bad("MONGODB_URI", "must start with mongodb:// or mongodb+srv://");
+            return bad(
+                "MONGODB_URI",
+                "must start with mongodb:// or mongodb+srv://",
+            );
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|_| ConfigError("TESSERA_LOG: not a valid tracing filter".into()))?;

@@ -106,12 +106,26 @@ impl App {
         let keys = load_keys(&config, &clock)?;
         let hasher = PasswordHasher::new(config.bcrypt_cost);
         hasher.warm_up();
-        let tokens = Arc::new(TokenService::new(&config, keys.clone(), stores.tokens.clone(), clock.clone()));
-        let users = Arc::new(UserService::new(stores.users.clone(), tokens.clone(), hasher, clock.clone()));
-        let verifier = AccessTokenVerifier::new(Arc::new(LocalKeys::new(&keys)), &config.issuer, config.audience())
-            .leeway(config.clock_leeway)
-            .clock(clock.clone())
-            .revocation(Arc::new(StoreRevocation(stores.tokens.clone())));
+        let tokens = Arc::new(TokenService::new(
+            &config,
+            keys.clone(),
+            stores.tokens.clone(),
+            clock.clone(),
+        ));
+        let users = Arc::new(UserService::new(
+            stores.users.clone(),
+            tokens.clone(),
+            hasher,
+            clock.clone(),
+        ));
+        let verifier = AccessTokenVerifier::new(
+            Arc::new(LocalKeys::new(&keys)),
+            &config.issuer,
+            config.audience(),
+        )
+        .leeway(config.clock_leeway)
+        .clock(clock.clone())
+        .revocation(Arc::new(StoreRevocation(stores.tokens.clone())));
         Ok(Self {
             state: AppState {
                 config: Arc::new(config),
@@ -138,9 +152,13 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 

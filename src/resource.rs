@@ -89,8 +89,11 @@ fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
     }
 }
 
+/// Decoding keys by `kid`, each with the one algorithm it may verify.
+type KeyMap = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
+
 /// Parses a JWK Set into decoding keys, skipping keys we cannot use.
-fn decoding_keys(set: &JwkSet) -> HashMap<String, (Algorithm, Arc<DecodingKey>)> {
+fn decoding_keys(set: &JwkSet) -> KeyMap {
     set.keys
         .iter()
         .filter_map(|jwk| {
@@ -104,12 +107,13 @@ fn decoding_keys(set: &JwkSet) -> HashMap<String, (Algorithm, Arc<DecodingKey>)>
 
 /// Tessera's own keys, in process.
 pub struct LocalKeys {
-    keys: HashMap<String, (Algorithm, Arc<DecodingKey>)>,
+    keys: KeyMap,
 }
 
 impl LocalKeys {
     pub fn new(set: &KeySet) -> Self {
-        let jwks: JwkSet = serde_json::from_value(set.jwks().clone()).unwrap_or(JwkSet { keys: vec![] });
+        let jwks: JwkSet =
+            serde_json::from_value(set.jwks().clone()).unwrap_or(JwkSet { keys: vec![] });
         Self {
             keys: decoding_keys(&jwks),
         }
@@ -130,7 +134,7 @@ pub struct RemoteJwks {
     url: String,
     http: reqwest::Client,
     min_refresh: Duration,
-    cache: RwLock<(HashMap<String, (Algorithm, Arc<DecodingKey>)>, Option<Instant>)>,
+    cache: RwLock<(KeyMap, Option<Instant>)>,
     refresh: tokio::sync::Mutex<()>,
 }
 
@@ -215,11 +219,14 @@ struct JoseHeader {
 fn parse_header(token: &str) -> Result<JoseHeader, VerifyError> {
     let malformed = VerifyError::Invalid("malformed token");
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(malformed);
     };
-    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| VerifyError::Invalid("malformed token"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| VerifyError::Invalid("malformed token"))?;
     serde_json::from_slice(&bytes).map_err(|_| malformed)
 }
 
@@ -347,16 +354,22 @@ where
 fn bearer_token(parts: &Parts) -> Result<&str, BearerRejection> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(BearerRejection(VerifyError::Invalid("missing bearer token")));
+        return Err(BearerRejection(VerifyError::Invalid(
+            "missing bearer token",
+        )));
     };
     let value = value
         .to_str()
         .map_err(|_| BearerRejection(VerifyError::Invalid("malformed authorization header")))?;
     let (scheme, token) = value
         .split_once(' ')
-        .ok_or(BearerRejection(VerifyError::Invalid("missing bearer token")))?;
+        .ok_or(BearerRejection(VerifyError::Invalid(
+            "missing bearer token",
+        )))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(BearerRejection(VerifyError::Invalid("missing bearer token")));
+        return Err(BearerRejection(VerifyError::Invalid(
+            "missing bearer token",
+        )));
     }
     Ok(token.trim())
 }
@@ -376,9 +389,12 @@ impl IntoResponse for BearerRejection {
                     description,
                     None,
                 );
-                let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
+                let challenge =
+                    format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
                 }
                 response
             }

@@ -57,7 +57,12 @@ pub struct TokenService {
 }
 
 impl TokenService {
-    pub fn new(config: &Config, keys: Arc<KeySet>, store: Arc<dyn TokenStore>, clock: Clock) -> Self {
+    pub fn new(
+        config: &Config,
+        keys: Arc<KeySet>,
+        store: Arc<dyn TokenStore>,
+        clock: Clock,
+    ) -> Self {
         Self {
             keys,
             store,

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::new_object_id;
-use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
-use crate::domain::validate::{self, Checks};
 use crate::domain::DomainError;
+use crate::domain::tokens::{
+    FIRST_PARTY_CLIENT_ID, IssuedTokens, TokenService, USER_API_SCOPE, UserGrant,
+};
+use crate::domain::validate::{self, Checks};
 use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
 
 /// The role every new account gets.
@@ -111,7 +113,11 @@ impl UserService {
     }
 
     /// The user with `email` if `password` is theirs.
-    pub async fn authenticate(&self, email: &str, password: &str) -> Result<UserRecord, DomainError> {
+    pub async fn authenticate(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<UserRecord, DomainError> {
         let user = match validate::email(email) {
             Ok(email) => self.users.user_by_email(&email).await?,
             Err(_) => None,
@@ -145,23 +151,38 @@ impl UserService {
         }
         .await;
         match result {
-            Ok(()) => tracing::info!(user_id = %user.id, cost = self.hasher.cost(), "password rehashed"),
+            Ok(()) => {
+                tracing::info!(user_id = %user.id, cost = self.hasher.cost(), "password rehashed")
+            }
             Err(e) => tracing::warn!(user_id = %user.id, error = %e, "password rehash failed"),
         }
     }
 
     /// The user with `id` (from a verified token).
     pub async fn profile(&self, id: &str) -> Result<UserRecord, DomainError> {
-        self.users.user_by_id(id).await?.ok_or(DomainError::UserNotFound)
+        self.users
+            .user_by_id(id)
+            .await?
+            .ok_or(DomainError::UserNotFound)
     }
 
     /// Changes any of first name, last name and gender.
-    pub async fn update_profile(&self, id: &str, update: ProfileUpdate) -> Result<UserRecord, DomainError> {
+    pub async fn update_profile(
+        &self,
+        id: &str,
+        update: ProfileUpdate,
+    ) -> Result<UserRecord, DomainError> {
         let mut checks = Checks::default();
         let change = ProfileChange {
-            fname: update.fname.and_then(|v| checks.check("fname", validate::name(&v))),
-            lname: update.lname.and_then(|v| checks.check("lname", validate::name(&v))),
-            gender: update.gender.and_then(|v| checks.check("gender", validate::gender(&v))),
+            fname: update
+                .fname
+                .and_then(|v| checks.check("fname", validate::name(&v))),
+            lname: update
+                .lname
+                .and_then(|v| checks.check("lname", validate::name(&v))),
+            gender: update
+                .gender
+                .and_then(|v| checks.check("gender", validate::gender(&v))),
         };
         checks.finish().map_err(DomainError::Validation)?;
         self.users
@@ -184,7 +205,12 @@ impl UserService {
         let new_hash = self.hasher.hash(new).await?;
         let replaced = self
             .users
-            .replace_password_hash(id, &user.password_hash, &new_hash, self.clock.now_datetime())
+            .replace_password_hash(
+                id,
+                &user.password_hash,
+                &new_hash,
+                self.clock.now_datetime(),
+            )
             .await?;
         if !replaced {
             // Someone changed the password between our read and our write.
@@ -205,10 +231,22 @@ impl UserService {
     /// Gives the user with `email` a role (the CLI makes the first admin this way).
     pub async fn set_role(&self, email: &str, role: &str) -> Result<(), DomainError> {
         let email = validate::email(email).map_err(|m| DomainError::field("email", m))?;
-        if role.is_empty() || role.len() > 32 || !role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(DomainError::field("role", "must be 1 to 32 letters, digits, '-' or '_'"));
+        if role.is_empty()
+            || role.len() > 32
+            || !role
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(DomainError::field(
+                "role",
+                "must be 1 to 32 letters, digits, '-' or '_'",
+            ));
         }
-        if self.users.set_role(&email, role, self.clock.now_datetime()).await? {
+        if self
+            .users
+            .set_role(&email, role, self.clock.now_datetime())
+            .await?
+        {
             Ok(())
         } else {
             Err(DomainError::UserNotFound)

@@ -106,8 +106,21 @@ mod tests {
 
     #[test]
     fn emails_are_normalised() {
-        assert_eq!(email("  Alice@Example.COM "), Ok("alice@example.com".into()));
-        for bad in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@example.com", "alice@.example.com", "alice@example..com"] {
+        assert_eq!(
+            email("  Alice@Example.COM "),
+            Ok("alice@example.com".into())
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "a@b@example.com",
+            "alice@.example.com",
+            "alice@example..com",
+        ] {
             assert!(email(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
@@ -116,7 +129,15 @@ mod tests {
     #[test]
     fn mobiles_are_e164() {
         assert_eq!(mobile("+14155552671"), Ok("+14155552671".into()));
-        for bad in ["14155552671", "+0123", "+1", "+1234567890123456", "+1 415 555", "+abc", ""] {
+        for bad in [
+            "14155552671",
+            "+0123",
+            "+1",
+            "+1234567890123456",
+            "+1 415 555",
+            "+abc",
+            "",
+        ] {
             assert!(mobile(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -178,7 +178,9 @@ impl IntoResponse for ApiError {
             ApiError::InsufficientScope(needed) => {
                 let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{needed}\"");
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
                 }
             }
             ApiError::Internal(cause) => {
@@ -256,7 +258,10 @@ mod tests {
             reason: "connection refused".into(),
         }
         .into();
-        assert_eq!(outage.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            outage.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         let response = ApiError::Internal("db path /secret".into()).into_response();
         assert!(response.extensions().get::<InternalCause>().is_some());
     }

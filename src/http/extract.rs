@@ -39,11 +39,20 @@ where
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn bytes_rejection(rejection: BytesRejection) -> ApiError {
@@ -57,13 +66,18 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
 /// Parses `bytes` as `T`, turning serde's messages into field errors that
 /// say what is wrong without repeating the submitted value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, so that `null x` is malformed (400) rather than the wrong shape (422).
+    if bytes.is_empty() {
+        return Err(ApiError::MalformedBody("the request body is empty"));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|_| ApiError::MalformedBody("the request body is not valid JSON"))?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => ApiError::Validation(field_error(&path, &inner)),
-            _ if bytes.is_empty() => ApiError::MalformedBody("the request body is empty"),
             _ => ApiError::MalformedBody("the request body is not valid JSON"),
         }
     })?;
@@ -82,6 +96,8 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldErrors {
     let join = |name: &str| {
         if path == "." || path.is_empty() {
             name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
         } else {
             format!("{path}.{name}")
         }
@@ -95,7 +111,11 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldErrors {
     } else {
         (path.to_owned(), "is invalid")
     };
-    let field = if field.is_empty() || field == "." { "body".to_owned() } else { field };
+    let field = if field.is_empty() || field == "." {
+        "body".to_owned()
+    } else {
+        field
+    };
     errors.insert(field, what.to_owned());
     errors
 }
@@ -167,7 +187,10 @@ mod tests {
     #[test]
     fn syntax_errors_are_malformed() {
         for body in [&b""[..], b"{", b"{\"email\": \"a\"} trailing", b"\xff\xfe"] {
-            assert!(matches!(parse_json::<Body>(body), Err(ApiError::MalformedBody(_))), "{body:?}");
+            assert!(
+                matches!(parse_json::<Body>(body), Err(ApiError::MalformedBody(_))),
+                "{body:?}"
+            );
         }
     }
 }

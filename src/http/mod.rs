@@ -16,7 +16,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -60,8 +62,14 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .nest("/api/users", users)
-        .route("/.well-known/oauth-authorization-server", get(oauth::metadata::get_metadata))
-        .route("/.well-known/openid-configuration", get(oauth::metadata::get_metadata))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata::get_metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(oauth::metadata::get_metadata),
+        )
         .route("/.well-known/jwks.json", get(oauth::metadata::get_jwks))
         .route("/healthz", get(ops::get_healthz))
         .route("/readyz", get(ops::get_readyz))

@@ -45,7 +45,12 @@ pub async fn get_readyz(State(state): State<AppState>) -> Response {
         return Json(json!({"status": "ready", "backends": backends})).into_response();
     }
     let detail = format!("not answering: {}", failing.join(", "));
-    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", &detail, None);
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend_unavailable",
+        &detail,
+        None,
+    );
     // Re-render with the per-backend states, which callers and probes read.
     let body = json!({
         "type": "about:blank",

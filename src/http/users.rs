@@ -161,7 +161,10 @@ pub async fn put_updatemobile(
     token: UserToken,
     ApiJson(body): ApiJson<MobileBody>,
 ) -> Result<Json<UserView>, ApiError> {
-    let user = state.users.update_mobile(token.user_id(), &body.mobile).await?;
+    let user = state
+        .users
+        .update_mobile(token.user_id(), &body.mobile)
+        .await?;
     Ok(Json(user.into()))
 }
 

@@ -109,8 +109,12 @@ pub trait UserStore: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Sets the role of the user with `email`; false if there is none.
-    async fn set_role(&self, email: &str, role: &str, now: OffsetDateTime)
-    -> Result<bool, StoreError>;
+    async fn set_role(
+        &self,
+        email: &str,
+        role: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
@@ -160,8 +164,7 @@ pub trait TokenStore: Send + Sync {
     /// user before `now` ("log out everywhere").
     async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Marks one access token revoked until it expires.
-    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime)
-    -> Result<(), StoreError>;
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError>;
     /// Whether a signature-valid access token was revoked, in one round trip.
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError>;
 

@@ -203,10 +203,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let batch = format!(
-            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-            index + 1
-        );
+        let batch = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", index + 1);
         conn.execute_batch(&batch).map_err(map_sqlite)?;
     }
     Ok(())
@@ -270,10 +267,20 @@ impl UserStore for SqliteStore {
                 .execute(
                     "UPDATE users SET fname = COALESCE(?2, fname), lname = COALESCE(?3, lname), \
                      gender = COALESCE(?4, gender), updated_at = ?5 WHERE id = ?1",
-                    params![id, change.fname, change.lname, change.gender, now.unix_timestamp()],
+                    params![
+                        id,
+                        change.fname,
+                        change.lname,
+                        change.gender,
+                        now.unix_timestamp()
+                    ],
                 )
                 .map_err(map_sqlite)?;
-            let user = if changed == 1 { select_user(&tx, &id)? } else { None };
+            let user = if changed == 1 {
+                select_user(&tx, &id)?
+            } else {
+                None
+            };
             tx.commit().map_err(map_sqlite)?;
             Ok(user)
         })
@@ -316,7 +323,11 @@ impl UserStore for SqliteStore {
                     params![id, mobile, now.unix_timestamp()],
                 )
                 .map_err(map_sqlite)?;
-            let user = if changed == 1 { select_user(&tx, &id)? } else { None };
+            let user = if changed == 1 {
+                select_user(&tx, &id)?
+            } else {
+                None
+            };
             tx.commit().map_err(map_sqlite)?;
             Ok(user)
         })
@@ -410,11 +421,8 @@ impl UserStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(map_sqlite)
-        })
-        .await
+        self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_sqlite))
+            .await
     }
 
     fn backend_name(&self) -> &'static str {
@@ -495,11 +503,7 @@ impl TokenStore for SqliteStore {
         .await
     }
 
-    async fn revoke_access_token(
-        &self,
-        jti: &str,
-        expires_at: UnixTime,
-    ) -> Result<(), StoreError> {
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
         let jti = jti.to_owned();
         self.with_conn(move |c| {
             c.execute(

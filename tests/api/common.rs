@@ -1,0 +1,224 @@
+//! The one helper every integration test uses: `TestApp::spawn()` starts
+//! Tessera in-process on `127.0.0.1:0` with a temporary data and keys dir.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tessera::App;
+use tessera::clock::Clock;
+use tessera::config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The password every helper-made user gets.
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: Clock,
+    pub config: Config,
+    pub dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// A user made by [`TestApp::user`], with a fresh login.
+#[allow(dead_code)] // refresh_token is for the OAuth tests
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// An email no other test uses.
+pub fn unique_email(tag: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}.{n}.{}@example.com", std::process::id())
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts with a test config adjusted by `configure`.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let mut config = Config::for_test(dir.path());
+        configure(&mut config);
+        Self::start(config, dir, Clock::system()).await
+    }
+
+    async fn start(config: Config, dir: Arc<TempDir>, clock: Clock) -> Self {
+        let app = App::build(config.clone(), clock.clone())
+            .await
+            .expect("app builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            base,
+            http,
+            clock,
+            config,
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server (letting in-flight requests finish) and starts a
+    /// new one on the same data and keys.
+    pub async fn restart(mut self) -> Self {
+        self.shutdown().await;
+        let (config, dir, clock) = (self.config.clone(), self.dir.clone(), self.clock.clone());
+        Self::start(config, dir, clock).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server stops cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put_json_auth(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn signup(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/users/signup",
+            &json!({"email": email, "password": password, "fname": "Test", "lname": "User"}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/users/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Signs a new user up and logs them in.
+    pub async fn user(&self, tag: &str) -> TestUser {
+        let email = unique_email(tag);
+        let created = self.signup(&email, PASSWORD).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let id = body(created).await["id"].as_str().expect("id").to_owned();
+        let tokens = self.login(&email, PASSWORD).await;
+        assert_eq!(tokens.status(), StatusCode::OK);
+        let tokens = body(tokens).await;
+        TestUser {
+            id,
+            email,
+            access_token: tokens["access_token"]
+                .as_str()
+                .expect("access token")
+                .to_owned(),
+            refresh_token: tokens["refresh_token"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The JSON body of a response.
+pub async fn body(response: Response) -> Value {
+    response.json().await.expect("JSON body")
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body = body(response).await;
+    assert_eq!(body["code"], code, "code in {body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// Asserts an RFC 6750 invalid_token answer.
+pub async fn assert_invalid_token(response: Response) {
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .expect("WWW-Authenticate")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert_problem(response, 401, "invalid_token").await;
+}

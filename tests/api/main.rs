@@ -1,0 +1,10 @@
+//! The one integration-test binary: one link step, shared helpers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod common;
+mod hostile;
+mod ops;
+mod tokens;
+mod users;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README names it and CI runs it:
+#   bash tests/run.sh
+# Installs what a fresh machine lacks, then runs every test once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# System packages the suite talks to for real (installed only when absent).
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+log "cargo test"
+# One build of the test profile serves the unit tests, the integration
+# binary (tests/api) and the doc tests.
+cargo test --locked --all-targets
+cargo test --locked --doc
