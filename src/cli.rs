@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, SigningAlg};
 use crate::crypto::keys::KeyDir;
+use crate::domain::DomainError;
+use crate::domain::clients::NewClient;
 use crate::{App, StartError};
 
 #[derive(Debug, Parser)]
@@ -34,6 +36,48 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A public client (no secret; PKCE required).
+        #[arg(long)]
+        public: bool,
+        /// A first-party client (skips the consent page).
+        #[arg(long)]
+        first_party: bool,
+        /// Allowed grant types: authorization_code, refresh_token, client_credentials.
+        #[arg(long = "grant", required = true)]
+        grants: Vec<String>,
+        /// Registered redirect URIs (exact match).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Allowed scopes.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Access-token lifetime for this client, seconds.
+        #[arg(long)]
+        access_token_ttl: Option<u64>,
+        /// Refresh-token idle lifetime for this client, seconds.
+        #[arg(long)]
+        refresh_token_ttl: Option<u64>,
+        /// Print `{"client_id", "client_secret"}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List,
+    /// Show one client.
+    Show { client_id: String },
+    /// Delete a client.
+    Delete { client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +123,7 @@ pub fn run() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Keys(command) => keys(config, command),
             Command::Users(command) => users(config, command).await,
+            Command::Clients(command) => clients(config, command).await,
         }
     });
     match result {
@@ -162,6 +207,92 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> 
                 .await
                 .map_err(|e| StartError::Unsupported(format!("set-role failed: {e}")))?;
             println!("{email}: role set to {role}");
+        }
+    }
+    Ok(())
+}
+
+async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {
+    let app = App::build(config, Clock::system()).await?;
+    let clients = &app.state.clients;
+    let failed = |e: &dyn std::fmt::Display| StartError::Unsupported(format!("clients: {e}"));
+    match command {
+        ClientsCommand::Create {
+            name,
+            public,
+            first_party,
+            grants,
+            redirect_uris,
+            scopes,
+            access_token_ttl,
+            refresh_token_ttl,
+            json,
+        } => {
+            let registered = clients
+                .register(NewClient {
+                    name,
+                    public,
+                    first_party,
+                    grant_types: grants,
+                    redirect_uris,
+                    scopes,
+                    access_token_ttl,
+                    refresh_token_ttl,
+                })
+                .await
+                .map_err(|e| match e {
+                    DomainError::Validation(errors) => {
+                        failed(&format!("invalid client: {errors:?}"))
+                    }
+                    other => failed(&other),
+                })?;
+            let id = &registered.client.id;
+            if json {
+                let mut out = serde_json::json!({ "client_id": id });
+                if let Some(secret) = &registered.secret {
+                    out["client_secret"] = serde_json::json!(secret);
+                }
+                println!("{out}");
+            } else {
+                println!("client_id:     {id}");
+                if let Some(secret) = &registered.secret {
+                    println!("client_secret: {secret}   (shown once; store it now)");
+                }
+            }
+        }
+        ClientsCommand::List => {
+            for client in clients.list().await.map_err(|e| failed(&e))? {
+                let kind = if client.is_public() {
+                    "public"
+                } else {
+                    "confidential"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    client.id,
+                    kind,
+                    client.grant_types.join(","),
+                    client.name
+                );
+            }
+        }
+        ClientsCommand::Show { client_id } => {
+            let client = clients
+                .get(&client_id)
+                .await
+                .map_err(|e| failed(&e))?
+                .ok_or_else(|| failed(&"no such client"))?;
+            let view = crate::http::admin::ClientView::from(client);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+        }
+        ClientsCommand::Delete { client_id } => {
+            if !clients.delete(&client_id).await.map_err(|e| failed(&e))? {
+                return Err(failed(&"no such client"));
+            }
+            println!("deleted {client_id}");
         }
     }
     Ok(())

@@ -232,6 +232,12 @@ impl Config {
         if self.refresh_idle_ttl == 0 {
             return bad("REFRESH_IDLE_TTL", "must be positive");
         }
+        if self.refresh_idle_ttl < self.access_token_ttl {
+            return bad(
+                "REFRESH_IDLE_TTL",
+                "must be at least TESSERA_ACCESS_TOKEN_TTL",
+            );
+        }
         if self.refresh_absolute_ttl < self.refresh_idle_ttl {
             return bad(
                 "REFRESH_ABSOLUTE_TTL",

@@ -22,6 +22,8 @@ use crate::config::Config;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::keys::{KeyDir, KeySet};
 use crate::crypto::password::PasswordHasher;
+use crate::domain::clients::ClientService;
+use crate::domain::grants::Grants;
 use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
 use crate::http::AppState;
@@ -103,7 +105,12 @@ impl App {
     pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
         config.validate()?;
         let stores = Stores::open(&config)?;
-        let keys = load_keys(&config, &clock)?;
+        let key_dir = KeyDir::new(&config.keys_dir);
+        let keys = load_keys(&key_dir, &config, &clock)?;
+        let token_secret = match &config.token_secret {
+            Some(secret) => secret.expose().as_bytes().to_vec(),
+            None => key_dir.token_secret()?,
+        };
         let hasher = PasswordHasher::new(config.bcrypt_cost);
         hasher.warm_up();
         let tokens = Arc::new(TokenService::new(
@@ -111,12 +118,19 @@ impl App {
             keys.clone(),
             stores.tokens.clone(),
             clock.clone(),
+            token_secret,
         ));
         let users = Arc::new(UserService::new(
             stores.users.clone(),
             tokens.clone(),
             hasher,
             clock.clone(),
+        ));
+        let clients = Arc::new(ClientService::new(stores.users.clone(), clock.clone()));
+        let grants = Arc::new(Grants::new(
+            tokens.clone(),
+            stores.users.clone(),
+            stores.tokens.clone(),
         ));
         let verifier = AccessTokenVerifier::new(
             Arc::new(LocalKeys::new(&keys)),
@@ -132,6 +146,8 @@ impl App {
                 clock,
                 keys,
                 users,
+                clients,
+                grants,
                 tokens,
                 verifier: Arc::new(verifier),
                 user_store: stores.users,
@@ -152,6 +168,20 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let purge = tokio::spawn(purge_periodically(
+            self.state.token_store.clone(),
+            self.state.clock.clone(),
+        ));
+        let result = self.serve_until(listener, shutdown).await;
+        purge.abort();
+        result
+    }
+
+    async fn serve_until(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(
             listener,
             self.router()
@@ -162,9 +192,8 @@ impl App {
     }
 }
 
-fn load_keys(config: &Config, clock: &Clock) -> Result<Arc<KeySet>, StartError> {
-    let dir = KeyDir::new(&config.keys_dir);
-    let (keys, generated) = KeySet::load_or_init(&dir, config.signing_alg, clock.now())?;
+fn load_keys(dir: &KeyDir, config: &Config, clock: &Clock) -> Result<Arc<KeySet>, StartError> {
+    let (keys, generated) = KeySet::load_or_init(dir, config.signing_alg, clock.now())?;
     if let Some(meta) = generated {
         tracing::info!(
             kid = %meta.kid,
@@ -174,6 +203,17 @@ fn load_keys(config: &Config, clock: &Clock) -> Result<Arc<KeySet>, StartError> 
         );
     }
     Ok(Arc::new(keys))
+}
+
+/// Drops expired token state every ten minutes (backends with TTLs do nothing).
+async fn purge_periodically(store: Arc<dyn TokenStore>, clock: Clock) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        if let Err(e) = store.purge_expired(clock.now()).await {
+            tracing::warn!(error = %e, "purging expired token state failed");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

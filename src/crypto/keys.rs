@@ -251,6 +251,23 @@ impl KeyDir {
             .collect()
     }
 
+    /// The server-held HMAC key (refresh-token successors, OTP digests):
+    /// created on first use as `token-secret` (mode 0600) so every node that
+    /// shares the keys directory derives the same values.
+    pub fn token_secret(&self) -> Result<Vec<u8>, KeyError> {
+        let path = self.path.join("token-secret");
+        match fs::read_to_string(&path) {
+            Ok(text) => hex::decode(text.trim()).map_err(|_| KeyError::Invalid(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ensure_private_dir(&self.path)?;
+                let secret = random_bytes::<32>();
+                write_private(&path, hex::encode(secret).as_bytes())?;
+                Ok(secret.to_vec())
+            }
+            Err(source) => Err(KeyError::Io { path, source }),
+        }
+    }
+
     fn write_meta(&self, meta: &KeyMeta) -> Result<(), KeyError> {
         let path = self.path.join(format!("{}.json", meta.kid));
         let text = serde_json::to_string_pretty(meta).map_err(|_| KeyError::Generation)?;

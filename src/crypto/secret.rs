@@ -56,24 +56,59 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Length of the family id embedded in every refresh token (24 hex digits).
+const FAMILY_ID_LEN: usize = 24;
+/// Length of the random (or derived) part: 256 bits as unpadded base64url.
+const TOKEN_SECRET_LEN: usize = 43;
+
 /// A raw refresh token as handed to the client. Shown once, never stored.
+///
+/// Shape: `tsr_` + the family id (24 hex digits, not secret) + 256 bits.
+/// Carrying the family id lets every store key of a token live in its
+/// family's hash slot (Redis Cluster) without a global index.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken(String);
 
 impl RefreshToken {
-    /// A new token: the fixed prefix and 256 random bits.
-    pub fn generate() -> Self {
-        Self(format!("{REFRESH_TOKEN_PREFIX}{}", random_token::<32>()))
+    /// The first token of a family: 256 random bits.
+    pub fn generate(family_id: &str) -> Self {
+        Self(format!(
+            "{REFRESH_TOKEN_PREFIX}{family_id}{}",
+            random_token::<32>()
+        ))
+    }
+
+    /// The token that replaces this one on rotation, derived with the
+    /// server-held key: a replay within the grace period gets the *same*
+    /// successor, so a family never forks and no raw token is ever stored.
+    pub fn successor(&self, key: &[u8]) -> Self {
+        let mac = hmac_sha256(key, self.0.as_bytes());
+        Self(format!(
+            "{REFRESH_TOKEN_PREFIX}{}{}",
+            self.family_id(),
+            URL_SAFE_NO_PAD.encode(mac)
+        ))
     }
 
     /// Wraps what a client presented; `None` when it cannot be one of ours.
     pub fn parse(presented: &str) -> Option<Self> {
         let body = presented.strip_prefix(REFRESH_TOKEN_PREFIX)?;
-        let well_formed = body.len() == 43
-            && body
+        if body.len() != FAMILY_ID_LEN + TOKEN_SECRET_LEN {
+            return None;
+        }
+        let (family, secret) = body.split_at(FAMILY_ID_LEN);
+        let well_formed = family
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && secret
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         well_formed.then(|| Self(presented.to_owned()))
+    }
+
+    /// The family this token belongs to (not a secret).
+    pub fn family_id(&self) -> &str {
+        &self.0[REFRESH_TOKEN_PREFIX.len()..REFRESH_TOKEN_PREFIX.len() + FAMILY_ID_LEN]
     }
 
     /// The value to hand to the client.
@@ -91,6 +126,14 @@ impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RefreshToken(***)")
     }
+}
+
+/// Prefix of every client secret, for secret scanners. NEVER CHANGE.
+pub const CLIENT_SECRET_PREFIX: &str = "tss_";
+
+/// A new client secret: the prefix and 256 random bits. Shown once.
+pub fn generate_client_secret() -> String {
+    format!("{CLIENT_SECRET_PREFIX}{}", random_token::<32>())
 }
 
 /// SHA-256 (hex) of a secret token: what the store keeps and looks up by.
@@ -121,18 +164,36 @@ mod tests {
 
     #[test]
     fn refresh_tokens_round_trip_and_redact() {
-        let token = RefreshToken::generate();
+        let family = new_object_id(1);
+        let token = RefreshToken::generate(&family);
         assert!(token.expose().starts_with(REFRESH_TOKEN_PREFIX));
+        assert_eq!(token.family_id(), family);
         assert_eq!(RefreshToken::parse(token.expose()), Some(token.clone()));
         assert_eq!(format!("{token:?}"), "RefreshToken(***)");
         assert_eq!(token.hash(), token.clone().hash());
     }
 
     #[test]
+    fn successors_are_deterministic_and_stay_in_the_family() {
+        let token = RefreshToken::generate(&new_object_id(1));
+        let next = token.successor(b"server key");
+        assert_eq!(next, token.successor(b"server key"));
+        assert_ne!(next, token.successor(b"another key"));
+        assert_eq!(next.family_id(), token.family_id());
+        assert_eq!(RefreshToken::parse(next.expose()), Some(next.clone()));
+    }
+
+    #[test]
     fn malformed_refresh_tokens_are_refused() {
         assert!(RefreshToken::parse("").is_none());
         assert!(RefreshToken::parse("tsr_short").is_none());
-        assert!(RefreshToken::parse(&format!("tsr_{}", "a".repeat(42) + "!")).is_none());
+        let good = RefreshToken::generate(&new_object_id(1));
+        let bad_char = format!("{}!", &good.expose()[..good.expose().len() - 1]);
+        assert!(RefreshToken::parse(&bad_char).is_none());
+        let upper_family =
+            good.expose()
+                .replacen(good.family_id(), &good.family_id().to_uppercase(), 1);
+        assert!(upper_family == good.expose() || RefreshToken::parse(&upper_family).is_none());
     }
 
     #[test]

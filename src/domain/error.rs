@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::crypto::keys::KeyError;
 use crate::crypto::password::HasherError;
+use crate::domain::grants::GrantError;
 use crate::store::StoreError;
 
 /// Field name → what is wrong with it (never the value itself).
@@ -30,6 +31,19 @@ pub enum DomainError {
     Hasher(#[from] HasherError),
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+impl From<GrantError> for DomainError {
+    fn from(error: GrantError) -> Self {
+        match error {
+            GrantError::Store(e) => DomainError::Store(e),
+            GrantError::Key(e) => DomainError::Key(e),
+            other => DomainError::Store(StoreError::Internal {
+                backend: "grants",
+                reason: other.to_string(),
+            }),
+        }
+    }
 }
 
 impl DomainError {

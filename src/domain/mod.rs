@@ -1,6 +1,9 @@
 //! The rules of Tessera: no HTTP and no database types here.
 
+pub mod clients;
 pub mod error;
+pub mod grants;
+pub mod scope;
 pub mod tokens;
 pub mod users;
 pub mod validate;

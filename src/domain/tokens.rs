@@ -1,4 +1,5 @@
-//! Issuing tokens: RFC 9068 access tokens and refresh-token families.
+//! Issuing tokens: RFC 9068 access tokens, refresh-token families with
+//! rotation and reuse detection, revocation and introspection.
 
 use std::sync::Arc;
 
@@ -6,18 +7,21 @@ use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
 use crate::crypto::jwt::{self, AccessClaims};
 use crate::crypto::keys::KeySet;
-use crate::crypto::secret::{RefreshToken, new_object_id, random_token};
-use crate::domain::DomainError;
-use crate::store::{NewFamily, TokenStore};
+use crate::crypto::secret::{RefreshToken, random_token};
+use crate::domain::grants::GrantError;
+use crate::resource::{AccessTokenVerifier, VerifyError};
+use crate::store::{
+    ClientRecord, FamilyView, NewFamily, RotateRequest, Rotation, StoreError, TokenStore,
+};
 
 /// The built-in first-party client that `/api/users/login` issues for.
 /// NEVER CHANGE: refresh-token families are bound to it.
 pub const FIRST_PARTY_CLIENT_ID: &str = "tessera";
 
 /// The scopes a password login through the user API is granted.
-pub const USER_API_SCOPE: &str = "profile email";
+pub const USER_API_SCOPE: &str = "email profile";
 
-/// Every scope the server knows about (for the metadata document).
+/// Every scope the server itself knows about (for the metadata document).
 pub const SCOPES_SUPPORTED: &[&str] = &["profile", "email", "phone", "offline_access"];
 
 /// Lifetimes, in seconds.
@@ -26,6 +30,7 @@ pub struct Lifetimes {
     pub access: u64,
     pub refresh_idle: u64,
     pub refresh_absolute: u64,
+    pub reuse_grace: u64,
 }
 
 /// A token response before it is serialised (RFC 6749 §5.1).
@@ -42,11 +47,24 @@ pub struct IssuedTokens {
 pub struct UserGrant<'a> {
     pub user_id: &'a str,
     pub role: &'a str,
-    pub client_id: &'a str,
+    pub client: &'a ClientRecord,
     pub scope: &'a str,
+    /// Whether to start a refresh-token family.
+    pub with_refresh: bool,
 }
 
-/// Signs access tokens and starts refresh-token families.
+/// What introspection reports about a live token (RFC 7662 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub token_type: &'static str,
+    pub scope: String,
+    pub client_id: String,
+    pub sub: String,
+    pub exp: UnixTime,
+    pub iat: UnixTime,
+}
+
+/// Signs access tokens and keeps refresh-token families.
 pub struct TokenService {
     keys: Arc<KeySet>,
     store: Arc<dyn TokenStore>,
@@ -54,6 +72,8 @@ pub struct TokenService {
     issuer: String,
     audience: String,
     lifetimes: Lifetimes,
+    /// Server-held key from which refresh-token successors are derived.
+    successor_key: Vec<u8>,
 }
 
 impl TokenService {
@@ -62,6 +82,7 @@ impl TokenService {
         keys: Arc<KeySet>,
         store: Arc<dyn TokenStore>,
         clock: Clock,
+        successor_key: Vec<u8>,
     ) -> Self {
         Self {
             keys,
@@ -73,31 +94,44 @@ impl TokenService {
                 access: config.access_token_ttl,
                 refresh_idle: config.refresh_idle_ttl,
                 refresh_absolute: config.refresh_absolute_ttl,
+                reuse_grace: config.refresh_reuse_grace,
             },
+            successor_key,
         }
     }
 
-    pub fn lifetimes(&self) -> Lifetimes {
-        self.lifetimes
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
-    /// Signs an access token. `role` and `sid` are for user tokens only.
-    pub fn access_token(
+    fn access_ttl(&self, client: &ClientRecord) -> u64 {
+        client.access_token_ttl.unwrap_or(self.lifetimes.access)
+    }
+
+    fn idle_ttl(&self, client: &ClientRecord) -> u64 {
+        client
+            .refresh_token_ttl
+            .unwrap_or(self.lifetimes.refresh_idle)
+            .min(self.lifetimes.refresh_absolute)
+    }
+
+    /// Signs an access token. `user` is `(role, sid)` for user tokens.
+    fn sign_access(
         &self,
         sub: &str,
-        client_id: &str,
+        client: &ClientRecord,
         scope: &str,
         user: Option<(&str, &str)>,
         now: UnixTime,
-    ) -> Result<String, DomainError> {
+    ) -> Result<String, GrantError> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: sub.to_owned(),
             aud: self.audience.clone(),
-            exp: now + self.lifetimes.access as i64,
+            exp: now + self.access_ttl(client) as i64,
             iat: now,
             jti: random_token::<16>(),
-            client_id: client_id.to_owned(),
+            client_id: client.id.clone(),
             scope: scope.to_owned(),
             role: user.map(|(role, _)| role.to_owned()),
             sid: user.map(|(_, sid)| sid.to_owned()),
@@ -105,38 +139,216 @@ impl TokenService {
         Ok(jwt::sign(&claims, self.keys.active())?)
     }
 
-    /// Starts a refresh-token family for a user and returns the first pair.
-    pub async fn start_session(&self, grant: UserGrant<'_>) -> Result<IssuedTokens, DomainError> {
+    /// An access token for a client acting on its own behalf (`client_credentials`).
+    pub fn client_token(
+        &self,
+        client: &ClientRecord,
+        scope: &str,
+    ) -> Result<IssuedTokens, GrantError> {
+        let access_token = self.sign_access(&client.id, client, scope, None, self.clock.now())?;
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: self.access_ttl(client),
+            scope: scope.to_owned(),
+            refresh_token: None,
+        })
+    }
+
+    /// A new family id (fixed before a code exchange so a code replay can revoke it).
+    pub fn new_family_id(&self) -> String {
+        crate::crypto::secret::new_object_id(self.clock.now())
+    }
+
+    /// Starts a session for a user: an access token and, if asked, the first
+    /// refresh token of a new family `family_id`.
+    pub async fn start_session(
+        &self,
+        grant: UserGrant<'_>,
+        family_id: String,
+    ) -> Result<IssuedTokens, GrantError> {
         let now = self.clock.now();
-        let refresh = RefreshToken::generate();
-        let family = NewFamily {
-            id: new_object_id(now),
-            user_id: grant.user_id.to_owned(),
-            client_id: grant.client_id.to_owned(),
-            scope: grant.scope.to_owned(),
-            created_at: now,
-            idle_expires_at: now + self.lifetimes.refresh_idle as i64,
-            absolute_expires_at: now + self.lifetimes.refresh_absolute as i64,
-            first_token: refresh.hash(),
-        };
-        self.store.create_family(&family).await?;
-        let access_token = self.access_token(
+        let mut refresh_token = None;
+        if grant.with_refresh {
+            let refresh = RefreshToken::generate(&family_id);
+            let absolute = now + self.lifetimes.refresh_absolute as i64;
+            self.store
+                .create_family(&NewFamily {
+                    id: family_id.clone(),
+                    user_id: grant.user_id.to_owned(),
+                    client_id: grant.client.id.clone(),
+                    scope: grant.scope.to_owned(),
+                    created_at: now,
+                    idle_expires_at: (now + self.idle_ttl(grant.client) as i64).min(absolute),
+                    absolute_expires_at: absolute,
+                    first_token: refresh.hash(),
+                })
+                .await?;
+            refresh_token = Some(refresh);
+        }
+        let access_token = self.sign_access(
             grant.user_id,
-            grant.client_id,
+            grant.client,
             grant.scope,
-            Some((grant.role, &family.id)),
+            Some((grant.role, &family_id)),
             now,
         )?;
         Ok(IssuedTokens {
             access_token,
-            expires_in: self.lifetimes.access,
+            expires_in: self.access_ttl(grant.client),
             scope: grant.scope.to_owned(),
-            refresh_token: Some(refresh),
+            refresh_token,
         })
     }
 
+    /// Rotates `presented` for `client` in one atomic store step. Returns the
+    /// family and the successor (the same successor again for a replay
+    /// within the grace period).
+    pub async fn rotate(
+        &self,
+        client: &ClientRecord,
+        presented: &str,
+    ) -> Result<(FamilyView, RefreshToken), GrantError> {
+        let token = RefreshToken::parse(presented)
+            .ok_or(GrantError::InvalidGrant("the refresh token is invalid"))?;
+        let successor = token.successor(&self.successor_key);
+        let (presented_hash, successor_hash) = (token.hash(), successor.hash());
+        let rotation = self
+            .store
+            .rotate(&RotateRequest {
+                family_id: token.family_id(),
+                client_id: &client.id,
+                presented: &presented_hash,
+                successor: &successor_hash,
+                now: self.clock.now(),
+                grace: self.lifetimes.reuse_grace,
+                idle_ttl: self.idle_ttl(client),
+            })
+            .await?;
+        match rotation {
+            Rotation::Rotated(family) | Rotation::GraceReplay(family) => Ok((family, successor)),
+            Rotation::ReuseDetected => {
+                tracing::warn!(family_id = %token.family_id(), client_id = %client.id, "refresh token reuse detected; family revoked");
+                Err(GrantError::InvalidGrant(
+                    "the refresh token was already used; the session has been revoked",
+                ))
+            }
+            Rotation::Invalid => Err(GrantError::InvalidGrant(
+                "the refresh token is invalid, expired or revoked",
+            )),
+        }
+    }
+
+    /// An access token for a family that was just rotated.
+    pub fn refreshed_access(
+        &self,
+        client: &ClientRecord,
+        family: &FamilyView,
+        role: &str,
+        scope: &str,
+        successor: RefreshToken,
+    ) -> Result<IssuedTokens, GrantError> {
+        let access_token = self.sign_access(
+            &family.user_id,
+            client,
+            scope,
+            Some((role, &family.id)),
+            self.clock.now(),
+        )?;
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: self.access_ttl(client),
+            scope: scope.to_owned(),
+            refresh_token: Some(successor),
+        })
+    }
+
+    /// The live family a refresh token belongs to, if the token is current.
+    pub async fn live_family(&self, presented: &str) -> Result<Option<FamilyView>, StoreError> {
+        let Some(token) = RefreshToken::parse(presented) else {
+            return Ok(None);
+        };
+        self.store
+            .live_refresh(token.family_id(), &token.hash(), self.clock.now())
+            .await
+    }
+
+    pub async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
+        self.store.revoke_family(family_id, self.clock.now()).await
+    }
+
     /// Logs a user out everywhere: every family and every access token so far.
-    pub async fn revoke_user(&self, user_id: &str) -> Result<(), DomainError> {
-        Ok(self.store.revoke_user(user_id, self.clock.now()).await?)
+    pub async fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
+        self.store.revoke_user(user_id, self.clock.now()).await
+    }
+
+    /// Revokes `token` (refresh or access) if `client` may: RFC 7009. Unknown
+    /// or dead tokens are not an error. `Err(UnauthorizedClient)` when the
+    /// token belongs to another client.
+    pub async fn revoke(
+        &self,
+        verifier: &AccessTokenVerifier,
+        client: &ClientRecord,
+        token: &str,
+    ) -> Result<(), GrantError> {
+        if let Some(refresh) = RefreshToken::parse(token) {
+            if let Some(family) = self
+                .store
+                .family(refresh.family_id(), self.clock.now())
+                .await?
+            {
+                if family.client_id != client.id {
+                    return Err(GrantError::UnauthorizedClient(
+                        "the token was not issued to this client",
+                    ));
+                }
+                self.store
+                    .revoke_family(&family.id, self.clock.now())
+                    .await?;
+            }
+            return Ok(());
+        }
+        match verifier.verify_signature(token).await {
+            Ok(claims) if claims.client_id != client.id => Err(GrantError::UnauthorizedClient(
+                "the token was not issued to this client",
+            )),
+            Ok(claims) => Ok(self
+                .store
+                .revoke_access_token(&claims.jti, claims.exp)
+                .await?),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// What RFC 7662 reports about `token`; `None` for anything not live.
+    pub async fn introspect(
+        &self,
+        verifier: &AccessTokenVerifier,
+        token: &str,
+    ) -> Result<Option<TokenInfo>, GrantError> {
+        if RefreshToken::parse(token).is_some() {
+            return Ok(self.live_family(token).await?.map(|family| TokenInfo {
+                token_type: "refresh_token",
+                scope: family.scope,
+                client_id: family.client_id,
+                sub: family.user_id,
+                exp: family.expires_at,
+                iat: family.created_at,
+            }));
+        }
+        match verifier.verify(token).await {
+            Ok(claims) => Ok(Some(TokenInfo {
+                token_type: "Bearer",
+                scope: claims.scope,
+                client_id: claims.client_id,
+                sub: claims.sub,
+                exp: claims.exp,
+                iat: claims.iat,
+            })),
+            Err(VerifyError::Unavailable) => Err(GrantError::Store(StoreError::Unavailable {
+                backend: "token store",
+                reason: "revocation state unavailable".into(),
+            })),
+            Err(VerifyError::Invalid(_)) => Ok(None),
+        }
     }
 }

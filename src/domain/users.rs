@@ -6,9 +6,8 @@ use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::new_object_id;
 use crate::domain::DomainError;
-use crate::domain::tokens::{
-    FIRST_PARTY_CLIENT_ID, IssuedTokens, TokenService, USER_API_SCOPE, UserGrant,
-};
+use crate::domain::clients::first_party_client;
+use crate::domain::tokens::{IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
 use crate::domain::validate::{self, Checks};
 use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
 
@@ -102,14 +101,18 @@ impl UserService {
     /// Unknown email and wrong password fail alike, in about the same time.
     pub async fn login(&self, email: &str, password: &str) -> Result<IssuedTokens, DomainError> {
         let user = self.authenticate(email, password).await?;
-        self.tokens
-            .start_session(UserGrant {
-                user_id: &user.id,
-                role: &user.role,
-                client_id: FIRST_PARTY_CLIENT_ID,
-                scope: USER_API_SCOPE,
-            })
-            .await
+        let client = first_party_client();
+        let grant = UserGrant {
+            user_id: &user.id,
+            role: &user.role,
+            client: &client,
+            scope: USER_API_SCOPE,
+            with_refresh: true,
+        };
+        Ok(self
+            .tokens
+            .start_session(grant, self.tokens.new_family_id())
+            .await?)
     }
 
     /// The user with `email` if `password` is theirs.
@@ -216,7 +219,7 @@ impl UserService {
             // Someone changed the password between our read and our write.
             return Err(DomainError::WrongPassword);
         }
-        self.tokens.revoke_user(id).await
+        Ok(self.tokens.revoke_user(id).await?)
     }
 
     /// Sets the mobile number (E.164).

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::grants::GrantError;
 use crate::domain::{DomainError, FieldErrors};
 use crate::store::StoreError;
 
@@ -42,6 +43,10 @@ pub enum ApiError {
     InsufficientScope(&'static str),
     #[error("user not found")]
     UserNotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("client not found")]
+    ClientNotFound,
     #[error("too many requests")]
     Throttled(Duration),
     #[error("{0} unavailable")]
@@ -136,6 +141,12 @@ impl ApiError {
                 "user_not_found",
                 "the user of this token no longer exists".into(),
             ),
+            ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", (*why).into()),
+            ApiError::ClientNotFound => (
+                StatusCode::NOT_FOUND,
+                "client_not_found",
+                "no client with this id".into(),
+            ),
             ApiError::Throttled(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -217,6 +228,115 @@ pub fn problem(
     response
 }
 
+/// An RFC 6749 §5.2 error of the OAuth endpoints: `{"error", "error_description"}`.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    /// The client tried HTTP Basic: a 401 must then carry a Basic challenge.
+    basic_attempted: bool,
+    cause: Option<String>,
+}
+
+impl OAuthError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            basic_attempted: false,
+            cause: None,
+        }
+    }
+
+    /// `invalid_request` (400).
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// Marks that the client used HTTP Basic (RFC 6749 §5.2: 401 + challenge).
+    pub fn with_basic(mut self, attempted: bool) -> Self {
+        self.basic_attempted = attempted;
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<GrantError> for OAuthError {
+    fn from(error: GrantError) -> Self {
+        use StatusCode as S;
+        match error {
+            GrantError::InvalidRequest(d) => Self::new(S::BAD_REQUEST, "invalid_request", d),
+            GrantError::InvalidClient => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ),
+            GrantError::InvalidGrant(d) => Self::new(S::BAD_REQUEST, "invalid_grant", d),
+            GrantError::UnauthorizedClient(d) => {
+                Self::new(S::BAD_REQUEST, "unauthorized_client", d)
+            }
+            GrantError::UnsupportedGrantType => Self::new(
+                S::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be authorization_code, refresh_token or client_credentials",
+            ),
+            GrantError::InvalidScope(d) => Self::new(S::BAD_REQUEST, "invalid_scope", d),
+            GrantError::Store(StoreError::Unavailable { backend, .. }) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!("the {backend} backend is unavailable; try again shortly"),
+            ),
+            GrantError::Store(e) => Self {
+                cause: Some(e.to_string()),
+                ..Self::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "an internal error occurred",
+                )
+            },
+            GrantError::Key(e) => Self {
+                cause: Some(e.to_string()),
+                ..Self::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "an internal error occurred",
+                )
+            },
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(error: StoreError) -> Self {
+        GrantError::Store(error).into()
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.error, "error_description": self.description});
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.status == StatusCode::UNAUTHORIZED && self.basic_attempted {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tessera\", charset=\"UTF-8\""),
+            );
+        }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +356,8 @@ mod tests {
             (ApiError::WrongPassword, 403),
             (ApiError::InsufficientScope("profile"), 403),
             (ApiError::UserNotFound, 404),
+            (ApiError::Forbidden("admin"), 403),
+            (ApiError::ClientNotFound, 404),
             (ApiError::Throttled(Duration::from_secs(3)), 429),
             (ApiError::Unavailable("redis"), 503),
             (ApiError::NotImplemented, 501),

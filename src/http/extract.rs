@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::domain::FieldErrors;
-use crate::http::error::ApiError;
+use crate::domain::grants::Params;
+use crate::http::error::{ApiError, OAuthError};
 use crate::resource::{AccessTokenVerifier, Authenticated};
 
 /// A JSON body. Wrong content type → 415, over the limit → 413, not JSON →
@@ -118,6 +119,76 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldErrors {
     };
     errors.insert(field, what.to_owned());
     errors
+}
+
+/// An `application/x-www-form-urlencoded` OAuth request (RFC 6749 §3.2).
+/// Empty values count as absent (§3.1); a parameter given twice is
+/// `invalid_request`. Errors are RFC 6749 JSON, not problem+json.
+#[derive(Debug, Clone)]
+pub struct OAuthForm(pub Params);
+
+impl<S> FromRequest<S> for OAuthForm
+where
+    S: Send + Sync,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let essence = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        if essence.as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                OAuthError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request",
+                    "request bodies are limited to 64 KiB",
+                )
+            } else {
+                OAuthError::invalid_request("the request body could not be read")
+            }
+        })?;
+        parse_form(&bytes).map(OAuthForm)
+    }
+}
+
+/// Parses a form body into parameters, refusing duplicates.
+pub fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(OAuthError::invalid_request("the body is not valid UTF-8"));
+    }
+    let mut params = Params::new();
+    for (name, value) in form_urlencoded::parse(bytes) {
+        if value.is_empty() {
+            continue;
+        }
+        if params
+            .insert(name.clone().into_owned(), value.into_owned())
+            .is_some()
+        {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is repeated",
+                printable(&name)
+            )));
+        }
+    }
+    Ok(params)
+}
+
+/// A parameter name safe to echo: short and printable.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(40)
+        .collect()
 }
 
 /// A verified access token that belongs to a user (not a client) and grants

@@ -1,5 +1,6 @@
 //! Everything that knows about HTTP: the router, middleware and handlers.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -25,6 +26,8 @@ use tower_http::trace::TraceLayer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keys::KeySet;
+use crate::domain::clients::ClientService;
+use crate::domain::grants::Grants;
 use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
 use crate::http::error::{ApiError, InternalCause};
@@ -41,6 +44,8 @@ pub struct AppState {
     pub clock: Clock,
     pub keys: Arc<KeySet>,
     pub users: Arc<UserService>,
+    pub clients: Arc<ClientService>,
+    pub grants: Arc<Grants>,
     pub tokens: Arc<TokenService>,
     pub verifier: Arc<AccessTokenVerifier>,
     pub user_store: Arc<dyn UserStore>,
@@ -71,6 +76,10 @@ pub fn router(state: AppState) -> Router {
             get(oauth::metadata::get_metadata),
         )
         .route("/.well-known/jwks.json", get(oauth::metadata::get_jwks))
+        .route("/token", post(oauth::token::post_token))
+        .route("/revoke", post(oauth::revoke::post_revoke))
+        .route("/introspect", post(oauth::introspect::post_introspect))
+        .nest("/api/admin", admin::router())
         .route("/healthz", get(ops::get_healthz))
         .route("/readyz", get(ops::get_readyz))
         .fallback(|| async { ApiError::NotFound })

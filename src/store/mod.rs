@@ -142,6 +142,79 @@ pub struct NewFamily {
     pub first_token: TokenHash,
 }
 
+/// A live family as the domain sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyView {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: UnixTime,
+    /// When the current token stops working if unused (min of idle and absolute).
+    pub expires_at: UnixTime,
+}
+
+/// One rotation attempt: everything the backend needs to decide in one
+/// atomic step.
+#[derive(Clone, Debug)]
+pub struct RotateRequest<'a> {
+    pub family_id: &'a str,
+    /// The authenticated client: a token of another client's family is
+    /// `Invalid` and changes nothing.
+    pub client_id: &'a str,
+    pub presented: &'a TokenHash,
+    /// Hash of the successor derived from the presented token.
+    pub successor: &'a TokenHash,
+    pub now: UnixTime,
+    /// Seconds after a rotation during which a replay of the rotated token
+    /// answers with the same successor instead of revoking the family.
+    pub grace: u64,
+    /// Seconds a family may sit unused.
+    pub idle_ttl: u64,
+}
+
+/// The outcome of a rotation attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented token was current: the successor is current now.
+    Rotated(FamilyView),
+    /// The presented token was rotated within the grace period and its
+    /// successor is still current: answer with that successor again.
+    GraceReplay(FamilyView),
+    /// An already-rotated token was presented: the family is now revoked
+    /// (RFC 9700 §4.14.2).
+    ReuseDetected,
+    /// Unknown token, revoked or expired family.
+    Invalid,
+}
+
+/// An authorization code's grant, stored under the code's hash until used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub user_id: String,
+    /// The `redirect_uri` of the authorization request, if it carried one.
+    pub redirect_uri: Option<String>,
+    pub scope: String,
+    /// The PKCE challenge as encoded for verification, if any.
+    pub pkce: Option<String>,
+    pub expires_at: UnixTime,
+    /// The family the exchange will create, fixed up front so that a replay
+    /// of the code can revoke what the code issued.
+    pub family_id: String,
+}
+
+/// What redeeming a code found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the grant, now marked used.
+    Fresh(CodeGrant),
+    /// The code was used before: the family it issued (to revoke).
+    Replayed { family_id: String },
+    /// Never issued, or expired.
+    Unknown,
+}
+
 /// What the resource layer needs to know to decide whether a signature-valid
 /// access token has been revoked since it was issued.
 #[derive(Clone, Debug)]
@@ -152,12 +225,27 @@ pub struct AccessCheck<'a> {
     pub iat: UnixTime,
 }
 
-/// Refresh-token families, revoked access tokens, OTPs and counters:
-/// Redis in production, SQLite embedded.
+/// Refresh-token families, revoked access tokens, authorization codes, OTPs
+/// and counters: Redis in production, SQLite embedded.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Records a new family with its first token.
     async fn create_family(&self, family: &NewFamily) -> Result<(), StoreError>;
+    /// Rotates, replays within grace, or detects reuse — one atomic step.
+    async fn rotate(&self, request: &RotateRequest<'_>) -> Result<Rotation, StoreError>;
+    /// The family of `presented` if it is the current token of a live family.
+    async fn live_refresh(
+        &self,
+        family_id: &str,
+        presented: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError>;
+    /// The family `family_id` if it is live (for revocation by its client).
+    async fn family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError>;
     /// Revokes one family (all its refresh tokens and access tokens).
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Revokes every family of a user and every access token issued to the
@@ -168,6 +256,18 @@ pub trait TokenStore: Send + Sync {
     /// Whether a signature-valid access token was revoked, in one round trip.
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError>;
 
+    /// Stores an authorization code's grant until `grant.expires_at`.
+    async fn put_code(&self, code: &TokenHash, grant: &CodeGrant) -> Result<(), StoreError>;
+    /// Marks a code used and returns its grant — at most once.
+    async fn redeem_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<CodeRedemption, StoreError>;
+
+    /// Drops state that can no longer matter (expired families, codes,
+    /// revocations of expired tokens). Backends with TTLs may do nothing.
+    async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError>;
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The name `/readyz` reports for this backend.

@@ -12,9 +12,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::clock::UnixTime;
+use crate::crypto::secret::TokenHash;
 use crate::store::{
-    AccessCheck, ClientRecord, NewFamily, ProfileChange, StoreError, TokenStore, UserRecord,
-    UserStore,
+    AccessCheck, ClientRecord, CodeGrant, CodeRedemption, FamilyView, NewFamily, ProfileChange,
+    RotateRequest, Rotation, StoreError, TokenStore, UserRecord, UserStore,
 };
 
 const BACKEND: &str = "sqlite";
@@ -54,7 +55,8 @@ CREATE TABLE refresh_families (
     created_at INTEGER NOT NULL,
     idle_expires_at INTEGER NOT NULL,
     absolute_expires_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    current_hash TEXT NOT NULL
 );
 CREATE INDEX refresh_families_user ON refresh_families(user_id);
 CREATE TABLE refresh_tokens (
@@ -67,6 +69,17 @@ CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 CREATE TABLE revoked_access_tokens (
     jti TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
+);
+CREATE TABLE auth_codes (
+    hash TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    redirect_uri TEXT,
+    scope TEXT NOT NULL,
+    pkce TEXT,
+    expires_at INTEGER NOT NULL,
+    family_id TEXT NOT NULL,
+    used_at INTEGER
 );
 CREATE TABLE user_not_before (
     user_id TEXT PRIMARY KEY,
@@ -151,6 +164,29 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
         refresh_token_ttl: row.get(8)?,
         created_at: to_datetime(row.get(9)?)?,
     })
+}
+
+const FAMILY_COLUMNS: &str = "f.id, f.user_id, f.client_id, f.scope, f.created_at, \
+     MIN(f.idle_expires_at, f.absolute_expires_at)";
+
+fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
+    Ok(FamilyView {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        client_id: row.get(2)?,
+        scope: row.get(3)?,
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+    })
+}
+
+fn absolute_expiry(c: &Connection, family_id: &str) -> Result<i64, StoreError> {
+    c.query_row(
+        "SELECT absolute_expires_at FROM refresh_families WHERE id = ?1",
+        [family_id],
+        |r| r.get(0),
+    )
+    .map_err(map_sqlite)
 }
 
 impl SqliteStore {
@@ -448,7 +484,8 @@ impl TokenStore for SqliteStore {
             let tx = c.transaction().map_err(map_sqlite)?;
             tx.execute(
                 "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
-                 idle_expires_at, absolute_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 idle_expires_at, absolute_expires_at, current_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     f.id,
                     f.user_id,
@@ -456,7 +493,8 @@ impl TokenStore for SqliteStore {
                     f.scope,
                     f.created_at,
                     f.idle_expires_at,
-                    f.absolute_expires_at
+                    f.absolute_expires_at,
+                    f.first_token.as_str()
                 ],
             )
             .map_err(map_sqlite)?;
@@ -466,6 +504,127 @@ impl TokenStore for SqliteStore {
             )
             .map_err(map_sqlite)?;
             tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn rotate(&self, request: &RotateRequest<'_>) -> Result<Rotation, StoreError> {
+        let family_id = request.family_id.to_owned();
+        let client_id = request.client_id.to_owned();
+        let presented = request.presented.as_str().to_owned();
+        let successor = request.successor.as_str().to_owned();
+        let (now, grace, idle_ttl) = (request.now, request.grace as i64, request.idle_ttl as i64);
+        self.with_conn(move |c| {
+            // IMMEDIATE takes the write lock up front: the read and the
+            // write below are one step even against other processes.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_sqlite)?;
+            let found = tx
+                .query_row(
+                    &format!(
+                        "SELECT {FAMILY_COLUMNS}, f.revoked_at, f.current_hash, t.rotated_at \
+                         FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+                         WHERE t.hash = ?1 AND f.id = ?2"
+                    ),
+                    params![presented, family_id],
+                    |r| {
+                        Ok((
+                            family_from_row(r)?,
+                            r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, String>(7)?,
+                            r.get::<_, Option<i64>>(8)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(map_sqlite)?;
+            let Some((family, revoked_at, current, rotated_at)) = found else {
+                return Ok(Rotation::Invalid);
+            };
+            if revoked_at.is_some() || family.expires_at <= now || family.client_id != client_id {
+                return Ok(Rotation::Invalid);
+            }
+            let outcome = if current == presented {
+                let absolute = absolute_expiry(&tx, &family.id)?;
+                let expires_at = (now + idle_ttl).min(absolute);
+                tx.execute(
+                    "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1",
+                    params![presented, now],
+                )
+                .map_err(map_sqlite)?;
+                tx.execute(
+                    "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?1, ?2, ?3)",
+                    params![successor, family.id, now],
+                )
+                .map_err(map_sqlite)?;
+                tx.execute(
+                    "UPDATE refresh_families SET current_hash = ?2, idle_expires_at = ?3 WHERE id = ?1",
+                    params![family.id, successor, now + idle_ttl],
+                )
+                .map_err(map_sqlite)?;
+                Rotation::Rotated(FamilyView { expires_at, ..family })
+            } else if grace > 0
+                && current == successor
+                && rotated_at.is_some_and(|at| now - at <= grace)
+            {
+                Rotation::GraceReplay(family)
+            } else {
+                // RFC 9700 §4.14.2: replay of a rotated token revokes the family.
+                tx.execute(
+                    "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1",
+                    params![family.id, now],
+                )
+                .map_err(map_sqlite)?;
+                Rotation::ReuseDetected
+            };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn live_refresh(
+        &self,
+        family_id: &str,
+        presented: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError> {
+        let (family_id, presented) = (family_id.to_owned(), presented.as_str().to_owned());
+        self.with_conn(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
+                     WHERE f.id = ?1 AND f.current_hash = ?2 AND f.revoked_at IS NULL"
+                ),
+                params![family_id, presented],
+                family_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+            .map(|f| f.filter(|f| f.expires_at > now))
+        })
+        .await
+    }
+
+    async fn family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError> {
+        let family_id = family_id.to_owned();
+        self.with_conn(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
+                     WHERE f.id = ?1 AND f.revoked_at IS NULL"
+                ),
+                params![family_id],
+                family_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+            .map(|f| f.filter(|f| f.expires_at > now))
         })
         .await
     }
@@ -532,6 +691,96 @@ impl TokenStore for SqliteStore {
                 |r| r.get::<_, bool>(0),
             )
             .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn put_code(&self, code: &TokenHash, grant: &CodeGrant) -> Result<(), StoreError> {
+        let (code, g) = (code.as_str().to_owned(), grant.clone());
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, pkce, \
+                 expires_at, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    code,
+                    g.client_id,
+                    g.user_id,
+                    g.redirect_uri,
+                    g.scope,
+                    g.pkce,
+                    g.expires_at,
+                    g.family_id
+                ],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<CodeRedemption, StoreError> {
+        let code = code.as_str().to_owned();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_sqlite)?;
+            let found = tx
+                .query_row(
+                    "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, family_id, used_at \
+                     FROM auth_codes WHERE hash = ?1",
+                    [&code],
+                    |r| {
+                        Ok((
+                            CodeGrant {
+                                client_id: r.get(0)?,
+                                user_id: r.get(1)?,
+                                redirect_uri: r.get(2)?,
+                                scope: r.get(3)?,
+                                pkce: r.get(4)?,
+                                expires_at: r.get(5)?,
+                                family_id: r.get(6)?,
+                            },
+                            r.get::<_, Option<i64>>(7)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(map_sqlite)?;
+            let outcome = match found {
+                None => CodeRedemption::Unknown,
+                Some((grant, Some(_))) => CodeRedemption::Replayed { family_id: grant.family_id },
+                Some((grant, None)) if grant.expires_at <= now => CodeRedemption::Unknown,
+                Some((grant, None)) => {
+                    tx.execute("UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1", params![code, now])
+                        .map_err(map_sqlite)?;
+                    CodeRedemption::Fresh(grant)
+                }
+            };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            // Used codes are kept past expiry for a while so a late replay
+            // still finds (and revokes) what they issued.
+            tx.execute("DELETE FROM auth_codes WHERE expires_at < ?1 - 600", [now])
+                .map_err(map_sqlite)?;
+            tx.execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?1", [now])
+                .map_err(map_sqlite)?;
+            tx.execute(
+                "DELETE FROM refresh_families WHERE absolute_expires_at < ?1 OR idle_expires_at < ?1",
+                [now],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
         })
         .await
     }

@@ -1,6 +1,10 @@
 //! The OAuth 2.0 endpoints and the shapes RFC 6749 fixes.
 
+pub mod client_auth;
+pub mod introspect;
 pub mod metadata;
+pub mod revoke;
+pub mod token;
 
 use axum::Json;
 use axum::http::{HeaderValue, header};

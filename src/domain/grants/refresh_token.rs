@@ -1,0 +1,43 @@
+//! `refresh_token` (RFC 6749 §6) with rotation on every use.
+
+use crate::domain::grants::{GrantError, Grants};
+use crate::domain::scope;
+use crate::domain::tokens::IssuedTokens;
+use crate::store::ClientRecord;
+
+pub(super) async fn apply(
+    grants: &Grants,
+    client: &ClientRecord,
+    presented: &str,
+    requested_scope: Option<&str>,
+) -> Result<IssuedTokens, GrantError> {
+    // A narrowed scope is checked before rotating: an invalid_scope answer
+    // must not cost the client its refresh token.
+    if let Some(requested) = requested_scope {
+        let family = grants
+            .tokens
+            .live_family(presented)
+            .await?
+            .filter(|f| f.client_id == client.id)
+            .ok_or(GrantError::InvalidGrant(
+                "the refresh token is invalid, expired or revoked",
+            ))?;
+        scope::narrow(Some(requested), &family.scope).ok_or(GrantError::InvalidScope(
+            "a refresh may narrow the scope, never widen it",
+        ))?;
+    }
+    let (family, successor) = grants.tokens.rotate(client, presented).await?;
+    let scope = scope::narrow(requested_scope, &family.scope).ok_or(GrantError::InvalidScope(
+        "a refresh may narrow the scope, never widen it",
+    ))?;
+    let Some(role) = grants.current_role(&family.user_id).await? else {
+        // The user is gone: so is every session of theirs.
+        grants.tokens.revoke_family(&family.id).await?;
+        return Err(GrantError::InvalidGrant(
+            "the refresh token is invalid, expired or revoked",
+        ));
+    };
+    grants
+        .tokens
+        .refreshed_access(client, &family, &role, &scope, successor)
+}

@@ -1,0 +1,161 @@
+//! `/api/admin/clients`: client registration for holders of an access token
+//! with `role: admin` (`tessera users set-role EMAIL admin` makes the first).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::domain::clients::NewClient;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::resource::{AccessTokenVerifier, Authenticated};
+use crate::store::ClientRecord;
+
+/// The role the admin API requires.
+pub const ADMIN_ROLE: &str = "admin";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/clients", get(list_clients).post(post_client))
+        .route("/clients/{id}", get(get_client).delete(delete_client))
+}
+
+/// A verified user token whose `role` is admin.
+pub struct Admin(pub Authenticated);
+
+impl<S> FromRequestParts<S> for Admin
+where
+    Arc<AccessTokenVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Authenticated::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if auth.claims.role.as_deref() != Some(ADMIN_ROLE) {
+            return Err(ApiError::Forbidden("this endpoint needs the admin role").into_response());
+        }
+        Ok(Self(auth))
+    }
+}
+
+/// A client as the admin API shows it: never the secret's digest.
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub first_party: bool,
+    pub grant_types: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub access_token_ttl: Option<u64>,
+    pub refresh_token_ttl: Option<u64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<ClientRecord> for ClientView {
+    fn from(c: ClientRecord) -> Self {
+        Self {
+            public: c.is_public(),
+            client_id: c.id,
+            name: c.name,
+            first_party: c.first_party,
+            grant_types: c.grant_types,
+            redirect_uris: c.redirect_uris,
+            scopes: c.scopes,
+            access_token_ttl: c.access_token_ttl,
+            refresh_token_ttl: c.refresh_token_ttl,
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClientBody {
+    name: String,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    first_party: bool,
+    grant_types: Vec<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    scopes: Vec<String>,
+    access_token_ttl: Option<u64>,
+    refresh_token_ttl: Option<u64>,
+}
+
+async fn list_clients(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<ClientView>>, ApiError> {
+    let clients = state.clients.list().await?;
+    Ok(Json(clients.into_iter().map(ClientView::from).collect()))
+}
+
+/// 201 with the client and, for confidential clients, `client_secret` — shown this once.
+async fn post_client(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiJson(body): ApiJson<NewClientBody>,
+) -> Result<Response, ApiError> {
+    let registered = state
+        .clients
+        .register(NewClient {
+            name: body.name,
+            public: body.public,
+            first_party: body.first_party,
+            grant_types: body.grant_types,
+            redirect_uris: body.redirect_uris,
+            scopes: body.scopes,
+            access_token_ttl: body.access_token_ttl,
+            refresh_token_ttl: body.refresh_token_ttl,
+        })
+        .await?;
+    tracing::info!(client_id = %registered.client.id, by = %admin.0.claims.sub, "client registered");
+    let mut view = serde_json::to_value(ClientView::from(registered.client))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(secret) = registered.secret {
+        view["client_secret"] = serde_json::Value::String(secret);
+    }
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn get_client(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let client = state
+        .clients
+        .get(&id)
+        .await?
+        .ok_or(ApiError::ClientNotFound)?;
+    Ok(Json(client.into()))
+}
+
+async fn delete_client(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.clients.delete(&id).await? {
+        tracing::info!(client_id = %id, "client deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::ClientNotFound)
+    }
+}
