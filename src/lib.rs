@@ -28,6 +28,7 @@ use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
 use crate::http::AppState;
 use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyError};
+use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AccessCheck, TokenStore, UserStore};
 
@@ -62,21 +63,33 @@ pub struct Stores {
 
 impl Stores {
     /// The embedded SQLite store unless MongoDB/Redis are configured.
-    pub fn open(config: &Config) -> Result<Self, StartError> {
+    pub async fn open(config: &Config) -> Result<Self, StartError> {
         if config.mongodb_uri.is_some() {
             return Err(StartError::Unsupported(
                 "TESSERA_MONGODB_URI: the MongoDB user store is not built into this version".into(),
             ));
         }
-        if config.redis_url.is_some() {
-            return Err(StartError::Unsupported(
-                "TESSERA_REDIS_URL: the Redis token store is not built into this version".into(),
-            ));
-        }
         let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+        let tokens: Arc<dyn TokenStore> = match &config.redis_url {
+            Some(url) => {
+                // A "logged out everywhere" mark must outlive every access
+                // token issued before it: per-client lifetimes go up to a day.
+                let not_before_ttl = 24 * 3600 + config.clock_leeway + 60;
+                Arc::new(
+                    RedisStore::connect(url.expose(), not_before_ttl)
+                        .await
+                        .map_err(|e| {
+                            StartError::Unsupported(format!(
+                                "TESSERA_REDIS_URL: cannot connect: {e}"
+                            ))
+                        })?,
+                )
+            }
+            None => sqlite.clone(),
+        };
         Ok(Self {
-            users: sqlite.clone(),
-            tokens: sqlite,
+            users: sqlite,
+            tokens,
         })
     }
 }
@@ -104,7 +117,7 @@ impl App {
     /// Opens the stores and keys the configuration names and wires the services.
     pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
         config.validate()?;
-        let stores = Stores::open(&config)?;
+        let stores = Stores::open(&config).await?;
         let key_dir = KeyDir::new(&config.keys_dir);
         let keys = load_keys(&key_dir, &config, &clock)?;
         let token_secret = match &config.token_secret {

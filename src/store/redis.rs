@@ -1,0 +1,467 @@
+//! The Redis token store: refresh-token families, revoked access tokens and
+//! authorization codes, with a TTL on every key.
+//!
+//! Every key of a family carries the family id as a hash tag (`{fid}`), and
+//! every script touches the keys of one family only, so the same scripts
+//! run unchanged on Redis Cluster.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, RedisError, Script};
+
+use crate::clock::UnixTime;
+use crate::crypto::secret::TokenHash;
+use crate::store::{
+    AccessCheck, CodeGrant, CodeRedemption, FamilyView, NewFamily, RotateRequest, Rotation,
+    StoreError, TokenStore,
+};
+
+const BACKEND: &str = "redis";
+
+/// Upper bound on any one Redis operation, reconnects included.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Rotation in one atomic step (see `TokenStore::rotate`).
+/// KEYS: family hash, family token hash.
+/// ARGV: presented, successor, now, grace, idle_ttl, client_id.
+const ROTATE: &str = r#"
+local f = redis.call('HMGET', KEYS[1], 'user', 'client', 'scope', 'created', 'idle_exp', 'abs_exp', 'revoked', 'current')
+if not f[1] or f[2] ~= ARGV[6] or f[7] ~= '0' then return {'invalid'} end
+local now = tonumber(ARGV[3])
+local abs_exp = tonumber(f[6])
+local exp = math.min(tonumber(f[5]), abs_exp)
+if exp <= now then return {'invalid'} end
+local rotated = redis.call('HGET', KEYS[2], ARGV[1])
+if not rotated then return {'invalid'} end
+if f[8] == ARGV[1] then
+  local idle = now + tonumber(ARGV[5])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3], ARGV[2], '0')
+  redis.call('HSET', KEYS[1], 'current', ARGV[2], 'idle_exp', tostring(idle))
+  return {'rotated', f[1], f[2], f[3], f[4], tostring(math.min(idle, abs_exp))}
+end
+local grace = tonumber(ARGV[4])
+if grace > 0 and rotated ~= '0' and f[8] == ARGV[2] and now - tonumber(rotated) <= grace then
+  return {'grace', f[1], f[2], f[3], f[4], tostring(exp)}
+end
+redis.call('HSET', KEYS[1], 'revoked', ARGV[3])
+return {'reuse'}
+"#;
+
+/// Revokes a family only if it exists (a bare hash would have no TTL).
+const REVOKE_FAMILY: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'revoked') == '0' then
+  redis.call('HSET', KEYS[1], 'revoked', ARGV[1])
+end
+return 1
+"#;
+
+/// Marks a code used at most once. KEYS: code hash. ARGV: now.
+const REDEEM_CODE: &str = r#"
+local c = redis.call('HMGET', KEYS[1], 'client', 'user', 'redirect', 'scope', 'pkce', 'exp', 'family', 'used')
+if not c[1] then return {'unknown'} end
+if c[8] ~= '0' then return {'replayed', c[7]} end
+if tonumber(c[6]) <= tonumber(ARGV[1]) then return {'unknown'} end
+redis.call('HSET', KEYS[1], 'used', ARGV[1])
+return {'fresh', c[1], c[2], c[3], c[4], c[5], c[6], c[7]}
+"#;
+
+/// Redis-backed [`TokenStore`].
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    rotate: Script,
+    revoke_family: Script,
+    redeem_code: Script,
+    /// How long a "logged out everywhere" mark must outlive the tokens it kills.
+    not_before_ttl: u64,
+}
+
+fn map_redis(e: RedisError) -> StoreError {
+    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped() {
+        StoreError::Unavailable {
+            backend: BACKEND,
+            reason: e.to_string(),
+        }
+    } else {
+        StoreError::Internal {
+            backend: BACKEND,
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn family_key(fid: &str) -> String {
+    format!("tessera:fam:{{{fid}}}")
+}
+
+fn family_tokens_key(fid: &str) -> String {
+    format!("tessera:fam:{{{fid}}}:tok")
+}
+
+fn user_families_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:fams")
+}
+
+fn user_not_before_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:nbf")
+}
+
+fn revoked_access_key(jti: &str) -> String {
+    format!("tessera:at:{{{jti}}}")
+}
+
+fn code_key(hash: &TokenHash) -> String {
+    format!("tessera:code:{{{}}}", hash.as_str())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal {
+        backend: BACKEND,
+        reason: format!("unexpected reply to {what}"),
+    }
+}
+
+fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
+    let [_, user, client, scope, created, expires, ..] = reply else {
+        return Err(corrupt("rotate"));
+    };
+    Ok(FamilyView {
+        id: id.to_owned(),
+        user_id: user.clone(),
+        client_id: client.clone(),
+        scope: scope.clone(),
+        created_at: created.parse().map_err(|_| corrupt("rotate"))?,
+        expires_at: expires.parse().map_err(|_| corrupt("rotate"))?,
+    })
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://` or `rediss://`). Reconnects by itself
+    /// after an outage; each operation is bounded by a timeout.
+    pub async fn connect(url: &str, not_before_ttl: u64) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            reason: format!("not a valid Redis URL ({:?})", e.kind()),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(OP_TIMEOUT)
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable {
+            backend: BACKEND,
+            reason: "timed out connecting".into(),
+        })?
+        .map_err(map_redis)?;
+        Ok(Self {
+            conn,
+            rotate: Script::new(ROTATE),
+            revoke_family: Script::new(REVOKE_FAMILY),
+            redeem_code: Script::new(REDEEM_CODE),
+            not_before_ttl,
+        })
+    }
+
+    /// Runs one operation with the store's timeout and error mapping.
+    async fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(OP_TIMEOUT, work).await {
+            Ok(result) => result.map_err(map_redis),
+            Err(_) => Err(StoreError::Unavailable {
+                backend: BACKEND,
+                reason: "operation timed out".into(),
+            }),
+        }
+    }
+
+    async fn family_fields(
+        &self,
+        fid: &str,
+    ) -> Result<Option<(FamilyView, String, String)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = family_key(fid);
+        let fields: Vec<Option<String>> = self
+            .run(async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&[
+                        "user", "client", "scope", "created", "idle_exp", "abs_exp", "revoked",
+                        "current",
+                    ])
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let [
+            Some(user),
+            Some(client),
+            Some(scope),
+            Some(created),
+            Some(idle),
+            Some(abs),
+            Some(revoked),
+            Some(current),
+        ] = <[Option<String>; 8]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
+        else {
+            return Ok(None);
+        };
+        let number = |v: &str| v.parse::<i64>().map_err(|_| corrupt("HMGET"));
+        let view = FamilyView {
+            id: fid.to_owned(),
+            user_id: user,
+            client_id: client,
+            scope,
+            created_at: number(&created)?,
+            expires_at: number(&idle)?.min(number(&abs)?),
+        };
+        Ok(Some((view, revoked, current)))
+    }
+}
+
+#[async_trait]
+impl TokenStore for RedisStore {
+    async fn create_family(&self, f: &NewFamily) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let (family, tokens, index) = (
+            family_key(&f.id),
+            family_tokens_key(&f.id),
+            user_families_key(&f.user_id),
+        );
+        let f = f.clone();
+        self.run(async move {
+            // The user index first: "log out everywhere" must never miss a family.
+            redis::pipe()
+                .sadd(&index, &f.id)
+                .ignore()
+                .expire_at(&index, f.absolute_expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &family,
+                    &[
+                        ("user", f.user_id.clone()),
+                        ("client", f.client_id.clone()),
+                        ("scope", f.scope.clone()),
+                        ("created", f.created_at.to_string()),
+                        ("idle_exp", f.idle_expires_at.to_string()),
+                        ("abs_exp", f.absolute_expires_at.to_string()),
+                        ("revoked", "0".to_owned()),
+                        ("current", f.first_token.as_str().to_owned()),
+                    ],
+                )
+                .ignore()
+                .hset(&tokens, f.first_token.as_str(), "0")
+                .ignore()
+                .expire_at(&family, f.absolute_expires_at)
+                .ignore()
+                .expire_at(&tokens, f.absolute_expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn rotate(&self, r: &RotateRequest<'_>) -> Result<Rotation, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.rotate.prepare_invoke();
+        invocation
+            .key(family_key(r.family_id))
+            .key(family_tokens_key(r.family_id))
+            .arg(r.presented.as_str())
+            .arg(r.successor.as_str())
+            .arg(r.now)
+            .arg(r.grace)
+            .arg(r.idle_ttl)
+            .arg(r.client_id);
+        let reply: Vec<String> = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("rotated") => Ok(Rotation::Rotated(family_from(&reply, r.family_id)?)),
+            Some("grace") => Ok(Rotation::GraceReplay(family_from(&reply, r.family_id)?)),
+            Some("reuse") => Ok(Rotation::ReuseDetected),
+            Some("invalid") => Ok(Rotation::Invalid),
+            _ => Err(corrupt("rotate")),
+        }
+    }
+
+    async fn live_refresh(
+        &self,
+        family_id: &str,
+        presented: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError> {
+        Ok(self
+            .family_fields(family_id)
+            .await?
+            .and_then(|(view, revoked, current)| {
+                (revoked == "0" && current == presented.as_str() && view.expires_at > now)
+                    .then_some(view)
+            }))
+    }
+
+    async fn family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError> {
+        Ok(self
+            .family_fields(family_id)
+            .await?
+            .and_then(|(view, revoked, _)| {
+                (revoked == "0" && view.expires_at > now).then_some(view)
+            }))
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.revoke_family.prepare_invoke();
+        invocation.key(family_key(family_id)).arg(now);
+        self.run(async move { invocation.invoke_async::<i64>(&mut conn).await })
+            .await
+            .map(|_| ())
+    }
+
+    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let (nbf, index) = (user_not_before_key(user_id), user_families_key(user_id));
+        let ttl = self.not_before_ttl;
+        let families: Vec<String> = self
+            .run(async move {
+                // The mark first: from here on every older access token fails.
+                let _: () = conn.set_ex(&nbf, now, ttl).await?;
+                conn.smembers(&index).await
+            })
+            .await?;
+        for family in families {
+            self.revoke_family(&family, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = revoked_access_key(jti);
+        self.run(async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .arg("EXAT")
+                .arg(expires_at.max(1))
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.exists(revoked_access_key(check.jti))
+            .get(user_not_before_key(check.sub));
+        if let Some(sid) = check.sid {
+            pipe.hget(family_key(sid), "revoked");
+        }
+        let reply: Vec<redis::Value> = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let as_i64 = |v: Option<&redis::Value>| -> Option<i64> {
+            v.and_then(|v| redis::from_redis_value::<Option<i64>>(v).ok().flatten())
+        };
+        let jti_revoked = as_i64(reply.first()) == Some(1);
+        let logged_out = as_i64(reply.get(1)).is_some_and(|nbf| nbf > check.iat);
+        let family_revoked = as_i64(reply.get(2)).is_some_and(|at| at != 0);
+        Ok(jti_revoked || logged_out || family_revoked)
+    }
+
+    async fn put_code(&self, code: &TokenHash, g: &CodeGrant) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = code_key(code);
+        let g = g.clone();
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("client", g.client_id.clone()),
+                        ("user", g.user_id.clone()),
+                        ("redirect", g.redirect_uri.clone().unwrap_or_default()),
+                        ("scope", g.scope.clone()),
+                        ("pkce", g.pkce.clone().unwrap_or_default()),
+                        ("exp", g.expires_at.to_string()),
+                        ("family", g.family_id.clone()),
+                        ("used", "0".to_owned()),
+                    ],
+                )
+                .ignore()
+                // Kept past expiry so a late replay still revokes what the code issued.
+                .expire_at(&key, g.expires_at + 600)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<CodeRedemption, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.redeem_code.prepare_invoke();
+        invocation.key(code_key(code)).arg(now);
+        let reply: Vec<String> = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
+        match reply.as_slice() {
+            [kind] if kind == "unknown" => Ok(CodeRedemption::Unknown),
+            [kind, family] if kind == "replayed" => Ok(CodeRedemption::Replayed {
+                family_id: family.clone(),
+            }),
+            [kind, client, user, redirect, scope, pkce, exp, family] if kind == "fresh" => {
+                Ok(CodeRedemption::Fresh(CodeGrant {
+                    client_id: client.clone(),
+                    user_id: user.clone(),
+                    redirect_uri: non_empty(redirect),
+                    scope: scope.clone(),
+                    pkce: non_empty(pkce),
+                    expires_at: exp.parse().map_err(|_| corrupt("redeem"))?,
+                    family_id: family.clone(),
+                }))
+            }
+            _ => Err(corrupt("redeem")),
+        }
+    }
+
+    async fn purge_expired(&self, _now: UnixTime) -> Result<(), StoreError> {
+        // Every key carries a TTL: Redis expires them itself.
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(|_| ())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+}
