@@ -1,8 +1,10 @@
 //! The one helper every integration test uses: `TestApp::spawn()` starts
 //! Tessera in-process on `127.0.0.1:0` with a temporary data and keys dir.
 
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -10,14 +12,70 @@ use tempfile::TempDir;
 use tessera::App;
 use tessera::clock::Clock;
 use tessera::config::Config;
+use tessera::config::Secret;
+use tessera::http::AppState;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The password every helper-made user gets.
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Which token store the app under test uses. User data is always in the
+/// embedded store (MongoDB comes with its own issue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Redis,
+}
+
+/// One `redis-server` for the whole test binary, on a free port, stopped
+/// by a watchdog when this process exits.
+pub struct RedisServer {
+    pub url: String,
+    _child: Child,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn redis_server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let port = free_port();
+        // The watchdog shell kills redis-server once the test process is gone,
+        // so no server outlives a crashed or interrupted run.
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & rp=$!; \
+             while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $rp",
+            parent = std::process::id()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (tests/run.sh installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RedisServer {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            _child: child,
+        }
+    })
+}
+
 pub struct TestApp {
     pub base: String,
+    pub state: AppState,
     pub http: reqwest::Client,
     pub clock: Clock,
     pub config: Config,
@@ -49,8 +107,20 @@ impl TestApp {
 
     /// Starts with a test config adjusted by `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on_with(Backend::Sqlite, configure).await
+    }
+
+    pub async fn spawn_on(backend: Backend) -> Self {
+        Self::spawn_on_with(backend, |_| {}).await
+    }
+
+    /// Starts on `backend` with a test config adjusted by `configure`.
+    pub async fn spawn_on_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let mut config = Config::for_test(dir.path());
+        if backend == Backend::Redis {
+            config.redis_url = Some(Secret::new(redis_server().url.clone()));
+        }
         configure(&mut config);
         Self::start(config, dir, Clock::system()).await
     }
@@ -59,6 +129,7 @@ impl TestApp {
         let app = App::build(config.clone(), clock.clone())
             .await
             .expect("app builds");
+        let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -77,6 +148,7 @@ impl TestApp {
             .expect("client");
         Self {
             base,
+            state,
             http,
             clock,
             config,
@@ -137,6 +209,34 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// A form POST, optionally with HTTP Basic client credentials.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self.http.post(self.url(path)).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Registers a client directly through the domain service.
+    pub async fn client(
+        &self,
+        new: tessera::domain::clients::NewClient,
+    ) -> (String, Option<String>) {
+        let registered = self
+            .state
+            .clients
+            .register(new)
+            .await
+            .expect("client registers");
+        (registered.client.id, registered.secret)
     }
 
     pub async fn signup(&self, email: &str, password: &str) -> Response {
@@ -205,6 +305,29 @@ pub async fn assert_problem(response: Response, status: u16, code: &str) -> Valu
     assert_eq!(body["status"], status);
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
     body
+}
+
+/// Asserts an RFC 6749 §5.2 error answer with `status` and `error`.
+pub async fn assert_oauth_error(response: Response, status: u16, error: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = body(response).await;
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string());
+    body
+}
+
+/// Runs each named `async fn(Backend)` once per token-store backend.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Sqlite).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Redis).await })*
+        }
+    };
 }
 
 /// Asserts an RFC 6750 invalid_token answer.

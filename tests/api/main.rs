@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod hostile;
+mod oauth;
 mod ops;
 mod tokens;
 mod users;
