@@ -3,6 +3,8 @@
 //! A request flows one way: [`http`] parses and authenticates, calls one
 //! [`domain`] function, which talks to [`store`] traits and [`crypto`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod clock;
 pub mod config;

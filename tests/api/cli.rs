@@ -74,3 +74,102 @@ fn users_set_role() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
 }
+
+#[test]
+fn clients_create_list_show_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(dir.path())
+        .args([
+            "clients",
+            "create",
+            "--name",
+            "svc",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "a",
+            "--scope",
+            "b",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    assert!(
+        created["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("tss_")
+    );
+
+    let public = tessera(dir.path())
+        .args([
+            "clients",
+            "create",
+            "--name",
+            "spa",
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "https://spa.example/cb",
+            "--scope",
+            "profile",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let public: serde_json::Value = serde_json::from_slice(&public.stdout).unwrap();
+    assert!(public.get("client_secret").is_none());
+
+    let listing = tessera(dir.path())
+        .args(["clients", "list"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains(&id) && listing.contains("confidential") && listing.contains("public"),
+        "{listing}"
+    );
+    let shown = tessera(dir.path())
+        .args(["clients", "show", &id])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("\"name\": \"svc\""));
+    assert!(
+        tessera(dir.path())
+            .args(["clients", "delete", &id])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        !tessera(dir.path())
+            .args(["clients", "show", &id])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let invalid = tessera(dir.path())
+        .args([
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--public",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    assert!(!invalid.status.success());
+}

@@ -32,6 +32,7 @@ pub enum Backend {
 /// by a watchdog when this process exits.
 pub struct RedisServer {
     pub url: String,
+    pub port: u16,
     _child: Child,
 }
 
@@ -44,13 +45,17 @@ pub fn free_port() -> u16 {
 
 pub fn redis_server() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let port = free_port();
+    SERVER.get_or_init(|| RedisServer::start(free_port()))
+}
+
+impl RedisServer {
+    /// Starts a `redis-server` on `port` and waits until it accepts connections.
+    pub fn start(port: u16) -> Self {
         // The watchdog shell kills redis-server once the test process is gone,
         // so no server outlives a crashed or interrupted run.
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & rp=$!; \
-             while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $rp",
+             while kill -0 {parent} 2>/dev/null && kill -0 $rp 2>/dev/null; do sleep 1; done; kill $rp 2>/dev/null",
             parent = std::process::id()
         );
         let child = Command::new("sh")
@@ -68,9 +73,25 @@ pub fn redis_server() -> &'static RedisServer {
         }
         RedisServer {
             url: format!("redis://127.0.0.1:{port}/0"),
+            port,
             _child: child,
         }
-    })
+    }
+
+    /// Stops the server at once, as a crash would (no save).
+    pub fn stop(&self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 pub struct TestApp {

@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod cli;
 mod common;
+mod faults;
 mod hostile;
 mod oauth;
 mod ops;
