@@ -272,6 +272,18 @@ impl Config {
                 "must start with mongodb:// or mongodb+srv://",
             );
         }
+        if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return bad(
+                "MAIL_FROM",
+                "must be a mailbox such as `Tessera <no-reply@example.com>`",
+            );
+        }
+        if self.smtp_host.as_deref().is_some_and(str::is_empty) {
+            return bad(
+                "SMTP_HOST",
+                "must not be empty (unset it for the .eml folder)",
+            );
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|_| ConfigError("TESSERA_LOG: not a valid tracing filter".into()))?;
         Ok(())

@@ -11,8 +11,10 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod resource;
 pub mod store;
+pub mod templates;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,13 +28,16 @@ use crate::crypto::keys::{KeyDir, KeySet};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
+use crate::domain::otp::{OtpLimits, OtpService};
 use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
 use crate::http::AppState;
+use crate::mail::{Mailer, Outbox};
 use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyError};
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AccessCheck, TokenStore, UserStore};
+use crate::templates::Templates;
 
 /// A built application: the router and the state behind it.
 pub struct App {
@@ -128,18 +133,33 @@ impl App {
         };
         let hasher = PasswordHasher::new(config.bcrypt_cost);
         hasher.warm_up();
+        let templates =
+            Arc::new(Templates::load().map_err(|e| StartError::Unsupported(e.to_string()))?);
+        let mailer = Arc::new(Mailer::from_config(&config, templates)?);
+        let outbox: Arc<dyn Outbox> = Arc::new(mailer.clone());
         let tokens = Arc::new(TokenService::new(
             &config,
             keys.clone(),
             stores.tokens.clone(),
             clock.clone(),
-            token_secret,
+            token_secret.clone(),
         ));
         let users = Arc::new(UserService::new(
             stores.users.clone(),
             tokens.clone(),
-            hasher,
+            hasher.clone(),
+            outbox.clone(),
             clock.clone(),
+        ));
+        let otp = Arc::new(OtpService::new(
+            stores.users.clone(),
+            stores.tokens.clone(),
+            tokens.clone(),
+            hasher,
+            outbox,
+            clock.clone(),
+            token_secret,
+            OtpLimits::default(),
         ));
         let clients = Arc::new(ClientService::new(stores.users.clone(), clock.clone()));
         let grants = Arc::new(Grants::new(
@@ -161,6 +181,8 @@ impl App {
                 clock,
                 keys,
                 users,
+                otp,
+                mailer,
                 clients,
                 grants,
                 tokens,

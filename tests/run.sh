@@ -17,6 +17,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Python test tools (aiosmtpd, ...), pinned in tests/requirements.txt, in a
+# git-ignored virtual environment; reinstalled when the pins change.
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/requirements.installed; then
+  log "installing Python test tools into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt .venv/requirements.installed
+fi
+
 log "cargo test"
 # One build of the test profile serves the unit tests, the integration
 # binary (tests/api) and the doc tests.

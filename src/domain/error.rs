@@ -23,6 +23,9 @@ pub enum DomainError {
     WrongPassword,
     #[error("user not found")]
     UserNotFound,
+    /// Wrong, expired, used or unknown-email one-time code: one error for all.
+    #[error("invalid one-time code")]
+    InvalidOtp,
     #[error("too many attempts, retry after {0:?}")]
     Throttled(std::time::Duration),
     #[error(transparent)]

@@ -3,6 +3,7 @@
 pub mod clients;
 pub mod error;
 pub mod grants;
+pub mod otp;
 pub mod scope;
 pub mod tokens;
 pub mod users;

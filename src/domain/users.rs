@@ -9,6 +9,7 @@ use crate::domain::DomainError;
 use crate::domain::clients::first_party_client;
 use crate::domain::tokens::{IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
 use crate::domain::validate::{self, Checks};
+use crate::mail::{Notice, Outbox};
 use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
 
 /// The role every new account gets.
@@ -38,6 +39,7 @@ pub struct UserService {
     users: Arc<dyn UserStore>,
     tokens: Arc<TokenService>,
     hasher: PasswordHasher,
+    outbox: Arc<dyn Outbox>,
     clock: Clock,
 }
 
@@ -46,12 +48,14 @@ impl UserService {
         users: Arc<dyn UserStore>,
         tokens: Arc<TokenService>,
         hasher: PasswordHasher,
+        outbox: Arc<dyn Outbox>,
         clock: Clock,
     ) -> Self {
         Self {
             users,
             tokens,
             hasher,
+            outbox,
             clock,
         }
     }
@@ -219,7 +223,9 @@ impl UserService {
             // Someone changed the password between our read and our write.
             return Err(DomainError::WrongPassword);
         }
-        Ok(self.tokens.revoke_user(id).await?)
+        self.tokens.revoke_user(id).await?;
+        self.outbox.send(&user.email, Notice::PasswordChanged);
+        Ok(())
     }
 
     /// Sets the mobile number (E.164).

@@ -43,6 +43,8 @@ pub enum ApiError {
     InsufficientScope(&'static str),
     #[error("user not found")]
     UserNotFound,
+    #[error("invalid one-time code")]
+    InvalidOtp,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     #[error("client not found")]
@@ -65,6 +67,7 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidCredentials => ApiError::InvalidCredentials,
             DomainError::WrongPassword => ApiError::WrongPassword,
             DomainError::UserNotFound => ApiError::UserNotFound,
+            DomainError::InvalidOtp => ApiError::InvalidOtp,
             DomainError::Throttled(retry) => ApiError::Throttled(retry),
             DomainError::Store(e) => e.into(),
             DomainError::Hasher(e) => ApiError::Internal(e.to_string()),
@@ -140,6 +143,11 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "user_not_found",
                 "the user of this token no longer exists".into(),
+            ),
+            ApiError::InvalidOtp => (
+                StatusCode::BAD_REQUEST,
+                "invalid_otp",
+                "the code is wrong, expired or already used".into(),
             ),
             ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", (*why).into()),
             ApiError::ClientNotFound => (
@@ -356,6 +364,7 @@ mod tests {
             (ApiError::WrongPassword, 403),
             (ApiError::InsufficientScope("profile"), 403),
             (ApiError::UserNotFound, 404),
+            (ApiError::InvalidOtp, 400),
             (ApiError::Forbidden("admin"), 403),
             (ApiError::ClientNotFound, 404),
             (ApiError::Throttled(Duration::from_secs(3)), 429),

@@ -191,6 +191,23 @@ fn printable(name: &str) -> String {
         .collect()
 }
 
+/// The client's IP address (the TCP peer).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Ok(Self(peer))
+    }
+}
+
 /// A verified access token that belongs to a user (not a client) and grants
 /// the `profile` scope: what every Bearer endpoint of `/api/users` needs.
 #[derive(Clone, Debug)]

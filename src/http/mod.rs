@@ -28,9 +28,11 @@ use crate::config::Config;
 use crate::crypto::keys::KeySet;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
+use crate::domain::otp::OtpService;
 use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
 use crate::http::error::{ApiError, InternalCause};
+use crate::mail::Mailer;
 use crate::resource::AccessTokenVerifier;
 use crate::store::{TokenStore, UserStore};
 
@@ -44,6 +46,8 @@ pub struct AppState {
     pub clock: Clock,
     pub keys: Arc<KeySet>,
     pub users: Arc<UserService>,
+    pub otp: Arc<OtpService>,
+    pub mailer: Arc<Mailer>,
     pub clients: Arc<ClientService>,
     pub grants: Arc<Grants>,
     pub tokens: Arc<TokenService>,
@@ -62,8 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/updateusers", put(users::put_updateusers))
         .route("/updatepassword", put(users::put_updatepassword))
         .route("/updatemobile", put(users::put_updatemobile))
-        .route("/forgotpasswords", post(users::not_yet_implemented))
-        .route("/resetpasswordotps", post(users::not_yet_implemented));
+        .route("/forgotpasswords", post(users::post_forgotpasswords))
+        .route("/resetpasswordotps", post(users::post_resetpasswordotps));
 
     Router::new()
         .nest("/api/users", users)

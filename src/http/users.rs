@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::domain::users::{ProfileUpdate, Signup};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, UserToken};
+use crate::http::extract::{ApiJson, ClientAddr, UserToken};
 use crate::http::oauth::token_response;
 use crate::store::UserRecord;
 
@@ -168,8 +168,47 @@ pub async fn put_updatemobile(
     Ok(Json(user.into()))
 }
 
-/// `POST /api/users/forgotpasswords` and `resetpasswordotps`: their place is
-/// kept; the OTP flow arrives with the mail issue.
-pub async fn not_yet_implemented() -> ApiError {
-    ApiError::NotImplemented
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotBody {
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    email: String,
+    otp: String,
+    new_password: String,
+}
+
+/// `POST /api/users/forgotpasswords` → 202 with the same body whether or not
+/// the account exists.
+pub async fn post_forgotpasswords(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<ForgotBody>,
+) -> Result<Response, ApiError> {
+    state.otp.request(&body.email, client).await?;
+    let body = serde_json::json!({
+        "status": "accepted",
+        "detail": "if an account exists for this email, a code is on its way"
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `POST /api/users/resetpasswordotps` → 200; `invalid_otp` for any bad code.
+pub async fn post_resetpasswordotps(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .otp
+        .reset(&body.email, &body.otp, &body.new_password, client)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "status": "password_reset",
+        "detail": "the password was changed and every session was signed out"
+    })))
 }

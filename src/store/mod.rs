@@ -266,6 +266,27 @@ pub trait TokenStore: Send + Sync {
         now: UnixTime,
     ) -> Result<CodeRedemption, StoreError>;
 
+    /// Counts one event for `key` in the fixed window `now / window` and
+    /// returns the window's count so far (rate limits, throttling).
+    async fn hit(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
+
+    /// Stores a user's one-time code digest, replacing any earlier one.
+    async fn put_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Checks a code in one atomic step: a match burns it (true); a miss
+    /// counts a try and burns it at `max_attempts`; expired or absent is false.
+    async fn check_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> Result<bool, StoreError>;
+
     /// Drops state that can no longer matter (expired families, codes,
     /// revocations of expired tokens). Backends with TTLs may do nothing.
     async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError>;

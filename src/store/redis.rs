@@ -67,6 +67,19 @@ redis.call('HSET', KEYS[1], 'used', ARGV[1])
 return {'fresh', c[1], c[2], c[3], c[4], c[5], c[6], c[7]}
 "#;
 
+/// Checks a one-time code (see `TokenStore::check_otp`). Comparing HMAC
+/// digests keyed by the server leaks nothing useful through timing.
+/// KEYS: otp hash. ARGV: digest, now, max_attempts.
+const CHECK_OTP: &str = r#"
+local o = redis.call('HMGET', KEYS[1], 'digest', 'exp', 'attempts')
+if not o[1] then return 0 end
+if tonumber(o[2]) <= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) return 0 end
+if o[1] == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if n >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 /// Redis-backed [`TokenStore`].
 #[derive(Clone)]
 pub struct RedisStore {
@@ -74,6 +87,7 @@ pub struct RedisStore {
     rotate: Script,
     revoke_family: Script,
     redeem_code: Script,
+    check_otp: Script,
     /// How long a "logged out everywhere" mark must outlive the tokens it kills.
     not_before_ttl: u64,
 }
@@ -110,6 +124,14 @@ fn user_not_before_key(uid: &str) -> String {
 
 fn revoked_access_key(jti: &str) -> String {
     format!("tessera:at:{{{jti}}}")
+}
+
+fn otp_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:otp")
+}
+
+fn counter_key(key: &str, bucket: i64) -> String {
+    format!("tessera:count:{{{key}}}:{bucket}")
 }
 
 fn code_key(hash: &TokenHash) -> String {
@@ -165,6 +187,7 @@ impl RedisStore {
             rotate: Script::new(ROTATE),
             revoke_family: Script::new(REVOKE_FAMILY),
             redeem_code: Script::new(REDEEM_CODE),
+            check_otp: Script::new(CHECK_OTP),
             not_before_ttl,
         })
     }
@@ -447,6 +470,76 @@ impl TokenStore for RedisStore {
             }
             _ => Err(corrupt("redeem")),
         }
+    }
+
+    async fn hit(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let bucket = now.div_euclid(window);
+        let key = counter_key(key, bucket);
+        let mut conn = self.conn.clone();
+        let (count,): (u64,) = self
+            .run(async move {
+                redis::pipe()
+                    .atomic()
+                    .incr(&key, 1)
+                    .expire_at(&key, (bucket + 1) * window)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(count)
+    }
+
+    async fn put_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let key = otp_key(user_id);
+        let digest = digest.to_owned();
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .del(&key)
+                .ignore()
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("digest", digest),
+                        ("exp", expires_at.to_string()),
+                        ("attempts", "0".to_owned()),
+                    ],
+                )
+                .ignore()
+                .expire_at(&key, expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn check_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.check_otp.prepare_invoke();
+        invocation
+            .key(otp_key(user_id))
+            .arg(digest)
+            .arg(now)
+            .arg(max_attempts);
+        let valid: i64 = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(valid == 1)
     }
 
     async fn purge_expired(&self, _now: UnixTime) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::clock::UnixTime;
-use crate::crypto::secret::TokenHash;
+use crate::crypto::secret::{TokenHash, constant_time_eq};
 use crate::store::{
     AccessCheck, ClientRecord, CodeGrant, CodeRedemption, FamilyView, NewFamily, ProfileChange,
     RotateRequest, Rotation, StoreError, TokenStore, UserRecord, UserStore,
@@ -22,7 +22,8 @@ const BACKEND: &str = "sqlite";
 
 /// Applied in order; `PRAGMA user_version` records how many have run.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
@@ -85,7 +86,21 @@ CREATE TABLE user_not_before (
     user_id TEXT PRIMARY KEY,
     not_before INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE counters (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE otps (
+    user_id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+);
+"#,
+];
 
 /// SQLite-backed [`UserStore`] and [`TokenStore`].
 #[derive(Clone)]
@@ -766,9 +781,110 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    async fn hit(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let bucket = now.div_euclid(window);
+        let key = format!("{key}:{bucket}");
+        let expires_at = (bucket + 1) * window;
+        self.with_conn(move |c| {
+            c.query_row(
+                "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET count = count + 1 RETURNING count",
+                params![key, expires_at],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn put_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (user_id, digest) = (user_id.to_owned(), digest.to_owned());
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO otps (user_id, digest, expires_at, attempts) VALUES (?1, ?2, ?3, 0) \
+                 ON CONFLICT(user_id) DO UPDATE SET digest = excluded.digest, \
+                 expires_at = excluded.expires_at, attempts = 0",
+                params![user_id, digest, expires_at],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn check_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let (user_id, digest) = (user_id.to_owned(), digest.to_owned());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_sqlite)?;
+            let stored = tx
+                .query_row(
+                    "SELECT digest, expires_at, attempts FROM otps WHERE user_id = ?1",
+                    [&user_id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(map_sqlite)?;
+            let burn = |tx: &rusqlite::Transaction<'_>| {
+                tx.execute("DELETE FROM otps WHERE user_id = ?1", [&user_id])
+                    .map_err(map_sqlite)
+            };
+            let valid = match stored {
+                None => false,
+                Some((_, expires_at, _)) if expires_at <= now => {
+                    burn(&tx)?;
+                    false
+                }
+                Some((stored, _, _)) if constant_time_eq(stored.as_bytes(), digest.as_bytes()) => {
+                    burn(&tx)?;
+                    true
+                }
+                Some((_, _, attempts)) => {
+                    if attempts + 1 >= i64::from(max_attempts) {
+                        burn(&tx)?;
+                    } else {
+                        tx.execute(
+                            "UPDATE otps SET attempts = attempts + 1 WHERE user_id = ?1",
+                            [&user_id],
+                        )
+                        .map_err(map_sqlite)?;
+                    }
+                    false
+                }
+            };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(valid)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
+            tx.execute("DELETE FROM counters WHERE expires_at < ?1", [now])
+                .map_err(map_sqlite)?;
+            tx.execute("DELETE FROM otps WHERE expires_at < ?1", [now])
+                .map_err(map_sqlite)?;
             // Used codes are kept past expiry for a while so a late replay
             // still finds (and revokes) what they issued.
             tx.execute("DELETE FROM auth_codes WHERE expires_at < ?1 - 600", [now])

@@ -94,6 +94,107 @@ impl RedisServer {
     }
 }
 
+/// The test tools' Python, installed by `tests/run.sh` into `.venv`.
+pub fn venv_python() -> std::path::PathBuf {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tests/run.sh`, which installs the test tools",
+        python.display()
+    );
+    python
+}
+
+/// A real SMTP server (aiosmtpd) writing every message into a maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: std::path::PathBuf,
+    _dir: TempDir,
+    _child: Child,
+}
+
+pub fn smtp_server() -> &'static SmtpServer {
+    static SERVER: OnceLock<SmtpServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let maildir = dir.path().join("maildir");
+        let script = format!(
+            "'{python}' -m aiosmtpd -n -l 127.0.0.1:{port} -c aiosmtpd.handlers.Mailbox '{maildir}' & sp=$!; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $sp 2>/dev/null; do sleep 1; done; kill $sp 2>/dev/null",
+            python = venv_python().display(),
+            maildir = maildir.display(),
+            parent = std::process::id()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd starts");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpServer { port, maildir, _dir: dir, _child: child }
+    })
+}
+
+impl SmtpServer {
+    /// Every delivered message addressed to `email`, raw, oldest first.
+    pub fn messages_to(&self, email: &str) -> Vec<String> {
+        let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let to_line = text
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+                    .unwrap_or("");
+                if to_line.contains(email) {
+                    let modified = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    found.push((modified, text));
+                }
+            }
+        }
+        found.sort_by_key(|entry| entry.0);
+        found.into_iter().map(|(_, text)| text).collect()
+    }
+
+    /// Waits (bounded) until `email` has received `count` messages.
+    pub async fn wait_for(&self, email: &str, count: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let messages = self.messages_to(email);
+            if messages.len() >= count {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{email} did not receive {count} message(s)");
+    }
+}
+
+/// The 6-digit code in a raw message (a line of exactly six digits).
+pub fn otp_in(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a code in the message")
+        .to_owned()
+}
+
 pub struct TestApp {
     pub base: String,
     pub state: AppState,

@@ -9,5 +9,6 @@ mod faults;
 mod hostile;
 mod oauth;
 mod ops;
+mod otp;
 mod tokens;
 mod users;

@@ -336,14 +336,3 @@ async fn login_rehashes_when_the_cost_changes() {
     );
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
 }
-
-#[tokio::test]
-async fn forgot_and_reset_keep_their_place() {
-    let app = TestApp::spawn().await;
-    for path in ["/api/users/forgotpasswords", "/api/users/resetpasswordotps"] {
-        let response = app
-            .post_json(path, &json!({"email": unique_email("otp")}))
-            .await;
-        assert_problem(response, 501, "not_implemented").await;
-    }
-}

@@ -1,0 +1,229 @@
+//! Forgot password: a 6-digit one-time code by mail, then a reset with it.
+//!
+//! Nothing here may tell an attacker whether an email has an account: the
+//! request answers alike and is rate limited alike for every email, and a
+//! reset fails with one error whatever went wrong.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, UnixTime};
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::secret::{hmac_sha256, random_bytes, sha256_hex};
+use crate::domain::tokens::TokenService;
+use crate::domain::{DomainError, validate};
+use crate::mail::{Notice, Outbox};
+use crate::store::{TokenStore, UserStore};
+
+/// How long a code lives, in seconds.
+pub const OTP_TTL: i64 = 10 * 60;
+/// Wrong tries that burn a code.
+pub const OTP_MAX_ATTEMPTS: u32 = 5;
+
+/// One limit: at most `max` events per `window` seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub max: u64,
+    pub window: u64,
+}
+
+/// Rate limits of the OTP endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpLimits {
+    pub per_email: [Limit; 2],
+    pub per_address: Limit,
+    pub resets_per_address: Limit,
+}
+
+impl Default for OtpLimits {
+    fn default() -> Self {
+        Self {
+            per_email: [
+                Limit { max: 1, window: 60 },
+                Limit {
+                    max: 5,
+                    window: 3600,
+                },
+            ],
+            per_address: Limit {
+                max: 30,
+                window: 3600,
+            },
+            resets_per_address: Limit {
+                max: 30,
+                window: 600,
+            },
+        }
+    }
+}
+
+/// Issues and checks one-time codes.
+pub struct OtpService {
+    users: Arc<dyn UserStore>,
+    store: Arc<dyn TokenStore>,
+    tokens: Arc<TokenService>,
+    hasher: PasswordHasher,
+    outbox: Arc<dyn Outbox>,
+    clock: Clock,
+    key: Vec<u8>,
+    limits: OtpLimits,
+}
+
+/// A uniformly distributed 6-digit code from the OS CSPRNG.
+fn six_digits() -> String {
+    loop {
+        let n = u32::from_be_bytes(random_bytes::<4>());
+        // Rejection sampling: drop the top sliver so every code is equally likely.
+        if n < u32::MAX - (u32::MAX % 1_000_000) {
+            return format!("{:06}", n % 1_000_000);
+        }
+    }
+}
+
+impl OtpService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        store: Arc<dyn TokenStore>,
+        tokens: Arc<TokenService>,
+        hasher: PasswordHasher,
+        outbox: Arc<dyn Outbox>,
+        clock: Clock,
+        key: Vec<u8>,
+        limits: OtpLimits,
+    ) -> Self {
+        Self {
+            users,
+            store,
+            tokens,
+            hasher,
+            outbox,
+            clock,
+            key,
+            limits,
+        }
+    }
+
+    /// Only this digest is stored: a keyed HMAC over the user id and code.
+    fn digest(&self, user_id: &str, code: &str) -> String {
+        hex::encode(hmac_sha256(
+            &self.key,
+            format!("{user_id}:{code}").as_bytes(),
+        ))
+    }
+
+    /// Counts one event against `limit`; `Throttled` until its window ends.
+    async fn enforce(&self, key: &str, limit: Limit, now: UnixTime) -> Result<(), DomainError> {
+        let count = self.store.hit(key, limit.window, now).await?;
+        if count > limit.max {
+            let window = limit.window as i64;
+            let retry = (now.div_euclid(window) + 1) * window - now;
+            return Err(DomainError::Throttled(Duration::from_secs(
+                retry.max(1) as u64
+            )));
+        }
+        Ok(())
+    }
+
+    /// `forgotpasswords`: mails a code if the account exists; always the same
+    /// outcome for the caller.
+    pub async fn request(&self, email: &str, client: IpAddr) -> Result<(), DomainError> {
+        let email = validate::email(email).map_err(|m| DomainError::field("email", m))?;
+        let now = self.clock.now();
+        // Limits count every email, known or not, so a 429 says nothing.
+        let email_key = format!("otp-req:email:{}", sha256_hex(email.as_bytes()));
+        self.enforce(
+            &format!("otp-req:addr:{client}"),
+            self.limits.per_address,
+            now,
+        )
+        .await?;
+        for limit in self.limits.per_email {
+            self.enforce(&format!("{email_key}:{}", limit.window), limit, now)
+                .await?;
+        }
+        let Some(user) = self.users.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        let code = six_digits();
+        self.store
+            .put_otp(&user.id, &self.digest(&user.id, &code), now + OTP_TTL)
+            .await?;
+        self.outbox.send(
+            &user.email,
+            Notice::Otp {
+                code,
+                minutes: (OTP_TTL / 60) as u64,
+            },
+        );
+        tracing::info!(user_id = %user.id, "password reset code issued");
+        Ok(())
+    }
+
+    /// `resetpasswordotps`: sets a new password with a valid code, then logs
+    /// the user out everywhere. Any failure of the code is `InvalidOtp`.
+    pub async fn reset(
+        &self,
+        email: &str,
+        code: &str,
+        new_password: &str,
+        client: IpAddr,
+    ) -> Result<(), DomainError> {
+        validate::password(new_password).map_err(|m| DomainError::field("new_password", &m))?;
+        let now = self.clock.now();
+        self.enforce(
+            &format!("otp-reset:addr:{client}"),
+            self.limits.resets_per_address,
+            now,
+        )
+        .await?;
+        let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
+        let user = match validate::email(email) {
+            Ok(email) if well_formed => self.users.user_by_email(&email).await?,
+            _ => None,
+        };
+        let Some(user) = user else {
+            return Err(DomainError::InvalidOtp);
+        };
+        if !self
+            .store
+            .check_otp(
+                &user.id,
+                &self.digest(&user.id, code),
+                now,
+                OTP_MAX_ATTEMPTS,
+            )
+            .await?
+        {
+            return Err(DomainError::InvalidOtp);
+        }
+        let new_hash = self.hasher.hash(new_password).await?;
+        self.users
+            .replace_password_hash(
+                &user.id,
+                &user.password_hash,
+                &new_hash,
+                self.clock.now_datetime(),
+            )
+            .await?;
+        self.tokens.revoke_user(&user.id).await?;
+        self.outbox.send(&user.email, Notice::PasswordChanged);
+        tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits() {
+        for _ in 0..1000 {
+            let code = six_digits();
+            assert_eq!(code.len(), 6);
+            assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+}
