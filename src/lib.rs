@@ -34,6 +34,7 @@ use crate::domain::users::UserService;
 use crate::http::AppState;
 use crate::mail::{Mailer, Outbox};
 use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyError};
+use crate::store::mongo::MongoStore;
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AccessCheck, TokenStore, UserStore};
@@ -71,12 +72,19 @@ pub struct Stores {
 impl Stores {
     /// The embedded SQLite store unless MongoDB/Redis are configured.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
-        if config.mongodb_uri.is_some() {
-            return Err(StartError::Unsupported(
-                "TESSERA_MONGODB_URI: the MongoDB user store is not built into this version".into(),
-            ));
-        }
         let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+        let users: Arc<dyn UserStore> = match &config.mongodb_uri {
+            Some(uri) => Arc::new(
+                MongoStore::connect(uri.expose(), &config.mongodb_db)
+                    .await
+                    .map_err(|e| {
+                        StartError::Unsupported(format!(
+                            "TESSERA_MONGODB_URI: cannot use the server: {e}"
+                        ))
+                    })?,
+            ),
+            None => sqlite.clone(),
+        };
         let tokens: Arc<dyn TokenStore> = match &config.redis_url {
             Some(url) => {
                 // A "logged out everywhere" mark must outlive every access
@@ -94,10 +102,7 @@ impl Stores {
             }
             None => sqlite.clone(),
         };
-        Ok(Self {
-            users: sqlite,
-            tokens,
-        })
+        Ok(Self { users, tokens })
     }
 }
 

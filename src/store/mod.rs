@@ -4,6 +4,7 @@
 //! Every method is atomic on its own: callers never compose two calls into
 //! one logical step.
 
+pub mod mongo;
 pub mod redis;
 pub mod sqlite;
 

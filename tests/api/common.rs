@@ -20,12 +20,78 @@ use tokio::task::JoinHandle;
 /// The password every helper-made user gets.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// Which token store the app under test uses. User data is always in the
-/// embedded store (MongoDB comes with its own issue).
+/// Which stores the app under test uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// Everything in the embedded SQLite file.
     Sqlite,
+    /// Users embedded, tokens in a real redis-server.
     Redis,
+    /// The production shape: users in MongoDB (SecantusDB speaking the
+    /// MongoDB wire protocol), tokens in Redis.
+    Mongo,
+}
+
+/// One SecantusDB server for the whole test binary, on a free port with a
+/// temporary WiredTiger directory, stopped by a watchdog when this process exits.
+pub struct MongoServer {
+    pub port: u16,
+    _dir: TempDir,
+    _child: Child,
+}
+
+impl MongoServer {
+    pub fn uri(&self) -> String {
+        mongo_uri(self.port)
+    }
+}
+
+pub fn mongo_uri(port: u16) -> String {
+    format!("mongodb://127.0.0.1:{port}/?directConnection=true")
+}
+
+/// The `secantusd-py` command line for `port` and `storage`.
+pub fn secantus_command(port: u16, storage: &std::path::Path) -> String {
+    let bin = venv_python().with_file_name("secantusd-py");
+    format!(
+        "'{}' --port {port} --storage-path '{}' --log-level WARNING --sync-on-commit",
+        bin.display(),
+        storage.display()
+    )
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn mongo_server() -> &'static MongoServer {
+    static SERVER: OnceLock<MongoServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = format!(
+            "{} & mp=$!; while kill -0 {parent} 2>/dev/null && kill -0 $mp 2>/dev/null; do sleep 1; done; kill $mp 2>/dev/null",
+            secantus_command(port, &dir.path().join("wt")),
+            parent = std::process::id()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("secantusd-py starts (tests/run.sh installs it)");
+        assert!(wait_for_port(port, Duration::from_secs(30)), "SecantusDB did not start");
+        MongoServer { port, _dir: dir, _child: child }
+    })
 }
 
 /// One `redis-server` for the whole test binary, on a free port, stopped
@@ -240,8 +306,13 @@ impl TestApp {
     pub async fn spawn_on_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let mut config = Config::for_test(dir.path());
-        if backend == Backend::Redis {
+        if matches!(backend, Backend::Redis | Backend::Mongo) {
             config.redis_url = Some(Secret::new(redis_server().url.clone()));
+        }
+        if backend == Backend::Mongo {
+            config.mongodb_uri = Some(Secret::new(mongo_server().uri()));
+            // A database per app keeps parallel tests apart.
+            config.mongodb_db = format!("t{}", unique_email("db").replace(['.', '@'], "_"));
         }
         configure(&mut config);
         Self::start(config, dir, Clock::system()).await
@@ -448,6 +519,9 @@ macro_rules! on_every_backend {
         }
         mod redis {
             $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Redis).await })*
+        }
+        mod mongo {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Mongo).await })*
         }
     };
 }

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod faults;
 mod hostile;
+mod mongo;
 mod oauth;
 mod ops;
 mod otp;

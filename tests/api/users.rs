@@ -3,11 +3,12 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{PASSWORD, TestApp, assert_invalid_token, assert_problem, body, unique_email};
+use crate::common::{
+    Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem, body, unique_email,
+};
 
-#[tokio::test]
-async fn signup_returns_the_user_without_the_hash() {
-    let app = TestApp::spawn().await;
+async fn signup_returns_the_user_without_the_hash(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let email = unique_email("Signup");
     let response = app
         .post_json(
@@ -43,9 +44,8 @@ async fn signup_returns_the_user_without_the_hash() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_email_is_409_whatever_the_case_or_spaces() {
-    let app = TestApp::spawn().await;
+async fn duplicate_email_is_409_whatever_the_case_or_spaces(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let email = unique_email("dup");
     assert_eq!(
         app.signup(&email, PASSWORD).await.status(),
@@ -57,9 +57,8 @@ async fn duplicate_email_is_409_whatever_the_case_or_spaces() {
     assert_problem(again, 409, "email_taken").await;
 }
 
-#[tokio::test]
-async fn signup_validation_names_each_bad_field() {
-    let app = TestApp::spawn().await;
+async fn signup_validation_names_each_bad_field(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let cases = [
         (
             json!({"email": "not-an-email", "password": PASSWORD, "fname": "a", "lname": "b"}),
@@ -106,9 +105,8 @@ async fn signup_validation_names_each_bad_field() {
     }
 }
 
-#[tokio::test]
-async fn passwords_of_exactly_8_and_72_bytes_are_accepted() {
-    let app = TestApp::spawn().await;
+async fn passwords_of_exactly_8_and_72_bytes_are_accepted(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     for password in ["12345678".to_owned(), "p".repeat(72), "€".repeat(24)] {
         let email = unique_email("len");
         assert_eq!(
@@ -119,9 +117,8 @@ async fn passwords_of_exactly_8_and_72_bytes_are_accepted() {
     }
 }
 
-#[tokio::test]
-async fn login_returns_a_token_response_that_is_not_cached() {
-    let app = TestApp::spawn().await;
+async fn login_returns_a_token_response_that_is_not_cached(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let email = unique_email("login");
     app.signup(&email, PASSWORD).await;
     let response = app
@@ -139,9 +136,8 @@ async fn login_returns_a_token_response_that_is_not_cached() {
     assert!(refresh.starts_with("tsr_") && refresh.len() >= 4 + 43);
 }
 
-#[tokio::test]
-async fn unknown_email_and_wrong_password_fail_alike() {
-    let app = TestApp::spawn().await;
+async fn unknown_email_and_wrong_password_fail_alike(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let email = unique_email("same");
     app.signup(&email, PASSWORD).await;
     let wrong = app.login(&email, "wrong password!").await;
@@ -159,9 +155,8 @@ async fn unknown_email_and_wrong_password_fail_alike() {
     }
 }
 
-#[tokio::test]
-async fn me_returns_the_user_of_the_token() {
-    let app = TestApp::spawn().await;
+async fn me_returns_the_user_of_the_token(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let user = app.user("me").await;
     let response = app.get_auth("/api/users/me", &user.access_token).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -170,9 +165,8 @@ async fn me_returns_the_user_of_the_token() {
     assert_eq!(me["email"], user.email);
 }
 
-#[tokio::test]
-async fn bearer_endpoints_refuse_missing_and_malformed_tokens() {
-    let app = TestApp::spawn().await;
+async fn bearer_endpoints_refuse_missing_and_malformed_tokens(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     assert_invalid_token(app.get("/api/users/me").await).await;
     for header in [
         "Bearer",
@@ -197,9 +191,8 @@ async fn bearer_endpoints_refuse_missing_and_malformed_tokens() {
     assert_invalid_token(response).await;
 }
 
-#[tokio::test]
-async fn updateusers_changes_only_the_given_fields() {
-    let app = TestApp::spawn().await;
+async fn updateusers_changes_only_the_given_fields(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let user = app.user("profile").await;
     let response = app
         .put_json_auth(
@@ -239,9 +232,8 @@ async fn updateusers_changes_only_the_given_fields() {
     assert_eq!(problem["errors"]["role"], "is not allowed");
 }
 
-#[tokio::test]
-async fn updatemobile_requires_e164() {
-    let app = TestApp::spawn().await;
+async fn updatemobile_requires_e164(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let user = app.user("mobile").await;
     let response = app
         .put_json_auth(
@@ -265,9 +257,8 @@ async fn updatemobile_requires_e164() {
     }
 }
 
-#[tokio::test]
-async fn updatepassword_checks_the_old_password_and_logs_out_everywhere() {
-    let app = TestApp::spawn().await;
+async fn updatepassword_checks_the_old_password_and_logs_out_everywhere(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let user = app.user("password").await;
     let second_session = body(app.login(&user.email, PASSWORD).await).await;
     let second_access = second_session["access_token"].as_str().unwrap();
@@ -317,9 +308,8 @@ async fn updatepassword_checks_the_old_password_and_logs_out_everywhere() {
     assert_eq!(me.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn login_rehashes_when_the_cost_changes() {
-    let app = TestApp::spawn().await;
+async fn login_rehashes_when_the_cost_changes(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let email = unique_email("rehash");
     app.signup(&email, PASSWORD).await;
     // Same data, higher configured cost: the next login rehashes at cost 5.
@@ -327,12 +317,31 @@ async fn login_rehashes_when_the_cost_changes() {
     app.config.bcrypt_cost = 5;
     let app = app.restart().await;
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
-    let store = tessera::store::sqlite::SqliteStore::open(&app.config.data_dir).unwrap();
-    use tessera::store::UserStore;
-    let stored = store.user_by_email(&email).await.unwrap().unwrap();
+    let stored = app
+        .state
+        .user_store
+        .user_by_email(&email)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         stored.password_hash.starts_with("$2b$05$"),
         "rehashed at cost 5"
     );
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
 }
+
+crate::on_every_backend!(
+    signup_returns_the_user_without_the_hash,
+    duplicate_email_is_409_whatever_the_case_or_spaces,
+    signup_validation_names_each_bad_field,
+    passwords_of_exactly_8_and_72_bytes_are_accepted,
+    login_returns_a_token_response_that_is_not_cached,
+    unknown_email_and_wrong_password_fail_alike,
+    me_returns_the_user_of_the_token,
+    bearer_endpoints_refuse_missing_and_malformed_tokens,
+    updateusers_changes_only_the_given_fields,
+    updatemobile_requires_e164,
+    updatepassword_checks_the_old_password_and_logs_out_everywhere,
+    login_rehashes_when_the_cost_changes,
+);

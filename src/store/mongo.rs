@@ -1,0 +1,407 @@
+//! The MongoDB user store (production): collections `users` and `clients`.
+//!
+//! Documents keep the field names of the original Node/Mongoose service
+//! (`password`, `fname`, `lname`, `gender`, `mobile`, `role`, `createdAt`,
+//! `updatedAt`), so its users log in unchanged (see docs/migration.md).
+//! Writes use majority write concern and retryable writes; every operation
+//! is bounded by a timeout; every query is by `_id` or the unique `email`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument, WriteConcern};
+use mongodb::{Client, Collection, Database, IndexModel};
+use time::OffsetDateTime;
+
+use crate::store::{ClientRecord, ProfileChange, StoreError, UserRecord, UserStore};
+
+const BACKEND: &str = "mongodb";
+
+/// Upper bound on any one operation, server selection included.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// MongoDB-backed [`UserStore`].
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    users: Collection<Document>,
+    clients: Collection<Document>,
+}
+
+fn map_mongo(e: mongodb::error::Error) -> StoreError {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000 => StoreError::Duplicate,
+        ErrorKind::Command(c) if c.code == 11000 => StoreError::Duplicate,
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::Write(WriteFailure::WriteConcernError(_))
+        | ErrorKind::Shutdown => StoreError::Unavailable {
+            backend: BACKEND,
+            reason: e.to_string(),
+        },
+        _ if e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR) => StoreError::Unavailable {
+            backend: BACKEND,
+            reason: e.to_string(),
+        },
+        _ => StoreError::Internal {
+            backend: BACKEND,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Runs one operation within [`OP_TIMEOUT`], mapping its errors.
+async fn bounded<T>(
+    work: impl std::future::IntoFuture<Output = mongodb::error::Result<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, work.into_future()).await {
+        Ok(result) => result.map_err(map_mongo),
+        Err(_) => Err(StoreError::Unavailable {
+            backend: BACKEND,
+            reason: "operation timed out".into(),
+        }),
+    }
+}
+
+fn corrupt(why: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal {
+        backend: BACKEND,
+        reason: format!("unreadable document: {why}"),
+    }
+}
+
+fn to_bson_time(t: OffsetDateTime) -> DateTime {
+    DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn from_bson_time(value: Option<&Bson>) -> OffsetDateTime {
+    match value {
+        Some(Bson::DateTime(d)) => {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        }
+        _ => OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
+/// Mongoose schemas often stored numbers (a mobile) as numbers: read any
+/// scalar as text.
+fn text(document: &Document, key: &str) -> Option<String> {
+    match document.get(key)? {
+        Bson::String(s) => Some(s.clone()),
+        Bson::Int32(n) => Some(n.to_string()),
+        Bson::Int64(n) => Some(n.to_string()),
+        Bson::Double(n) if n.fract() == 0.0 => Some(format!("{n:.0}")),
+        _ => None,
+    }
+}
+
+fn user_from(document: &Document) -> Result<UserRecord, StoreError> {
+    let id = document.get_object_id("_id").map_err(corrupt)?;
+    let mobile = text(document, "mobile").map(|m| {
+        if m.starts_with('+') {
+            m
+        } else {
+            format!("+{m}")
+        }
+    });
+    Ok(UserRecord {
+        id: id.to_hex(),
+        email: document.get_str("email").map_err(corrupt)?.to_owned(),
+        password_hash: document.get_str("password").map_err(corrupt)?.to_owned(),
+        fname: text(document, "fname").unwrap_or_default(),
+        lname: text(document, "lname").unwrap_or_default(),
+        gender: text(document, "gender"),
+        mobile,
+        role: text(document, "role").unwrap_or_else(|| "user".to_owned()),
+        created_at: from_bson_time(document.get("createdAt")),
+        updated_at: from_bson_time(document.get("updatedAt").or(document.get("createdAt"))),
+    })
+}
+
+fn client_from(document: &Document) -> Result<ClientRecord, StoreError> {
+    let list = |key: &str| -> Vec<String> {
+        document
+            .get_array(key)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ttl = |key: &str| {
+        document
+            .get_i64(key)
+            .ok()
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    Ok(ClientRecord {
+        id: document.get_str("_id").map_err(corrupt)?.to_owned(),
+        name: document.get_str("name").map_err(corrupt)?.to_owned(),
+        secret_hash: document.get_str("secret_hash").ok().map(str::to_owned),
+        first_party: document.get_bool("first_party").unwrap_or(false),
+        redirect_uris: list("redirect_uris"),
+        grant_types: list("grant_types"),
+        scopes: list("scopes"),
+        access_token_ttl: ttl("access_token_ttl"),
+        refresh_token_ttl: ttl("refresh_token_ttl"),
+        created_at: from_bson_time(document.get("createdAt")),
+    })
+}
+
+/// `_id` of a user id from the API; `None` if it cannot be one.
+fn object_id(id: &str) -> Option<ObjectId> {
+    ObjectId::parse_str(id).ok()
+}
+
+impl MongoStore {
+    /// Connects to `uri`, selects `database` and creates the indexes
+    /// (idempotently). Fails at start if the server cannot be reached.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
+        let mut options = bounded(ClientOptions::parse(uri))
+            .await
+            .map_err(|e| match e {
+                StoreError::Internal { .. } => StoreError::Internal {
+                    backend: BACKEND,
+                    reason: "TESSERA_MONGODB_URI is not a valid connection string".into(),
+                },
+                other => other,
+            })?;
+        options.app_name = Some("tessera".into());
+        options.write_concern = Some(WriteConcern::majority());
+        options.retry_writes = Some(true);
+        options.retry_reads = Some(true);
+        options.server_selection_timeout = Some(Duration::from_secs(2));
+        options.connect_timeout = Some(Duration::from_secs(2));
+        let client = Client::with_options(options).map_err(map_mongo)?;
+        let db = client.database(database);
+        let store = Self {
+            users: db.collection("users"),
+            clients: db.collection("clients"),
+            db,
+        };
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let unique_email = IndexModel::builder()
+            .keys(doc! {"email": 1})
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("email_unique".to_owned())
+                    .build(),
+            )
+            .build();
+        bounded(self.users.create_index(unique_email)).await?;
+        let by_role = IndexModel::builder()
+            .keys(doc! {"role": 1})
+            .options(IndexOptions::builder().name("role".to_owned()).build())
+            .build();
+        bounded(self.users.create_index(by_role)).await?;
+        Ok(())
+    }
+
+    async fn update_returning(
+        &self,
+        id: &str,
+        set: Document,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let Some(oid) = object_id(id) else {
+            return Ok(None);
+        };
+        let updated = bounded(
+            self.users
+                .find_one_and_update(doc! {"_id": oid}, doc! {"$set": set})
+                .return_document(ReturnDocument::After),
+        )
+        .await?;
+        updated.as_ref().map(user_from).transpose()
+    }
+}
+
+#[async_trait]
+impl UserStore for MongoStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let oid = object_id(&user.id).ok_or_else(|| corrupt("user id is not an ObjectId"))?;
+        let mut document = doc! {
+            "_id": oid,
+            "email": &user.email,
+            "password": &user.password_hash,
+            "fname": &user.fname,
+            "lname": &user.lname,
+            "role": &user.role,
+            "createdAt": to_bson_time(user.created_at),
+            "updatedAt": to_bson_time(user.updated_at),
+        };
+        if let Some(gender) = &user.gender {
+            document.insert("gender", gender);
+        }
+        if let Some(mobile) = &user.mobile {
+            document.insert("mobile", mobile);
+        }
+        bounded(self.users.insert_one(document)).await.map(|_| ())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let found = bounded(self.users.find_one(doc! {"email": email})).await?;
+        found.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let Some(oid) = object_id(id) else {
+            return Ok(None);
+        };
+        let found = bounded(self.users.find_one(doc! {"_id": oid})).await?;
+        found.as_ref().map(user_from).transpose()
+    }
+
+    async fn update_profile(
+        &self,
+        id: &str,
+        change: &ProfileChange,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut set = doc! {"updatedAt": to_bson_time(now)};
+        for (key, value) in [
+            ("fname", &change.fname),
+            ("lname", &change.lname),
+            ("gender", &change.gender),
+        ] {
+            if let Some(value) = value {
+                set.insert(key, value);
+            }
+        }
+        self.update_returning(id, set).await
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: &str,
+        new_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let Some(oid) = object_id(id) else {
+            return Ok(false);
+        };
+        let result = bounded(self.users.update_one(
+            doc! {"_id": oid, "password": expected},
+            doc! {"$set": {"password": new_hash, "updatedAt": to_bson_time(now)}},
+        ))
+        .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn update_mobile(
+        &self,
+        id: &str,
+        mobile: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.update_returning(id, doc! {"mobile": mobile, "updatedAt": to_bson_time(now)})
+            .await
+    }
+
+    async fn set_role(
+        &self,
+        email: &str,
+        role: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = bounded(self.users.update_one(
+            doc! {"email": email},
+            doc! {"$set": {"role": role, "updatedAt": to_bson_time(now)}},
+        ))
+        .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+        let mut document = doc! {
+            "_id": &client.id,
+            "name": &client.name,
+            "first_party": client.first_party,
+            "redirect_uris": &client.redirect_uris,
+            "grant_types": &client.grant_types,
+            "scopes": &client.scopes,
+            "createdAt": to_bson_time(client.created_at),
+        };
+        if let Some(hash) = &client.secret_hash {
+            document.insert("secret_hash", hash);
+        }
+        for (key, ttl) in [
+            ("access_token_ttl", client.access_token_ttl),
+            ("refresh_token_ttl", client.refresh_token_ttl),
+        ] {
+            if let Some(ttl) = ttl {
+                document.insert(key, i64::try_from(ttl).unwrap_or(i64::MAX));
+            }
+        }
+        bounded(self.clients.insert_one(document)).await.map(|_| ())
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let found = bounded(self.clients.find_one(doc! {"_id": id})).await?;
+        found.as_ref().map(client_from).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        use futures_util::TryStreamExt;
+        // Clients are few (registered by operators); the limit keeps the scan bounded.
+        let cursor = bounded(
+            self.clients
+                .find(doc! {})
+                .sort(doc! {"createdAt": 1, "_id": 1})
+                .limit(10_000),
+        )
+        .await?;
+        let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
+        documents.iter().map(client_from).collect()
+    }
+
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let result = bounded(self.clients.delete_one(doc! {"_id": id})).await?;
+        Ok(result.deleted_count == 1)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.db.run_command(doc! {"ping": 1}))
+            .await
+            .map(|_| ())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mongoose_documents_are_read() {
+        let oid = ObjectId::new();
+        let legacy = doc! {
+            "_id": oid,
+            "email": "old@example.com",
+            "password": "$2a$10$abcdefghijklmnopqrstuv",
+            "fname": "Old",
+            "mobile": 14155552671_i64,
+            "createdAt": DateTime::from_millis(1_600_000_000_000),
+            "__v": 0,
+        };
+        let user = user_from(&legacy).unwrap();
+        assert_eq!(user.id, oid.to_hex());
+        assert_eq!(user.mobile.as_deref(), Some("+14155552671"));
+        assert_eq!(user.role, "user");
+        assert_eq!(user.lname, "");
+        assert_eq!(user.created_at.unix_timestamp(), 1_600_000_000);
+    }
+}
