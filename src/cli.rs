@@ -39,6 +39,13 @@ pub enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Exit 0 if the local server is ready (`GET /readyz`), 1 if not: for
+    /// container health checks, where no curl is installed.
+    Healthcheck {
+        /// Default: `http://127.0.0.1:<port of TESSERA_LISTEN>/readyz`.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +131,7 @@ pub fn run() -> ExitCode {
             Command::Keys(command) => keys(config, command),
             Command::Users(command) => users(config, command).await,
             Command::Clients(command) => clients(config, command).await,
+            Command::Healthcheck { url } => healthcheck(&config, url).await,
         }
     });
     match result {
@@ -210,6 +218,26 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> 
         }
     }
     Ok(())
+}
+
+async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartError> {
+    let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", config.listen.port()));
+    let not_ready = |why: String| StartError::Unsupported(format!("not ready: {why}"));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| not_ready(e.to_string()))?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| not_ready(e.to_string()))?;
+    if response.status().is_success() {
+        println!("ready");
+        Ok(())
+    } else {
+        Err(not_ready(response.status().to_string()))
+    }
 }
 
 async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {

@@ -173,3 +173,27 @@ fn clients_create_list_show_delete() {
         .unwrap();
     assert!(!invalid.status.success());
 }
+
+#[tokio::test]
+async fn healthcheck_reports_readiness() {
+    let app = crate::common::TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ready_url = app.url("/readyz");
+    let dead_url = format!("http://127.0.0.1:{}/readyz", crate::common::free_port());
+    let (ready, dead) = tokio::task::spawn_blocking({
+        let path = dir.path().to_owned();
+        move || {
+            let run = |url: &str| {
+                tessera(&path)
+                    .args(["healthcheck", "--url", url])
+                    .status()
+                    .unwrap()
+                    .success()
+            };
+            (run(&ready_url), run(&dead_url))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ready && !dead);
+}

@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod common;
+mod deploy;
 mod faults;
 mod hostile;
 mod mongo;
