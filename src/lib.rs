@@ -29,6 +29,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
 use crate::domain::otp::{OtpLimits, OtpService};
+use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
 use crate::http::AppState;
@@ -154,6 +155,7 @@ impl App {
             tokens.clone(),
             hasher.clone(),
             outbox.clone(),
+            Throttle::new(stores.tokens.clone(), clock.clone()),
             clock.clone(),
         ));
         let otp = Arc::new(OtpService::new(

@@ -5,6 +5,7 @@ pub mod error;
 pub mod grants;
 pub mod otp;
 pub mod scope;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 pub mod validate;

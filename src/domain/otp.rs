@@ -4,29 +4,21 @@
 //! request answers alike and is rate limited alike for every email, and a
 //! reset fails with one error whatever went wrong.
 
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use crate::clock::{Clock, UnixTime};
+use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{hmac_sha256, random_bytes, sha256_hex};
+use crate::domain::throttle::{Limit, Throttle};
 use crate::domain::tokens::TokenService;
 use crate::domain::{DomainError, validate};
 use crate::mail::{Notice, Outbox};
 use crate::store::{TokenStore, UserStore};
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// How long a code lives, in seconds.
 pub const OTP_TTL: i64 = 10 * 60;
 /// Wrong tries that burn a code.
 pub const OTP_MAX_ATTEMPTS: u32 = 5;
-
-/// One limit: at most `max` events per `window` seconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Limit {
-    pub max: u64,
-    pub window: u64,
-}
 
 /// Rate limits of the OTP endpoints.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +60,7 @@ pub struct OtpService {
     clock: Clock,
     key: Vec<u8>,
     limits: OtpLimits,
+    throttle: Throttle,
 }
 
 /// A uniformly distributed 6-digit code from the OS CSPRNG.
@@ -93,6 +86,7 @@ impl OtpService {
         key: Vec<u8>,
         limits: OtpLimits,
     ) -> Self {
+        let throttle = Throttle::new(store.clone(), clock.clone());
         Self {
             users,
             store,
@@ -102,6 +96,7 @@ impl OtpService {
             clock,
             key,
             limits,
+            throttle,
         }
     }
 
@@ -113,19 +108,6 @@ impl OtpService {
         ))
     }
 
-    /// Counts one event against `limit`; `Throttled` until its window ends.
-    async fn enforce(&self, key: &str, limit: Limit, now: UnixTime) -> Result<(), DomainError> {
-        let count = self.store.hit(key, limit.window, now).await?;
-        if count > limit.max {
-            let window = limit.window as i64;
-            let retry = (now.div_euclid(window) + 1) * window - now;
-            return Err(DomainError::Throttled(Duration::from_secs(
-                retry.max(1) as u64
-            )));
-        }
-        Ok(())
-    }
-
     /// `forgotpasswords`: mails a code if the account exists; always the same
     /// outcome for the caller.
     pub async fn request(&self, email: &str, client: IpAddr) -> Result<(), DomainError> {
@@ -133,14 +115,12 @@ impl OtpService {
         let now = self.clock.now();
         // Limits count every email, known or not, so a 429 says nothing.
         let email_key = format!("otp-req:email:{}", sha256_hex(email.as_bytes()));
-        self.enforce(
-            &format!("otp-req:addr:{client}"),
-            self.limits.per_address,
-            now,
-        )
-        .await?;
+        self.throttle
+            .admit(&format!("otp-req:addr:{client}"), self.limits.per_address)
+            .await?;
         for limit in self.limits.per_email {
-            self.enforce(&format!("{email_key}:{}", limit.window), limit, now)
+            self.throttle
+                .admit(&format!("{email_key}:{}", limit.window), limit)
                 .await?;
         }
         let Some(user) = self.users.user_by_email(&email).await? else {
@@ -172,12 +152,12 @@ impl OtpService {
     ) -> Result<(), DomainError> {
         validate::password(new_password).map_err(|m| DomainError::field("new_password", &m))?;
         let now = self.clock.now();
-        self.enforce(
-            &format!("otp-reset:addr:{client}"),
-            self.limits.resets_per_address,
-            now,
-        )
-        .await?;
+        self.throttle
+            .admit(
+                &format!("otp-reset:addr:{client}"),
+                self.limits.resets_per_address,
+            )
+            .await?;
         let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
         let user = match validate::email(email) {
             Ok(email) if well_formed => self.users.user_by_email(&email).await?,

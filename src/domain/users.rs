@@ -1,16 +1,29 @@
 //! Signup, login, profile and password rules.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
-use crate::crypto::secret::new_object_id;
+use crate::crypto::secret::{new_object_id, sha256_hex};
 use crate::domain::DomainError;
 use crate::domain::clients::first_party_client;
+use crate::domain::throttle::{Limit, Throttle};
 use crate::domain::tokens::{IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
 use crate::domain::validate::{self, Checks};
 use crate::mail::{Notice, Outbox};
 use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
+
+/// Failed logins per account (any email, known or not) before a lockout window.
+pub const LOGIN_FAILURES_PER_ACCOUNT: Limit = Limit {
+    max: 10,
+    window: 15 * 60,
+};
+/// Failed logins per client address before a lockout window.
+pub const LOGIN_FAILURES_PER_ADDRESS: Limit = Limit {
+    max: 100,
+    window: 15 * 60,
+};
 
 /// The role every new account gets.
 pub const DEFAULT_ROLE: &str = "user";
@@ -40,6 +53,7 @@ pub struct UserService {
     tokens: Arc<TokenService>,
     hasher: PasswordHasher,
     outbox: Arc<dyn Outbox>,
+    throttle: Throttle,
     clock: Clock,
 }
 
@@ -49,6 +63,7 @@ impl UserService {
         tokens: Arc<TokenService>,
         hasher: PasswordHasher,
         outbox: Arc<dyn Outbox>,
+        throttle: Throttle,
         clock: Clock,
     ) -> Self {
         Self {
@@ -56,6 +71,7 @@ impl UserService {
             tokens,
             hasher,
             outbox,
+            throttle,
             clock,
         }
     }
@@ -103,8 +119,13 @@ impl UserService {
 
     /// Checks a password and starts a session for the first-party client.
     /// Unknown email and wrong password fail alike, in about the same time.
-    pub async fn login(&self, email: &str, password: &str) -> Result<IssuedTokens, DomainError> {
-        let user = self.authenticate(email, password).await?;
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<IssuedTokens, DomainError> {
+        let user = self.authenticate(email, password, client).await?;
         let client = first_party_client();
         let grant = UserGrant {
             user_id: &user.id,
@@ -119,8 +140,37 @@ impl UserService {
             .await?)
     }
 
-    /// The user with `email` if `password` is theirs.
+    /// The user with `email` if `password` is theirs, throttled per account
+    /// and per client address (a locked account answers 429 before any
+    /// password is checked, whether or not it exists).
     pub async fn authenticate(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<UserRecord, DomainError> {
+        let normalised = email.trim().to_lowercase();
+        let account = format!("login-fail:acct:{}", sha256_hex(normalised.as_bytes()));
+        let address = format!("login-fail:addr:{client}");
+        self.throttle
+            .check(&account, LOGIN_FAILURES_PER_ACCOUNT)
+            .await?;
+        self.throttle
+            .check(&address, LOGIN_FAILURES_PER_ADDRESS)
+            .await?;
+        let result = self.verify_credentials(email, password).await;
+        if matches!(result, Err(DomainError::InvalidCredentials)) {
+            self.throttle
+                .record(&account, LOGIN_FAILURES_PER_ACCOUNT)
+                .await?;
+            self.throttle
+                .record(&address, LOGIN_FAILURES_PER_ADDRESS)
+                .await?;
+        }
+        result
+    }
+
+    async fn verify_credentials(
         &self,
         email: &str,
         password: &str,

@@ -108,9 +108,13 @@ pub async fn post_signup(
 /// `POST /api/users/login` → a token response, as from `/token`.
 pub async fn post_login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let issued = state.users.login(&body.email, &body.password).await?;
+    let issued = state
+        .users
+        .login(&body.email, &body.password, client)
+        .await?;
     Ok(token_response(issued))
 }
 

@@ -271,6 +271,27 @@ pub trait TokenStore: Send + Sync {
     /// returns the window's count so far (rate limits, throttling).
     async fn hit(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
 
+    /// The count of `key` in the current window, without counting.
+    async fn count(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
+
+    /// Remembers that a user approved `scope` (canonical) for a client.
+    /// "Log out everywhere" (`revoke_user`) forgets every consent too.
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Whether that exact consent is remembered and unexpired.
+    async fn has_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
     /// Stores a user's one-time code digest, replacing any earlier one.
     async fn put_otp(
         &self,

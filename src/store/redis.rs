@@ -126,6 +126,10 @@ fn revoked_access_key(jti: &str) -> String {
     format!("tessera:at:{{{jti}}}")
 }
 
+fn consents_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:consents")
+}
+
 fn otp_key(uid: &str) -> String {
     format!("tessera:user:{{{uid}}}:otp")
 }
@@ -361,11 +365,13 @@ impl TokenStore for RedisStore {
     async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let (nbf, index) = (user_not_before_key(user_id), user_families_key(user_id));
+        let consents = consents_key(user_id);
         let ttl = self.not_before_ttl;
         let families: Vec<String> = self
             .run(async move {
                 // The mark first: from here on every older access token fails.
                 let _: () = conn.set_ex(&nbf, now, ttl).await?;
+                let _: () = conn.del(&consents).await?;
                 conn.smembers(&index).await
             })
             .await?;
@@ -489,6 +495,53 @@ impl TokenStore for RedisStore {
             })
             .await?;
         Ok(count)
+    }
+
+    async fn count(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let key = counter_key(key, now.div_euclid(window));
+        let mut conn = self.conn.clone();
+        let count: Option<u64> = self.run(async move { conn.get(&key).await }).await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let key = consents_key(user_id);
+        let member = format!("{client_id} {scope}");
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .hset(&key, member, expires_at)
+                .ignore()
+                .expire_at(&key, expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn has_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let key = consents_key(user_id);
+        let member = format!("{client_id} {scope}");
+        let mut conn = self.conn.clone();
+        let expires: Option<i64> = self
+            .run(async move { conn.hget(&key, member).await })
+            .await?;
+        Ok(expires.is_some_and(|at| at > now))
     }
 
     async fn put_otp(

@@ -93,6 +93,13 @@ CREATE TABLE counters (
     count INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE consents (
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id, scope)
+);
 CREATE TABLE otps (
     user_id TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -661,6 +668,8 @@ impl TokenStore for SqliteStore {
         let user_id = user_id.to_owned();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
+            tx.execute("DELETE FROM consents WHERE user_id = ?1", [&user_id])
+                .map_err(map_sqlite)?;
             tx.execute(
                 "UPDATE refresh_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
                 params![user_id, now],
@@ -799,6 +808,60 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    async fn count(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let key = format!("{key}:{}", now.div_euclid(window));
+        self.with_conn(move |c| {
+            c.query_row("SELECT count FROM counters WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|n| n.unwrap_or(0).max(0) as u64)
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (u, c, s) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO consents (user_id, client_id, scope, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(user_id, client_id, scope) DO UPDATE SET expires_at = excluded.expires_at",
+                params![u, c, s, expires_at],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn has_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (u, c, s) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM consents WHERE user_id = ?1 AND client_id = ?2 \
+                 AND scope = ?3 AND expires_at > ?4)",
+                params![u, c, s, now],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
     async fn put_otp(
         &self,
         user_id: &str,
@@ -884,6 +947,8 @@ impl TokenStore for SqliteStore {
             tx.execute("DELETE FROM counters WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
             tx.execute("DELETE FROM otps WHERE expires_at < ?1", [now])
+                .map_err(map_sqlite)?;
+            tx.execute("DELETE FROM consents WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
             // Used codes are kept past expiry for a while so a late replay
             // still finds (and revokes) what they issued.

@@ -345,3 +345,32 @@ crate::on_every_backend!(
     updatepassword_checks_the_old_password_and_logs_out_everywhere,
     login_rehashes_when_the_cost_changes,
 );
+
+#[tokio::test]
+async fn repeated_login_failures_lock_the_account_alike_for_unknown_emails() {
+    let app = TestApp::spawn().await;
+    let email = unique_email("locked");
+    app.signup(&email, PASSWORD).await;
+    let nobody = unique_email("nobody");
+    for target in [&email, &nobody] {
+        for _ in 0..10 {
+            assert_problem(
+                app.login(target, "wrong password").await,
+                401,
+                "invalid_credentials",
+            )
+            .await;
+        }
+        // Locked: even the right password is refused until the window ends.
+        let locked = app.login(target, PASSWORD).await;
+        let retry: u64 = locked.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+        assert_problem(locked, 429, "too_many_requests").await;
+    }
+    app.clock.advance(900);
+    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+}

@@ -1,0 +1,60 @@
+//! Fixed-window limits kept in the token store, so they hold across
+//! instances: brute-force throttling of logins and rate limits of OTPs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, UnixTime};
+use crate::domain::DomainError;
+use crate::store::TokenStore;
+
+/// At most `max` events per `window` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u64,
+    pub window: u64,
+}
+
+/// Counts events per key and says when a key is over its limit.
+#[derive(Clone)]
+pub struct Throttle {
+    store: Arc<dyn TokenStore>,
+    clock: Clock,
+}
+
+impl Throttle {
+    pub fn new(store: Arc<dyn TokenStore>, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
+    /// Seconds until the window that `now` falls in ends.
+    fn retry_after(limit: Limit, now: UnixTime) -> DomainError {
+        let window = limit.window.max(1) as i64;
+        let retry = (now.div_euclid(window) + 1) * window - now;
+        DomainError::Throttled(Duration::from_secs(retry.max(1) as u64))
+    }
+
+    /// `Throttled` if `key` already reached `limit`; counts nothing.
+    pub async fn check(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
+        let now = self.clock.now();
+        if self.store.count(key, limit.window, now).await? >= limit.max {
+            return Err(Self::retry_after(limit, now));
+        }
+        Ok(())
+    }
+
+    /// Counts one event for `key`.
+    pub async fn record(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
+        self.store.hit(key, limit.window, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Counts one event and refuses it if that goes over `limit`.
+    pub async fn admit(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
+        let now = self.clock.now();
+        if self.store.hit(key, limit.window, now).await? > limit.max {
+            return Err(Self::retry_after(limit, now));
+        }
+        Ok(())
+    }
+}
