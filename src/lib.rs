@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::keys::{KeyDir, KeySet};
 use crate::crypto::password::PasswordHasher;
+use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
 use crate::domain::otp::{OtpLimits, OtpService};
@@ -141,7 +142,8 @@ impl App {
         hasher.warm_up();
         let templates =
             Arc::new(Templates::load().map_err(|e| StartError::Unsupported(e.to_string()))?);
-        let mailer = Arc::new(Mailer::from_config(&config, templates)?);
+        let mailer = Arc::new(Mailer::from_config(&config, templates.clone())?);
+        let cookie_key = cookie_key(&token_secret);
         let outbox: Arc<dyn Outbox> = Arc::new(mailer.clone());
         let tokens = Arc::new(TokenService::new(
             &config,
@@ -174,6 +176,12 @@ impl App {
             stores.users.clone(),
             stores.tokens.clone(),
         ));
+        let authorizer = Arc::new(Authorizer::new(
+            clients.clone(),
+            grants.clone(),
+            stores.tokens.clone(),
+            clock.clone(),
+        ));
         let verifier = AccessTokenVerifier::new(
             Arc::new(LocalKeys::new(&keys)),
             &config.issuer,
@@ -188,6 +196,9 @@ impl App {
                 clock,
                 keys,
                 users,
+                authorizer,
+                templates,
+                cookie_key,
                 otp,
                 mailer,
                 clients,
@@ -234,6 +245,16 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await
     }
+}
+
+/// 64 bytes (encryption and signing) for the `/authorize` cookies, derived
+/// from the token secret so every node that shares it reads the cookies.
+fn cookie_key(token_secret: &[u8]) -> axum_extra::extract::cookie::Key {
+    use crate::crypto::secret::hmac_sha256;
+    let mut material = [0u8; 64];
+    material[..32].copy_from_slice(&hmac_sha256(token_secret, b"tessera cookie key 1"));
+    material[32..].copy_from_slice(&hmac_sha256(token_secret, b"tessera cookie key 2"));
+    axum_extra::extract::cookie::Key::from(&material)
 }
 
 fn load_keys(dir: &KeyDir, config: &Config, clock: &Clock) -> Result<Arc<KeySet>, StartError> {

@@ -1,4 +1,4 @@
-//! Templates for mail (and, later, HTML pages), compiled into the binary
+//! Templates for mail and the `/authorize` pages, compiled into the binary
 //! from `templates/` so a deployment cannot lose them. One engine:
 //! minijinja, which escapes HTML in `.html` templates automatically.
 
@@ -20,7 +20,27 @@ const TEMPLATES: &[(&str, &str)] = &[
         "email/password_changed.html",
         include_str!("../templates/email/password_changed.html"),
     ),
+    (
+        "html/base.html",
+        include_str!("../templates/html/base.html"),
+    ),
+    (
+        "html/login.html",
+        include_str!("../templates/html/login.html"),
+    ),
+    (
+        "html/consent.html",
+        include_str!("../templates/html/consent.html"),
+    ),
+    (
+        "html/error.html",
+        include_str!("../templates/html/error.html"),
+    ),
 ];
+
+/// The stylesheet of the HTML pages (served, never inlined, so the CSP can
+/// forbid inline styles).
+pub const STYLESHEET: &str = include_str!("../templates/html/style.css");
 
 /// A template failed to render (a bug in a template, never user input).
 #[derive(Debug, thiserror::Error)]
@@ -79,5 +99,27 @@ mod tests {
             )
             .unwrap();
         assert!(text.contains("Tessera"));
+    }
+
+    #[test]
+    fn pages_render_and_escape_what_they_echo() {
+        let templates = Templates::load().unwrap();
+        let scopes = serde_json::json!([{"name": "email", "label": "See your email address"}]);
+        let params = serde_json::json!([["state", "\"><script>"]]);
+        for page in ["html/login.html", "html/consent.html", "html/error.html"] {
+            let html = templates
+                .render(
+                    page,
+                    serde_json::json!({
+                        "client_name": "<b>App</b>", "scopes": scopes, "params": params,
+                        "csrf": "t", "error": "e", "email": "a@b.co", "message": "m"
+                    }),
+                )
+                .unwrap();
+            assert!(
+                !html.contains("<script>") && !html.contains("<b>App"),
+                "{page}: {html}"
+            );
+        }
     }
 }

@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keys::KeySet;
+use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
 use crate::domain::otp::OtpService;
@@ -35,6 +36,7 @@ use crate::http::error::{ApiError, InternalCause};
 use crate::mail::Mailer;
 use crate::resource::AccessTokenVerifier;
 use crate::store::{TokenStore, UserStore};
+use crate::templates::Templates;
 
 /// Request bodies over this are refused with 413 (API.md).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -46,6 +48,10 @@ pub struct AppState {
     pub clock: Clock,
     pub keys: Arc<KeySet>,
     pub users: Arc<UserService>,
+    pub authorizer: Arc<Authorizer>,
+    pub templates: Arc<Templates>,
+    /// Encrypts the browser session and CSRF cookies of `/authorize`.
+    pub cookie_key: axum_extra::extract::cookie::Key,
     pub otp: Arc<OtpService>,
     pub mailer: Arc<Mailer>,
     pub clients: Arc<ClientService>,
@@ -80,6 +86,14 @@ pub fn router(state: AppState) -> Router {
             get(oauth::metadata::get_metadata),
         )
         .route("/.well-known/jwks.json", get(oauth::metadata::get_jwks))
+        .route(
+            "/authorize",
+            get(oauth::authorize::get_authorize).post(oauth::authorize::post_authorize),
+        )
+        .route(
+            "/authorize/style.css",
+            get(oauth::authorize::get_stylesheet),
+        )
         .route("/token", post(oauth::token::post_token))
         .route("/revoke", post(oauth::revoke::post_revoke))
         .route("/introspect", post(oauth::introspect::post_introspect))

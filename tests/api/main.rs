@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod authorize;
 mod cli;
 mod common;
 mod deploy;

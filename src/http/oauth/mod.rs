@@ -1,5 +1,6 @@
 //! The OAuth 2.0 endpoints and the shapes RFC 6749 fixes.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod introspect;
 pub mod metadata;

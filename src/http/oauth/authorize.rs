@@ -1,0 +1,458 @@
+//! `GET/POST /authorize`: the authorization code flow's HTML pages (login,
+//! consent, errors), a short-lived encrypted session cookie, and CSRF
+//! protection on every form.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::PrivateCookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::crypto::secret::{constant_time_eq, random_token};
+use crate::domain::DomainError;
+use crate::domain::authorize::{AuthorizeError, Prompt, REQUEST_PARAMS, ValidRequest};
+use crate::domain::grants::Params;
+use crate::http::AppState;
+use crate::http::extract::{ClientAddr, parse_form};
+use crate::store::UserRecord;
+
+const SESSION_COOKIE: &str = "tessera_session";
+const CSRF_COOKIE: &str = "tessera_csrf";
+/// A browser session lasts an hour: enough for a second `/authorize` to skip
+/// the password, short enough that a shared computer forgets.
+const SESSION_TTL: i64 = 3600;
+
+/// The pages may be shown by no other site (clickjacking) and load nothing
+/// but our stylesheet.
+const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[derive(Serialize)]
+struct ScopeView {
+    name: String,
+    label: String,
+}
+
+fn describe(scope: &str) -> ScopeView {
+    let label = match scope {
+        "profile" => "See your name and profile",
+        "email" => "See your email address",
+        "phone" => "See your phone number",
+        "offline_access" => "Stay signed in when you are away",
+        other => other,
+    };
+    ScopeView {
+        name: scope.to_owned(),
+        label: label.to_owned(),
+    }
+}
+
+/// An HTML page with the headers every authorization page carries.
+fn page(
+    state: &AppState,
+    status: StatusCode,
+    template: &str,
+    context: serde_json::Value,
+) -> Response {
+    let html = match state.templates.render(template, context) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "page failed to render");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
+    page(
+        state,
+        status,
+        "html/error.html",
+        json!({ "message": message }),
+    )
+}
+
+/// 303 to the client's redirect URI with `params` added (RFC 6749 §4.1.2),
+/// plus `iss` (RFC 9207) so clients can tell servers apart.
+fn redirect_to_client(state: &AppState, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "The redirect URI is invalid.",
+        );
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in params {
+            query.append_pair(name, value);
+        }
+        query.append_pair("iss", &state.config.issuer);
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(url.as_str()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn answer_error(state: &AppState, error: AuthorizeError) -> Response {
+    match error {
+        AuthorizeError::Page(message) => error_page(state, StatusCode::BAD_REQUEST, message),
+        AuthorizeError::Redirect {
+            redirect_uri,
+            state: client_state,
+            error,
+            description,
+        } => {
+            let mut params = vec![("error", error), ("error_description", description)];
+            if let Some(s) = client_state.as_deref() {
+                params.push(("state", s));
+            }
+            redirect_to_client(state, &redirect_uri, &params)
+        }
+        AuthorizeError::Store(e) => {
+            tracing::warn!(error = %e, "authorization page: store unavailable");
+            error_page(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable. Try again shortly.",
+            )
+        }
+    }
+}
+
+fn cookie<'a>(state: &AppState, name: &'a str, value: String) -> Cookie<'a> {
+    let mut cookie = Cookie::new(name, value);
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_secure(state.config.issuer.starts_with("https://"));
+    cookie.set_path("/authorize");
+    cookie.set_max_age(time::Duration::seconds(SESSION_TTL));
+    cookie
+}
+
+/// The CSRF token of this browser, creating it if needed.
+fn csrf_token(state: &AppState, jar: PrivateCookieJar) -> (PrivateCookieJar, String) {
+    match jar.get(CSRF_COOKIE) {
+        Some(existing) => {
+            let value = existing.value().to_owned();
+            (jar, value)
+        }
+        None => {
+            let token = random_token::<32>();
+            (jar.add(cookie(state, CSRF_COOKIE, token.clone())), token)
+        }
+    }
+}
+
+/// The signed-in user of this browser, if the session is live.
+async fn session_user(
+    state: &AppState,
+    jar: &PrivateCookieJar,
+) -> Result<Option<UserRecord>, AuthorizeError> {
+    let Some(session) = jar.get(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some((user_id, expires)) = session.value().split_once('.') else {
+        return Ok(None);
+    };
+    if expires
+        .parse::<i64>()
+        .map_or(true, |at| at <= state.clock.now())
+    {
+        return Ok(None);
+    }
+    match state.users.profile(user_id).await {
+        Ok(user) => Ok(Some(user)),
+        Err(DomainError::UserNotFound) => Ok(None),
+        Err(DomainError::Store(e)) => Err(AuthorizeError::Store(e)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The request's own parameters, to carry through the forms.
+fn carried(params: &Params) -> Vec<(String, String)> {
+    REQUEST_PARAMS
+        .iter()
+        .filter_map(|name| params.get(*name).map(|v| ((*name).to_owned(), v.clone())))
+        .collect()
+}
+
+fn scopes_of(request: &ValidRequest) -> Vec<ScopeView> {
+    request
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(describe)
+        .collect()
+}
+
+fn login_page(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    request: &ValidRequest,
+    params: &Params,
+    status: StatusCode,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    let (jar, csrf) = csrf_token(state, jar);
+    let context = json!({
+        "client_name": request.client.name,
+        "scopes": scopes_of(request),
+        "params": carried(params),
+        "csrf": csrf,
+        "error": error,
+        "email": email,
+    });
+    (jar, page(state, status, "html/login.html", context)).into_response()
+}
+
+/// After the request is valid and the user (maybe) known: ask for what is
+/// missing, or issue the code.
+async fn proceed(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    request: ValidRequest,
+    params: &Params,
+    user: Option<UserRecord>,
+) -> Response {
+    let Some(user) = user else {
+        if request.prompt == Prompt::None {
+            return answer_error(
+                state,
+                request.redirect_error("login_required", "the user is not signed in"),
+            );
+        }
+        return login_page(state, jar, &request, params, StatusCode::OK, None, "");
+    };
+    match state.authorizer.consented(&request, &user.id).await {
+        Ok(true) => issue_code(state, jar, &request, &user).await,
+        Ok(false) if request.prompt == Prompt::None => answer_error(
+            state,
+            request.redirect_error("consent_required", "the user has not approved this client"),
+        ),
+        Ok(false) => {
+            let (jar, csrf) = csrf_token(state, jar);
+            let context = json!({
+                "client_name": request.client.name,
+                "scopes": scopes_of(&request),
+                "params": carried(params),
+                "csrf": csrf,
+                "email": user.email,
+            });
+            (
+                jar,
+                page(state, StatusCode::OK, "html/consent.html", context),
+            )
+                .into_response()
+        }
+        Err(e) => answer_error(state, AuthorizeError::Store(e)),
+    }
+}
+
+async fn issue_code(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    request: &ValidRequest,
+    user: &UserRecord,
+) -> Response {
+    match state.authorizer.approve(request, &user.id).await {
+        Ok(code) => {
+            tracing::info!(client_id = %request.client.id, user_id = %user.id, "authorization code issued");
+            let mut params = vec![("code", code.as_str())];
+            if let Some(s) = request.state.as_deref() {
+                params.push(("state", s));
+            }
+            (
+                jar,
+                redirect_to_client(state, &request.redirect_uri, &params),
+            )
+                .into_response()
+        }
+        Err(crate::domain::grants::GrantError::Store(e)) => {
+            answer_error(state, AuthorizeError::Store(e))
+        }
+        Err(_) => answer_error(
+            state,
+            request.redirect_error("server_error", "the code could not be issued"),
+        ),
+    }
+}
+
+/// `GET /authorize`.
+pub async fn get_authorize(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(params) = parse_form(query.unwrap_or_default().as_bytes()) else {
+        return error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "The authorization request is malformed.",
+        );
+    };
+    let request = match state.authorizer.validate(&params).await {
+        Ok(request) => request,
+        Err(e) => return answer_error(&state, e),
+    };
+    let user = if request.prompt == Prompt::Login {
+        None
+    } else {
+        match session_user(&state, &jar).await {
+            Ok(user) => user,
+            Err(e) => return answer_error(&state, e),
+        }
+    };
+    proceed(&state, jar, request, &params, user).await
+}
+
+/// `POST /authorize`: the login and consent forms.
+pub async fn post_authorize(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let Some(params) = is_form.then(|| parse_form(&body).ok()).flatten() else {
+        return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed.");
+    };
+    // CSRF: the form must carry the token of this browser's own cookie.
+    let csrf_ok = match (jar.get(CSRF_COOKIE), params.get("csrf")) {
+        (Some(cookie), Some(field)) => {
+            constant_time_eq(cookie.value().as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    };
+    if !csrf_ok {
+        return error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "This form has expired. Go back to the application and try again.",
+        );
+    }
+    let request = match state.authorizer.validate(&params).await {
+        Ok(request) => request,
+        Err(e) => return answer_error(&state, e),
+    };
+    match params.get("action").map(String::as_str) {
+        Some("login") => {
+            let email = params.get("email").map(String::as_str).unwrap_or("");
+            let password = params.get("password").map(String::as_str).unwrap_or("");
+            match state.users.authenticate(email, password, client).await {
+                Ok(user) => {
+                    let expires = state.clock.now() + SESSION_TTL;
+                    let jar = jar.add(cookie(
+                        &state,
+                        SESSION_COOKIE,
+                        format!("{}.{expires}", user.id),
+                    ));
+                    proceed(&state, jar, request, &params, Some(user)).await
+                }
+                Err(DomainError::InvalidCredentials) => {
+                    let message = "Email or password is incorrect.";
+                    login_page(
+                        &state,
+                        jar,
+                        &request,
+                        &params,
+                        StatusCode::OK,
+                        Some(message),
+                        email,
+                    )
+                }
+                Err(DomainError::Throttled(retry)) => {
+                    let message = format!(
+                        "Too many attempts. Try again in {} minutes.",
+                        retry.as_secs().div_ceil(60)
+                    );
+                    let mut response = login_page(
+                        &state,
+                        jar,
+                        &request,
+                        &params,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some(&message),
+                        email,
+                    );
+                    if let Ok(value) = HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
+                        response.headers_mut().insert(header::RETRY_AFTER, value);
+                    }
+                    response
+                }
+                Err(DomainError::Store(e)) => answer_error(&state, AuthorizeError::Store(e)),
+                Err(e) => {
+                    tracing::error!(error = %e, "login on the authorization page failed");
+                    error_page(
+                        &state,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Something went wrong. Try again.",
+                    )
+                }
+            }
+        }
+        Some("consent") => {
+            let user = match session_user(&state, &jar).await {
+                Ok(Some(user)) => user,
+                Ok(None) => {
+                    return login_page(&state, jar, &request, &params, StatusCode::OK, None, "");
+                }
+                Err(e) => return answer_error(&state, e),
+            };
+            match params.get("decision").map(String::as_str) {
+                Some("approve") => {
+                    if let Err(e) = state.authorizer.remember_consent(&request, &user.id).await {
+                        return answer_error(&state, AuthorizeError::Store(e));
+                    }
+                    issue_code(&state, jar, &request, &user).await
+                }
+                _ => answer_error(
+                    &state,
+                    request.redirect_error("access_denied", "the user denied the request"),
+                ),
+            }
+        }
+        _ => error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed."),
+    }
+}
+
+/// `GET /authorize/style.css`.
+pub async fn get_stylesheet() -> Response {
+    let mut response = crate::templates::STYLESHEET.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
