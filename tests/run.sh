@@ -10,6 +10,9 @@ log() { printf '\n== %s\n' "$*" >&2; }
 # System packages the suite talks to for real (installed only when absent).
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,6 +27,13 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/requiremen
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt .venv/requirements.installed
+fi
+
+# The browser test's driver (playwright-core, no browser download: it drives
+# Debian's Chromium).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 log "cargo test"

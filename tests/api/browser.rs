@@ -1,0 +1,98 @@
+//! End to end in a real browser: Debian's Chromium, driven by playwright-core
+//! (`tests/browser/authorize.mjs`), through login and consent to the
+//! client's redirect URI; then the code is exchanged and used.
+
+use std::path::PathBuf;
+
+use axum::response::Html;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use tessera::domain::clients::NewClient;
+
+use crate::common::{PASSWORD, TestApp, body};
+
+/// Serves the client's redirect URI: a tiny page, as a real app would show.
+async fn callback_server() -> String {
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(|| async { Html("<!doctype html><title>Photo Prints</title><p>You are signed in.</p>") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("{base}/callback")
+}
+
+#[tokio::test]
+async fn authorization_code_flow_in_chromium() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = repo.join("tests/browser/authorize.mjs");
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core").exists() && PathBuf::from("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run `bash tests/run.sh`, which installs them"
+    );
+    let app = TestApp::spawn().await;
+    let user = app.user("browser").await;
+    let redirect = callback_server().await;
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Photo Prints".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec![redirect.clone()],
+            scopes: vec!["profile".into(), "email".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let verifier = URL_SAFE_NO_PAD.encode(tessera::crypto::secret::random_bytes::<32>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let mut authorize = url::Url::parse(&app.url("/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("scope", "profile email")
+        .append_pair("state", "browser-state")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+
+    let out = repo.join("tests/output/browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(&script)
+        .args([authorize.as_str(), &user.email, PASSWORD, &redirect])
+        .arg(&out)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(output.status.success(), "browser run failed: {}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let landed = url::Url::parse(result["url"].as_str().unwrap()).unwrap();
+    let param = |name: &str| landed.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    assert_eq!(param("state").as_deref(), Some("browser-state"));
+    let code = param("code").expect("a code on the redirect URI");
+
+    let tokens = app
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(tokens.status(), StatusCode::OK);
+    let tokens = body(tokens).await;
+    let me = app.get_auth("/api/users/me", tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(body(me).await["email"], user.email);
+    for shot in ["login.png", "consent.png"] {
+        assert!(out.join(shot).metadata().unwrap().len() > 1000, "{shot} saved");
+    }
+}
