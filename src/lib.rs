@@ -109,7 +109,7 @@ impl Stores {
 }
 
 /// The token store as the resource layer's revocation check.
-struct StoreRevocation(Arc<dyn TokenStore>);
+pub struct StoreRevocation(pub Arc<dyn TokenStore>);
 
 #[async_trait]
 impl RevocationCheck for StoreRevocation {

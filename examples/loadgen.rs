@@ -1,0 +1,211 @@
+//! Closed-loop load generator for Tessera (and peers with the same endpoints).
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --url http://127.0.0.1:3000 \
+//!     --scenario refresh-chain --concurrency 64 --duration 10 --warmup 2
+//! ```
+//!
+//! Scenarios: `login`, `refresh-chain` (each virtual user always presents its
+//! newest refresh token), `client-credentials` (needs `--client-id` and
+//! `--client-secret`), `me` (resource-layer verification), `jwks`, `healthz`.
+//! Prints a summary and one JSON line for machines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+struct Options {
+    url: String,
+    scenario: String,
+    concurrency: usize,
+    duration: u64,
+    warmup: u64,
+    client_id: String,
+    client_secret: String,
+    password: String,
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        url: "http://127.0.0.1:3000".into(),
+        scenario: "refresh-chain".into(),
+        concurrency: 64,
+        duration: 10,
+        warmup: 2,
+        client_id: String::new(),
+        client_secret: String::new(),
+        password: "load test password".into(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => options.url = value(),
+            "--scenario" => options.scenario = value(),
+            "--concurrency" => options.concurrency = value().parse().expect("a number"),
+            "--duration" => options.duration = value().parse().expect("seconds"),
+            "--warmup" => options.warmup = value().parse().expect("seconds"),
+            "--client-id" => options.client_id = value(),
+            "--client-secret" => options.client_secret = value(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    options
+}
+
+/// What one virtual user keeps between requests.
+struct VirtualUser {
+    email: String,
+    refresh_token: String,
+    access_token: String,
+}
+
+async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> VirtualUser {
+    let email = format!("load-{}-{n}@example.com", std::process::id());
+    let _ = http
+        .post(format!("{}/api/users/signup", o.url))
+        .json(&json!({"email": email, "password": o.password, "fname": "Load", "lname": "Test"}))
+        .send()
+        .await;
+    let tokens: Value = http
+        .post(format!("{}/api/users/login", o.url))
+        .json(&json!({"email": email, "password": o.password}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("token JSON");
+    VirtualUser {
+        email,
+        refresh_token: tokens["refresh_token"].as_str().unwrap_or_default().to_owned(),
+        access_token: tokens["access_token"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// One request of the scenario; `Ok` only for the expected status.
+async fn one_request(http: &reqwest::Client, o: &Options, user: &mut VirtualUser) -> Result<(), String> {
+    let response = match o.scenario.as_str() {
+        "login" => http
+            .post(format!("{}/api/users/login", o.url))
+            .json(&json!({"email": user.email, "password": o.password}))
+            .send()
+            .await,
+        "refresh-chain" => {
+            let response = http
+                .post(format!("{}/token", o.url))
+                .form(&[("grant_type", "refresh_token"), ("client_id", "tessera"), ("refresh_token", &user.refresh_token)])
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(response.status().to_string());
+            }
+            let tokens: Value = response.json().await.map_err(|e| e.to_string())?;
+            user.refresh_token = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
+            return Ok(());
+        }
+        "client-credentials" => http
+            .post(format!("{}/token", o.url))
+            .basic_auth(&o.client_id, Some(&o.client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await,
+        "me" => http
+            .get(format!("{}/api/users/me", o.url))
+            .bearer_auth(&user.access_token)
+            .send()
+            .await,
+        "jwks" => http.get(format!("{}/.well-known/jwks.json", o.url)).send().await,
+        "healthz" => http.get(format!("{}/healthz", o.url)).send().await,
+        other => panic!("unknown scenario {other}"),
+    }
+    .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let _ = response.bytes().await;
+    if status.is_success() { Ok(()) } else { Err(status.to_string()) }
+}
+
+#[tokio::main]
+async fn main() {
+    let o = parse_options();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(o.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let needs_users = matches!(o.scenario.as_str(), "login" | "refresh-chain" | "me");
+    let mut users = Vec::with_capacity(o.concurrency);
+    for n in 0..o.concurrency {
+        users.push(if needs_users {
+            signup_and_login(&http, &o, n).await
+        } else {
+            VirtualUser { email: String::new(), refresh_token: String::new(), access_token: String::new() }
+        });
+    }
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for mut user in users {
+        let (http, o) = (http.clone(), o.clone());
+        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let result = one_request(&http, &o, &mut user).await;
+                if measuring.load(Ordering::Relaxed) {
+                    match result {
+                        Ok(()) => {
+                            let _ = histogram.record(start.elapsed().as_micros().max(1) as u64);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            histogram
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(o.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let began = Instant::now();
+    tokio::time::sleep(Duration::from_secs(o.duration)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = began.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    for task in tasks {
+        all.add(task.await.expect("task")).expect("merge");
+    }
+    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    let rps = all.len() as f64 / elapsed;
+    let errors = errors.load(Ordering::Relaxed);
+    println!(
+        "{} c={} {:.0} req/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {}",
+        o.scenario,
+        o.concurrency,
+        rps,
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        all.max() as f64 / 1000.0,
+        errors
+    );
+    println!(
+        "{}",
+        json!({
+            "scenario": o.scenario, "concurrency": o.concurrency, "seconds": elapsed,
+            "requests": all.len(), "rps": rps, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
+            "p99_ms": ms(0.99), "max_ms": all.max() as f64 / 1000.0, "errors": errors
+        })
+    );
+}
