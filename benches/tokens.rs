@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Micro-benchmarks of the hot paths, with Tessera's own code: they define
 //! the physical limits the load tests are compared with.
 //!
@@ -29,7 +30,10 @@ fn claims(now: i64) -> AccessClaims {
 }
 
 fn signing_and_verification(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for alg in [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA] {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyDir::new(dir.path());
@@ -43,14 +47,23 @@ fn signing_and_verification(c: &mut Criterion) {
 
         // Resource-layer verification including the revocation check
         // against the embedded store, as `/api/users/me` does it.
-        let store = Arc::new(tessera::store::sqlite::SqliteStore::open(&dir.path().join("data")).unwrap());
-        let verifier = AccessTokenVerifier::new(Arc::new(LocalKeys::new(&set)), "http://localhost:3000", "http://localhost:3000");
+        let store =
+            Arc::new(tessera::store::sqlite::SqliteStore::open(&dir.path().join("data")).unwrap());
+        let verifier = AccessTokenVerifier::new(
+            Arc::new(LocalKeys::new(&set)),
+            "http://localhost:3000",
+            "http://localhost:3000",
+        );
         let with_revocation = verifier.revocation(Arc::new(tessera::StoreRevocation(store)));
         let token = sign(&claims(now), &key).unwrap();
         c.bench_function(&format!("verify+revocation/{}", alg.as_str()), |b| {
             b.iter(|| runtime.block_on(with_revocation.verify(&token)).unwrap())
         });
-        let plain = AccessTokenVerifier::new(Arc::new(LocalKeys::new(&set)), "http://localhost:3000", "http://localhost:3000");
+        let plain = AccessTokenVerifier::new(
+            Arc::new(LocalKeys::new(&set)),
+            "http://localhost:3000",
+            "http://localhost:3000",
+        );
         c.bench_function(&format!("verify/{}", alg.as_str()), |b| {
             b.iter(|| runtime.block_on(plain.verify(&token)).unwrap())
         });
@@ -59,18 +72,29 @@ fn signing_and_verification(c: &mut Criterion) {
 
 fn refresh_tokens(c: &mut Criterion) {
     let family = new_object_id(1);
-    c.bench_function("refresh/generate+hash", |b| b.iter(|| RefreshToken::generate(&family).hash()));
+    c.bench_function("refresh/generate+hash", |b| {
+        b.iter(|| RefreshToken::generate(&family).hash())
+    });
     let token = RefreshToken::generate(&family);
-    c.bench_function("refresh/successor+hash", |b| b.iter(|| token.successor(b"0123456789abcdef0123456789abcdef").hash()));
+    c.bench_function("refresh/successor+hash", |b| {
+        b.iter(|| token.successor(b"0123456789abcdef0123456789abcdef").hash())
+    });
 }
 
 fn bcrypt_cost_12(c: &mut Criterion) {
     let hash = bcrypt::hash("correct horse battery", 12).unwrap();
     let mut group = c.benchmark_group("bcrypt");
     group.sample_size(10);
-    group.bench_function("verify/cost12", |b| b.iter(|| bcrypt::verify("correct horse battery", &hash).unwrap()));
+    group.bench_function("verify/cost12", |b| {
+        b.iter(|| bcrypt::verify("correct horse battery", &hash).unwrap())
+    });
     group.finish();
 }
 
-criterion_group!(benches, signing_and_verification, refresh_tokens, bcrypt_cost_12);
+criterion_group!(
+    benches,
+    signing_and_verification,
+    refresh_tokens,
+    bcrypt_cost_12
+);
 criterion_main!(benches);

@@ -42,7 +42,10 @@ fn parse_options() -> Options {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--url" => options.url = value(),
             "--scenario" => options.scenario = value(),
@@ -82,23 +85,38 @@ async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> Virt
         .expect("token JSON");
     VirtualUser {
         email,
-        refresh_token: tokens["refresh_token"].as_str().unwrap_or_default().to_owned(),
-        access_token: tokens["access_token"].as_str().unwrap_or_default().to_owned(),
+        refresh_token: tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        access_token: tokens["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
 /// One request of the scenario; `Ok` only for the expected status.
-async fn one_request(http: &reqwest::Client, o: &Options, user: &mut VirtualUser) -> Result<(), String> {
+async fn one_request(
+    http: &reqwest::Client,
+    o: &Options,
+    user: &mut VirtualUser,
+) -> Result<(), String> {
     let response = match o.scenario.as_str() {
-        "login" => http
-            .post(format!("{}/api/users/login", o.url))
-            .json(&json!({"email": user.email, "password": o.password}))
-            .send()
-            .await,
+        "login" => {
+            http.post(format!("{}/api/users/login", o.url))
+                .json(&json!({"email": user.email, "password": o.password}))
+                .send()
+                .await
+        }
         "refresh-chain" => {
             let response = http
                 .post(format!("{}/token", o.url))
-                .form(&[("grant_type", "refresh_token"), ("client_id", "tessera"), ("refresh_token", &user.refresh_token)])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "tessera"),
+                    ("refresh_token", &user.refresh_token),
+                ])
                 .send()
                 .await
                 .map_err(|e| e.to_string())?;
@@ -106,28 +124,41 @@ async fn one_request(http: &reqwest::Client, o: &Options, user: &mut VirtualUser
                 return Err(response.status().to_string());
             }
             let tokens: Value = response.json().await.map_err(|e| e.to_string())?;
-            user.refresh_token = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
+            user.refresh_token = tokens["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             return Ok(());
         }
-        "client-credentials" => http
-            .post(format!("{}/token", o.url))
-            .basic_auth(&o.client_id, Some(&o.client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await,
-        "me" => http
-            .get(format!("{}/api/users/me", o.url))
-            .bearer_auth(&user.access_token)
-            .send()
-            .await,
-        "jwks" => http.get(format!("{}/.well-known/jwks.json", o.url)).send().await,
+        "client-credentials" => {
+            http.post(format!("{}/token", o.url))
+                .basic_auth(&o.client_id, Some(&o.client_secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+        }
+        "me" => {
+            http.get(format!("{}/api/users/me", o.url))
+                .bearer_auth(&user.access_token)
+                .send()
+                .await
+        }
+        "jwks" => {
+            http.get(format!("{}/.well-known/jwks.json", o.url))
+                .send()
+                .await
+        }
         "healthz" => http.get(format!("{}/healthz", o.url)).send().await,
         other => panic!("unknown scenario {other}"),
     }
     .map_err(|e| e.to_string())?;
     let status = response.status();
     let _ = response.bytes().await;
-    if status.is_success() { Ok(()) } else { Err(status.to_string()) }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(status.to_string())
+    }
 }
 
 #[tokio::main]
@@ -144,7 +175,11 @@ async fn main() {
         users.push(if needs_users {
             signup_and_login(&http, &o, n).await
         } else {
-            VirtualUser { email: String::new(), refresh_token: String::new(), access_token: String::new() }
+            VirtualUser {
+                email: String::new(),
+                refresh_token: String::new(),
+                access_token: String::new(),
+            }
         });
     }
 
@@ -156,7 +191,8 @@ async fn main() {
         let (http, o) = (http.clone(), o.clone());
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
                 let result = one_request(&http, &o, &mut user).await;

@@ -130,6 +130,12 @@ pub struct Config {
     /// `TESSERA_TOKEN_SECRET`: key for HMACs over tokens (successor derivation, OTPs).
     /// Default: generated once and kept in the keys dir.
     pub token_secret: Option<Secret>,
+    /// `TESSERA_CORS_ORIGINS`: comma-separated origins allowed to call the
+    /// API from browsers. Default: none.
+    pub cors_origins: Option<String>,
+    /// `TESSERA_TRUSTED_PROXIES`: comma-separated IPs or CIDRs whose
+    /// `X-Forwarded-For` is believed. Default: none.
+    pub trusted_proxies: Option<String>,
     /// `TESSERA_LOG`: tracing filter. Default `info`.
     pub log: String,
     /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -161,6 +167,8 @@ impl Default for Config {
             refresh_reuse_grace: 0,
             clock_leeway: 30,
             token_secret: None,
+            cors_origins: None,
+            trusted_proxies: None,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -208,6 +216,39 @@ impl Config {
     /// The `aud` every access token carries and the resource layer expects.
     pub fn audience(&self) -> &str {
         self.audience.as_deref().unwrap_or(&self.issuer)
+    }
+
+    /// The parsed `TESSERA_TRUSTED_PROXIES`; `None` when malformed.
+    pub fn trusted_proxy_nets(&self) -> Option<Vec<ipnet::IpNet>> {
+        let Some(raw) = &self.trusted_proxies else {
+            return Some(Vec::new());
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// The parsed `TESSERA_CORS_ORIGINS`; `None` when malformed.
+    pub fn cors_origin_list(&self) -> Option<Vec<String>> {
+        let Some(raw) = &self.cors_origins else {
+            return Some(Vec::new());
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let url = url::Url::parse(s).ok()?;
+                let origin = url.origin().ascii_serialization();
+                (matches!(url.scheme(), "http" | "https") && origin == s.trim_end_matches('/'))
+                    .then_some(origin)
+            })
+            .collect()
     }
 
     /// Checks ranges and formats once, so the rest of the code can trust them.
@@ -270,6 +311,18 @@ impl Config {
             return bad(
                 "MONGODB_URI",
                 "must start with mongodb:// or mongodb+srv://",
+            );
+        }
+        if self.trusted_proxy_nets().is_none() {
+            return bad(
+                "TRUSTED_PROXIES",
+                "must be comma-separated IP addresses or CIDR ranges",
+            );
+        }
+        if self.cors_origin_list().is_none() {
+            return bad(
+                "CORS_ORIGINS",
+                "must be comma-separated origins such as https://app.example",
             );
         }
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod observability;
 pub mod resource;
 pub mod store;
 pub mod templates;
@@ -131,6 +132,8 @@ impl App {
     /// Opens the stores and keys the configuration names and wires the services.
     pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
         config.validate()?;
+        observability::prometheus();
+        let trusted_proxies = Arc::new(config.trusted_proxy_nets().unwrap_or_default());
         let stores = Stores::open(&config).await?;
         let key_dir = KeyDir::new(&config.keys_dir);
         let keys = load_keys(&key_dir, &config, &clock)?;
@@ -199,6 +202,7 @@ impl App {
                 authorizer,
                 templates,
                 cookie_key,
+                trusted_proxies,
                 otp,
                 mailer,
                 clients,

@@ -29,6 +29,7 @@ impl Throttle {
 
     /// Seconds until the window that `now` falls in ends.
     fn retry_after(limit: Limit, now: UnixTime) -> DomainError {
+        metrics::counter!("tessera_throttled_total").increment(1);
         let window = limit.window.max(1) as i64;
         let retry = (now.div_euclid(window) + 1) * window - now;
         DomainError::Throttled(Duration::from_secs(retry.max(1) as u64))

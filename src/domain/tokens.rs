@@ -227,6 +227,7 @@ impl TokenService {
         match rotation {
             Rotation::Rotated(family) | Rotation::GraceReplay(family) => Ok((family, successor)),
             Rotation::ReuseDetected => {
+                metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
                 tracing::warn!(family_id = %token.family_id(), client_id = %client.id, "refresh token reuse detected; family revoked");
                 Err(GrantError::InvalidGrant(
                     "the refresh token was already used; the session has been revoked",

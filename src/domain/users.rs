@@ -160,6 +160,7 @@ impl UserService {
             .await?;
         let result = self.verify_credentials(email, password).await;
         if matches!(result, Err(DomainError::InvalidCredentials)) {
+            metrics::counter!("tessera_login_failures_total").increment(1);
             self.throttle
                 .record(&account, LOGIN_FAILURES_PER_ACCOUNT)
                 .await?;

@@ -79,7 +79,11 @@ impl From<DomainError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable { backend, .. } => ApiError::Unavailable(backend),
+            StoreError::Unavailable { backend, .. } => {
+                metrics::counter!("tessera_backend_errors_total", "backend" => backend)
+                    .increment(1);
+                ApiError::Unavailable(backend)
+            }
             StoreError::Duplicate | StoreError::Internal { .. } => {
                 ApiError::Internal(error.to_string())
             }
@@ -294,11 +298,15 @@ impl From<GrantError> for OAuthError {
                 "grant_type must be authorization_code, refresh_token or client_credentials",
             ),
             GrantError::InvalidScope(d) => Self::new(S::BAD_REQUEST, "invalid_scope", d),
-            GrantError::Store(StoreError::Unavailable { backend, .. }) => Self::new(
-                S::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                format!("the {backend} backend is unavailable; try again shortly"),
-            ),
+            GrantError::Store(StoreError::Unavailable { backend, .. }) => {
+                metrics::counter!("tessera_backend_errors_total", "backend" => backend)
+                    .increment(1);
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    format!("the {backend} backend is unavailable; try again shortly"),
+                )
+            }
             GrantError::Store(e) => Self {
                 cause: Some(e.to_string()),
                 ..Self::new(

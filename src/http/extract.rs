@@ -191,21 +191,52 @@ fn printable(name: &str) -> String {
         .collect()
 }
 
-/// The client's IP address (the TCP peer).
+/// The client's IP address: the TCP peer, or — only when the peer is a
+/// trusted proxy — the rightmost untrusted address of `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    Arc<Vec<ipnet::IpNet>>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let trusted = Arc::<Vec<ipnet::IpNet>>::from_ref(state);
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip())
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        Ok(Self(peer))
+        Ok(Self(client_address(peer, &parts.headers, &trusted)))
     }
+}
+
+/// RFC 7239-style walk: from the right, skip trusted hops; the first
+/// untrusted address is the client. Without a trusted peer the header is
+/// ignored (anyone can write it).
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
 }
 
 /// A verified access token that belongs to a user (not a client) and grants
@@ -270,6 +301,47 @@ mod tests {
         let errors = fields(parse_json(br#"{"email": "a", "age": 999}"#));
         assert!(errors.contains_key("age"));
         assert!(!format!("{errors:?}").contains("999"));
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.9, 10.0.0.2".parse().unwrap(),
+        );
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: std::net::IpAddr = "192.0.2.5".parse().unwrap();
+        // Through trusted hops: the rightmost untrusted address.
+        assert_eq!(
+            client_address(proxy, &headers, &trusted),
+            "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+        );
+        // From an untrusted peer the header is ignored.
+        assert_eq!(client_address(stranger, &headers, &trusted), stranger);
+        // Garbage in the header: fall back to the peer.
+        headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(client_address(proxy, &headers, &trusted), proxy);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, parsing answers; it never panics.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_form(&bytes);
+            let _ = parse_json::<Body>(&bytes);
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = crate::crypto::secret::RefreshToken::parse(text);
+            }
+        }
+
+        #[test]
+        fn forms_round_trip(pairs in proptest::collection::btree_map("[a-z_]{1,12}", "[ -~]{1,40}", 0..8)) {
+            let encoded: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+            let parsed = parse_form(encoded.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(parsed, pairs.into_iter().collect::<Params>());
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -52,6 +53,8 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     /// Encrypts the browser session and CSRF cookies of `/authorize`.
     pub cookie_key: axum_extra::extract::cookie::Key,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub otp: Arc<OtpService>,
     pub mailer: Arc<Mailer>,
     pub clients: Arc<ClientService>,
@@ -64,6 +67,7 @@ pub struct AppState {
 
 /// The whole HTTP surface with its middleware.
 pub fn router(state: AppState) -> Router {
+    let security = security_layers(&state.config);
     let request_id = HeaderName::from_static("x-request-id");
     let users = Router::new()
         .route("/signup", post(users::post_signup))
@@ -100,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/admin", admin::router())
         .route("/healthz", get(ops::get_healthz))
         .route("/readyz", get(ops::get_readyz))
+        .route("/metrics", get(ops::get_metrics))
+        .route_layer(middleware::from_fn(crate::observability::track_requests))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -116,9 +122,41 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+        .layer(security)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+}
+
+/// HSTS when the issuer is https, and CORS for the configured origins only.
+fn security_layers(
+    config: &Config,
+) -> tower::util::Either<(SetResponseHeaderLayer<HeaderValue>, CorsLayer), CorsLayer> {
+    let origins: Vec<HeaderValue> = config
+        .cors_origin_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+    if config.issuer.starts_with("https://") {
+        let hsts = SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+        tower::util::Either::Left((hsts, cors))
+    } else {
+        tower::util::Either::Right(cors)
+    }
 }
 
 /// One span per request with the request id, method and path — never the

@@ -19,6 +19,16 @@ pub async fn get_healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// `GET /metrics`: Prometheus text format.
+pub async fn get_metrics() -> Response {
+    let mut response = crate::observability::prometheus().render().into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 /// `GET /readyz`: 200 only when every configured backend answers, else 503
 /// naming the failing one.
 pub async fn get_readyz(State(state): State<AppState>) -> Response {

@@ -115,6 +115,7 @@ pub async fn post_login(
         .users
         .login(&body.email, &body.password, client)
         .await?;
+    metrics::counter!("tessera_tokens_issued_total", "grant" => "login").increment(1);
     Ok(token_response(issued))
 }
 

@@ -165,6 +165,7 @@ impl Mailer {
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tessera_mail_failures_total").increment(1);
                 tracing::warn!(kind, error = %error, "mail delivery failed");
                 Err(error)
             }

@@ -17,7 +17,9 @@ use crate::common::{PASSWORD, TestApp, body};
 async fn callback_server() -> String {
     let app = axum::Router::new().route(
         "/callback",
-        axum::routing::get(|| async { Html("<!doctype html><title>Photo Prints</title><p>You are signed in.</p>") }),
+        axum::routing::get(|| async {
+            Html("<!doctype html><title>Photo Prints</title><p>You are signed in.</p>")
+        }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -30,7 +32,9 @@ async fn authorization_code_flow_in_chromium() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = repo.join("tests/browser/authorize.mjs");
     assert!(
-        repo.join("tests/browser/node_modules/playwright-core").exists() && PathBuf::from("/usr/bin/chromium").exists(),
+        repo.join("tests/browser/node_modules/playwright-core")
+            .exists()
+            && PathBuf::from("/usr/bin/chromium").exists(),
         "the browser test needs Chromium and playwright-core: run `bash tests/run.sh`, which installs them"
     );
     let app = TestApp::spawn().await;
@@ -68,10 +72,19 @@ async fn authorization_code_flow_in_chromium() {
         .output()
         .await
         .expect("node runs");
-    assert!(output.status.success(), "browser run failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "browser run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let landed = url::Url::parse(result["url"].as_str().unwrap()).unwrap();
-    let param = |name: &str| landed.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let param = |name: &str| {
+        landed
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
     assert_eq!(param("state").as_deref(), Some("browser-state"));
     let code = param("code").expect("a code on the redirect URI");
 
@@ -90,9 +103,14 @@ async fn authorization_code_flow_in_chromium() {
         .await;
     assert_eq!(tokens.status(), StatusCode::OK);
     let tokens = body(tokens).await;
-    let me = app.get_auth("/api/users/me", tokens["access_token"].as_str().unwrap()).await;
+    let me = app
+        .get_auth("/api/users/me", tokens["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(body(me).await["email"], user.email);
     for shot in ["login.png", "consent.png"] {
-        assert!(out.join(shot).metadata().unwrap().len() > 1000, "{shot} saved");
+        assert!(
+            out.join(shot).metadata().unwrap().len() > 1000,
+            "{shot} saved"
+        );
     }
 }

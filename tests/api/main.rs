@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod deploy;
 mod faults;
+mod hardening;
 mod hostile;
 mod mongo;
 mod oauth;

@@ -25,6 +25,7 @@ pub async fn post_token(
     let grant = Grant::parse(&params)?;
     let grant_type = grant.name();
     let issued = state.grants.apply(&client, grant).await?;
+    metrics::counter!("tessera_tokens_issued_total", "grant" => grant_type).increment(1);
     tracing::info!(client_id = %client.id, grant_type, "token issued");
     Ok(token_response(issued))
 }
