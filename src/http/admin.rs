@@ -50,7 +50,7 @@ where
 }
 
 /// A client as the admin API shows it: never the secret's digest.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClientView {
     pub client_id: String,
     pub name: String,
@@ -62,6 +62,7 @@ pub struct ClientView {
     pub access_token_ttl: Option<u64>,
     pub refresh_token_ttl: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
@@ -82,7 +83,7 @@ impl From<ClientRecord> for ClientView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClientBody {
     name: String,
@@ -98,7 +99,19 @@ pub struct NewClientBody {
     refresh_token_ttl: Option<u64>,
 }
 
-async fn list_clients(
+#[utoipa::path(
+    get,
+    path = "/api/admin/clients",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every client", body = Vec<ClientView>),
+        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_clients(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<Vec<ClientView>>, ApiError> {
@@ -106,8 +119,25 @@ async fn list_clients(
     Ok(Json(clients.into_iter().map(ClientView::from).collect()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/clients",
+    tag = "admin",
+    request_body = NewClientBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The client, with client_secret shown once for confidential clients", body = ClientView),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// 201 with the client and, for confidential clients, `client_secret` — shown this once.
-async fn post_client(
+pub async fn post_client(
     State(state): State<AppState>,
     admin: Admin,
     ApiJson(body): ApiJson<NewClientBody>,
@@ -134,7 +164,21 @@ async fn post_client(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-async fn get_client(
+#[utoipa::path(
+    get,
+    path = "/api/admin/clients/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The client id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The client", body = ClientView),
+        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_client(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
@@ -147,7 +191,21 @@ async fn get_client(
     Ok(Json(client.into()))
 }
 
-async fn delete_client(
+#[utoipa::path(
+    delete,
+    path = "/api/admin/clients/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The client id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_client(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,

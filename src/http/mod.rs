@@ -4,6 +4,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod oauth;
+pub mod openapi;
 pub mod ops;
 pub mod users;
 
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::get_healthz))
         .route("/readyz", get(ops::get_readyz))
         .route("/metrics", get(ops::get_metrics))
+        .route("/openapi.json", get(openapi::get_openapi))
         .route_layer(middleware::from_fn(crate::observability::track_requests))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -15,7 +15,7 @@ use crate::http::oauth::token_response;
 use crate::store::UserRecord;
 
 /// A user as the API shows it: never the password hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     pub email: String,
@@ -25,8 +25,10 @@ pub struct UserView {
     pub mobile: Option<String>,
     pub role: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
@@ -46,7 +48,7 @@ impl From<UserRecord> for UserView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     email: String,
@@ -57,14 +59,14 @@ pub struct SignupBody {
     mobile: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileBody {
     fname: Option<String>,
@@ -72,19 +74,34 @@ pub struct ProfileBody {
     gender: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     old_password: String,
     new_password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MobileBody {
     mobile: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/signup",
+    tag = "users",
+    request_body = SignupBody,
+    responses(
+        (status = 201, description = "The new user", body = UserView),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /api/users/signup` → 201 and the user.
 pub async fn post_signup(
     State(state): State<AppState>,
@@ -105,6 +122,22 @@ pub async fn post_signup(
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/login",
+    tag = "users",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "A token response", body = crate::http::oauth::TokenResponse),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failures", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /api/users/login` → a token response, as from `/token`.
 pub async fn post_login(
     State(state): State<AppState>,
@@ -119,6 +152,19 @@ pub async fn post_login(
     Ok(token_response(issued))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/users/me",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /api/users/me`.
 pub async fn get_me(
     State(state): State<AppState>,
@@ -128,6 +174,24 @@ pub async fn get_me(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/users/updateusers",
+    tag = "users",
+    request_body = ProfileBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `PUT /api/users/updateusers`: any of `fname`, `lname`, `gender`.
 pub async fn put_updateusers(
     State(state): State<AppState>,
@@ -143,6 +207,24 @@ pub async fn put_updateusers(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/users/updatepassword",
+    tag = "users",
+    request_body = PasswordBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; every session signed out", body = crate::http::openapi::StatusBody),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `PUT /api/users/updatepassword`: logs the user out everywhere.
 pub async fn put_updatepassword(
     State(state): State<AppState>,
@@ -160,6 +242,24 @@ pub async fn put_updatepassword(
     })))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/users/updatemobile",
+    tag = "users",
+    request_body = MobileBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `PUT /api/users/updatemobile`.
 pub async fn put_updatemobile(
     State(state): State<AppState>,
@@ -173,13 +273,13 @@ pub async fn put_updatemobile(
     Ok(Json(user.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotBody {
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     email: String,
@@ -187,6 +287,21 @@ pub struct ResetBody {
     new_password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/forgotpasswords",
+    tag = "users",
+    request_body = ForgotBody,
+    responses(
+        (status = 202, description = "Accepted, whether or not the account exists", body = crate::http::openapi::StatusBody),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /api/users/forgotpasswords` → 202 with the same body whether or not
 /// the account exists.
 pub async fn post_forgotpasswords(
@@ -202,6 +317,21 @@ pub async fn post_forgotpasswords(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/resetpasswordotps",
+    tag = "users",
+    request_body = ResetBody,
+    responses(
+        (status = 200, description = "Password reset; every session signed out", body = crate::http::openapi::StatusBody),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /api/users/resetpasswordotps` → 200; `invalid_otp` for any bad code.
 pub async fn post_resetpasswordotps(
     State(state): State<AppState>,

@@ -92,3 +92,35 @@ async fn the_first_key_is_generated_private() {
     let mode = std::fs::metadata(&pems[0]).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test]
+async fn openapi_document_covers_every_endpoint() {
+    let app = TestApp::spawn().await;
+    let doc = body(app.get("/openapi.json").await).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/users/signup",
+        "/api/users/login",
+        "/api/users/me",
+        "/api/users/updateusers",
+        "/api/users/updatepassword",
+        "/api/users/updatemobile",
+        "/api/users/forgotpasswords",
+        "/api/users/resetpasswordotps",
+        "/token",
+        "/revoke",
+        "/introspect",
+        "/authorize",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/api/admin/clients",
+        "/api/admin/clients/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

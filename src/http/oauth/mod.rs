@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::domain::tokens::IssuedTokens;
 
 /// RFC 6749 §5.1 successful token response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,

@@ -1,0 +1,229 @@
+//! The OpenAPI 3.1 document at `GET /openapi.json`, generated with utoipa
+//! from the handlers' annotations (user and admin APIs) and from the
+//! descriptions below (OAuth and operations endpoints, whose handlers take
+//! raw forms and headers).
+
+#![allow(dead_code)] // the functions below exist to carry `#[utoipa::path]`
+
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// RFC 9457 problem details, with Tessera's stable `code`.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    #[schema(example = "about:blank")]
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable machine-readable error code, e.g. `validation_failed`.
+    code: String,
+    /// Field name → what is wrong with it (422 only).
+    #[schema(value_type = Option<Object>)]
+    errors: Option<serde_json::Value>,
+}
+
+/// A short confirmation.
+#[derive(Serialize, ToSchema)]
+pub struct StatusBody {
+    status: String,
+    detail: String,
+}
+
+/// RFC 6749 §5.2 error.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `invalid_scope`, `temporarily_unavailable`.
+    error: String,
+    error_description: String,
+}
+
+/// `POST /token` form (RFC 6749 §4.1.3, §4.4.2, §6).
+#[derive(Deserialize, ToSchema)]
+pub struct TokenForm {
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    grant_type: String,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    /// With `client_secret_post` or `none`.
+    client_id: Option<String>,
+    /// With `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+/// `POST /revoke` and `POST /introspect` form.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenOnlyForm {
+    token: String,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// RFC 7662 §2.2 (only `active` for tokens that are not live).
+#[derive(Serialize, ToSchema)]
+pub struct Introspection {
+    active: bool,
+    scope: Option<String>,
+    client_id: Option<String>,
+    sub: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    iss: Option<String>,
+    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
+    token_type: Option<String>,
+}
+
+#[utoipa::path(post, path = "/token", tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "Token response (Cache-Control: no-store)", body = crate::http::oauth::TokenResponse),
+        (status = 400, description = "RFC 6749 §5.2 error", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
+    ))]
+fn token() {}
+
+#[utoipa::path(post, path = "/revoke", tag = "oauth",
+    request_body(content = TokenOnlyForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2)"),
+        (status = 400, description = "invalid_request / unauthorized_client", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
+    ))]
+fn revoke() {}
+
+#[utoipa::path(post, path = "/introspect", tag = "oauth",
+    request_body(content = TokenOnlyForm, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "RFC 7662 answer", body = Introspection),
+        (status = 400, description = "invalid_request", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client (public clients cannot introspect)", body = OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
+    ))]
+fn introspect() {}
+
+#[utoipa::path(get, path = "/authorize", tag = "oauth",
+    params(
+        ("response_type" = Option<String>, Query, description = "code"),
+        ("client_id" = Option<String>, Query),
+        ("redirect_uri" = Option<String>, Query),
+        ("scope" = Option<String>, Query),
+        ("state" = Option<String>, Query),
+        ("code_challenge" = Option<String>, Query),
+        ("code_challenge_method" = Option<String>, Query, description = "S256"),
+        ("prompt" = Option<String>, Query, description = "none, login or consent"),
+    ),
+    responses(
+        (status = 200, description = "Login or consent page", content_type = "text/html"),
+        (status = 303, description = "Back to the client with a code or an error"),
+        (status = 400, description = "Error page (untrusted client or redirect URI)", content_type = "text/html"),
+        (status = 503, description = "Error page (backend unavailable)", content_type = "text/html"),
+    ))]
+fn authorize() {}
+
+#[utoipa::path(post, path = "/authorize", tag = "oauth",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "The authorization request's parameters plus csrf, action (login|consent) and email/password or decision"),
+    responses(
+        (status = 200, description = "Login or consent page", content_type = "text/html"),
+        (status = 303, description = "Back to the client with a code or an error"),
+        (status = 400, description = "Error page", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed", content_type = "text/html"),
+        (status = 429, description = "Login throttled", content_type = "text/html"),
+        (status = 503, description = "Error page (backend unavailable)", content_type = "text/html"),
+    ))]
+fn authorize_form() {}
+
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
+fn metadata() {}
+
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "The same RFC 8414 metadata", body = Object)))]
+fn openid_configuration() {}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "RFC 7517 JWK Set", body = Object)))]
+fn jwks() {}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Serving", body = Object)))]
+fn healthz() {}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Every backend answers", body = Object),
+        (status = 503, description = "A backend does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn readyz() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", body = Object)))]
+fn openapi() {}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tessera", description = "OAuth 2.0 authorization server and user service. Contract: API.md."),
+    paths(
+        crate::http::users::post_signup,
+        crate::http::users::post_login,
+        crate::http::users::get_me,
+        crate::http::users::put_updateusers,
+        crate::http::users::put_updatepassword,
+        crate::http::users::put_updatemobile,
+        crate::http::users::post_forgotpasswords,
+        crate::http::users::post_resetpasswordotps,
+        crate::http::admin::list_clients,
+        crate::http::admin::post_client,
+        crate::http::admin::get_client,
+        crate::http::admin::delete_client,
+        token, revoke, introspect, authorize, authorize_form,
+        metadata, openid_configuration, jwks, healthz, readyz, metrics, openapi,
+    ),
+    modifiers(&SecuritySchemes),
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+pub async fn get_openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
