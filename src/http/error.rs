@@ -53,8 +53,6 @@ pub enum ApiError {
     Throttled(Duration),
     #[error("{0} unavailable")]
     Unavailable(&'static str),
-    #[error("not implemented")]
-    NotImplemented,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -168,11 +166,6 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backend_unavailable",
                 format!("the {backend} backend is unavailable; try again shortly"),
-            ),
-            ApiError::NotImplemented => (
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                "this endpoint is not available yet".into(),
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -377,7 +370,6 @@ mod tests {
             (ApiError::ClientNotFound, 404),
             (ApiError::Throttled(Duration::from_secs(3)), 429),
             (ApiError::Unavailable("redis"), 503),
-            (ApiError::NotImplemented, 501),
             (ApiError::Internal("secret cause".into()), 500),
         ];
         for (error, status) in cases {

@@ -191,6 +191,3 @@ impl MakeRequestId for RandomRequestId {
         HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }
-
-/// Grace period for in-flight requests after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

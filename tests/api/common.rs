@@ -77,20 +77,16 @@ pub fn mongo_server() -> &'static MongoServer {
     SERVER.get_or_init(|| {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
-        let script = format!(
-            "{} & mp=$!; while kill -0 {parent} 2>/dev/null && kill -0 $mp 2>/dev/null; do sleep 1; done; kill $mp 2>/dev/null",
-            secantus_command(port, &dir.path().join("wt")),
-            parent = std::process::id()
+        let child = spawn_watched(&secantus_command(port, &dir.path().join("wt")));
+        assert!(
+            wait_for_port(port, Duration::from_secs(30)),
+            "SecantusDB did not start"
         );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("secantusd-py starts (tests/run.sh installs it)");
-        assert!(wait_for_port(port, Duration::from_secs(30)), "SecantusDB did not start");
-        MongoServer { port, _dir: dir, _child: child }
+        MongoServer {
+            port,
+            _dir: dir,
+            _child: child,
+        }
     })
 }
 
@@ -100,6 +96,22 @@ pub struct RedisServer {
     pub url: String,
     pub port: u16,
     _child: Child,
+}
+
+/// Runs `command` (a shell line) beside a watchdog that stops it once this
+/// test process is gone, so no server outlives a crashed or interrupted run.
+fn spawn_watched(command: &str) -> Child {
+    let script = format!(
+        "{command} & sp=$!; while kill -0 {parent} 2>/dev/null && kill -0 $sp 2>/dev/null; do sleep 1; done; kill $sp 2>/dev/null",
+        parent = std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("test server starts (tests/run.sh installs it)")
 }
 
 pub fn free_port() -> u16 {
@@ -117,20 +129,9 @@ pub fn redis_server() -> &'static RedisServer {
 impl RedisServer {
     /// Starts a `redis-server` on `port` and waits until it accepts connections.
     pub fn start(port: u16) -> Self {
-        // The watchdog shell kills redis-server once the test process is gone,
-        // so no server outlives a crashed or interrupted run.
-        let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & rp=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $rp 2>/dev/null; do sleep 1; done; kill $rp 2>/dev/null",
-            parent = std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (tests/run.sh installs it)");
+        let child = spawn_watched(&format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning"
+        ));
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
@@ -185,27 +186,23 @@ pub fn smtp_server() -> &'static SmtpServer {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let maildir = dir.path().join("maildir");
-        let script = format!(
-            "'{python}' -m aiosmtpd -n -l 127.0.0.1:{port} -c aiosmtpd.handlers.Mailbox '{maildir}' & sp=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $sp 2>/dev/null; do sleep 1; done; kill $sp 2>/dev/null",
-            python = venv_python().display(),
-            maildir = maildir.display(),
-            parent = std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd starts");
+        let child = spawn_watched(&format!(
+            "'{}' -m aiosmtpd -n -l 127.0.0.1:{port} -c aiosmtpd.handlers.Mailbox '{}'",
+            venv_python().display(),
+            maildir.display()
+        ));
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        SmtpServer { port, maildir, _dir: dir, _child: child }
+        SmtpServer {
+            port,
+            maildir,
+            _dir: dir,
+            _child: child,
+        }
     })
 }
 
