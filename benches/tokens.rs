@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tessera::clock::Clock;
 use tessera::config::SigningAlg;
 use tessera::crypto::jwt::{AccessClaims, sign};
-use tessera::crypto::keys::{KeyDir, KeySet};
+use tessera::crypto::keys::{KeyDir, KeyRing};
 use tessera::crypto::secret::{RefreshToken, new_object_id};
 use tessera::resource::{AccessTokenVerifier, LocalKeys};
 
@@ -38,9 +38,9 @@ fn signing_and_verification(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyDir::new(dir.path());
         let now = Clock::system().now();
-        keys.generate(alg, now, now).unwrap();
-        let set = KeySet::new(keys.load().unwrap(), now).unwrap();
-        let key = set.active().clone();
+        let (ring, _) = KeyRing::load_or_init(keys, alg, now, 3600).unwrap();
+        let ring = Arc::new(ring);
+        let key = ring.current().active().clone();
         c.bench_function(&format!("sign/{}", alg.as_str()), |b| {
             b.iter(|| sign(&claims(now), &key).unwrap())
         });
@@ -50,7 +50,7 @@ fn signing_and_verification(c: &mut Criterion) {
         let store =
             Arc::new(tessera::store::sqlite::SqliteStore::open(&dir.path().join("data")).unwrap());
         let verifier = AccessTokenVerifier::new(
-            Arc::new(LocalKeys::new(&set)),
+            Arc::new(LocalKeys::new(ring.clone())),
             "http://localhost:3000",
             "http://localhost:3000",
         );
@@ -60,7 +60,7 @@ fn signing_and_verification(c: &mut Criterion) {
             b.iter(|| runtime.block_on(with_revocation.verify(&token)).unwrap())
         });
         let plain = AccessTokenVerifier::new(
-            Arc::new(LocalKeys::new(&set)),
+            Arc::new(LocalKeys::new(ring.clone())),
             "http://localhost:3000",
             "http://localhost:3000",
         );

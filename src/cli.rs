@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, SigningAlg};
-use crate::crypto::keys::KeyDir;
+use crate::crypto::keys::{KeyDir, KeySet};
 use crate::domain::DomainError;
 use crate::domain::clients::NewClient;
 use crate::{App, StartError};
@@ -94,7 +94,28 @@ pub enum KeysCommand {
         #[arg(long, default_value = "RS256")]
         alg: SigningAlg,
     },
-    /// List keys: kid, algorithm, state.
+    /// Pre-published rotation: a new key is published now and signs after
+    /// the pre-publication period; the current key retires then and stays
+    /// published while tokens it signed live.
+    Rotate {
+        #[arg(long, default_value = "RS256")]
+        alg: SigningAlg,
+        /// Seconds before the new key signs. Default `TESSERA_KEY_PREPUBLISH`;
+        /// 0 (emergency) risks resource servers with a cached JWKS refusing
+        /// new tokens until their cache expires.
+        #[arg(long)]
+        prepublish: Option<u64>,
+    },
+    /// Stop a key signing now. It stays in the JWKS until every token it
+    /// signed has expired, unless `--unpublish` (for a compromised key).
+    Retire {
+        kid: String,
+        /// Delete the key at once: tokens it signed stop verifying.
+        #[arg(long)]
+        unpublish: bool,
+    },
+    /// List keys: kid, algorithm, state (pending, active, published,
+    /// retired, expired) and when it changes.
     List,
 }
 
@@ -188,21 +209,67 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
                 config.keys_dir.display()
             );
         }
+        KeysCommand::Rotate { alg, prepublish } => {
+            let prepublish = prepublish.unwrap_or(config.key_prepublish);
+            let safe = config.jwks_max_age + config.keys_reload_interval;
+            if prepublish < safe {
+                eprintln!(
+                    "tessera: warning: pre-publishing for {prepublish} s, less than the JWKS \
+                     max-age plus reload interval ({safe} s): cached JWKS may lack the new key"
+                );
+            }
+            let meta = dir.rotate(alg, now, prepublish)?;
+            println!(
+                "{}\t{}\tpublished now, signs from {}",
+                meta.kid,
+                meta.alg.as_str(),
+                rfc3339(meta.activate_at)
+            );
+        }
+        KeysCommand::Retire { kid, unpublish } => {
+            let meta = dir.retire(&kid, now, unpublish)?;
+            let until = if unpublish {
+                "unpublished now".to_owned()
+            } else {
+                format!(
+                    "published until {}",
+                    rfc3339(now + config.retired_key_window() as i64)
+                )
+            };
+            println!("{}\t{}\tretired, {until}", meta.kid, meta.alg.as_str());
+        }
         KeysCommand::List => {
-            let metas = dir.list()?;
-            let active = crate::crypto::keys::KeySet::new(dir.load()?, now).ok();
-            for meta in metas {
-                let state = match (&active, meta.retired_at) {
-                    (_, Some(_)) => "retired",
-                    (Some(set), None) if set.active().kid() == meta.kid => "active",
-                    _ if meta.activate_at > now => "pending",
-                    _ => "published",
+            let window = config.retired_key_window();
+            let active = KeySet::new(dir.load()?, now, window).ok();
+            let active_kid = active.as_ref().map(|set| set.active().kid());
+            for meta in dir.list()? {
+                let state = meta.state(now, window, active_kid);
+                let when = match state {
+                    "pending" => format!("signs from {}", rfc3339(meta.activate_at)),
+                    "active" | "published" => match meta.retired_at {
+                        Some(at) => format!("retires at {}", rfc3339(at)),
+                        None => String::new(),
+                    },
+                    _ => meta
+                        .retired_at
+                        .map(|at| format!("published until {}", rfc3339(at + window as i64)))
+                        .unwrap_or_default(),
                 };
-                println!("{}\t{}\t{}", meta.kid, meta.alg.as_str(), state);
+                println!("{}\t{}\t{state}\t{when}", meta.kid, meta.alg.as_str());
             }
         }
     }
     Ok(())
+}
+
+fn rfc3339(at: crate::clock::UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| at.to_string())
 }
 
 async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> {

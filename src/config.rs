@@ -102,7 +102,11 @@ pub struct Config {
     /// `TESSERA_MONGODB_DB`: MongoDB database name. Default `tessera`.
     pub mongodb_db: String,
     /// `TESSERA_REDIS_URL`: Redis token store; unset means the embedded store.
+    /// Several comma-separated URLs are the seed nodes of a Redis Cluster.
     pub redis_url: Option<Secret>,
+    /// `TESSERA_REDIS_CLUSTER`: treat a single `TESSERA_REDIS_URL` as a
+    /// cluster seed node. Default false.
+    pub redis_cluster: bool,
     /// `TESSERA_SMTP_HOST`: SMTP relay; unset means `.eml` files under the data dir.
     pub smtp_host: Option<String>,
     /// `TESSERA_SMTP_PORT`. Default 587.
@@ -127,6 +131,16 @@ pub struct Config {
     pub refresh_reuse_grace: u64,
     /// `TESSERA_CLOCK_LEEWAY`: seconds of leeway on `exp`/`nbf`. Default 30.
     pub clock_leeway: u64,
+    /// `TESSERA_KEYS_RELOAD_INTERVAL`: seconds between re-reads of the keys
+    /// dir, so a rotation made on any node reaches every node. Default 10.
+    pub keys_reload_interval: u64,
+    /// `TESSERA_KEY_PREPUBLISH`: seconds a rotated-in key is published in the
+    /// JWKS before it signs. At least `TESSERA_JWKS_MAX_AGE` plus the reload
+    /// interval, so no cache holds a JWKS without it. Default 900.
+    pub key_prepublish: u64,
+    /// `TESSERA_JWKS_MAX_AGE`: `Cache-Control: max-age` of the JWKS and
+    /// metadata, in seconds. Default 300.
+    pub jwks_max_age: u64,
     /// `TESSERA_TOKEN_SECRET`: key for HMACs over tokens (successor derivation, OTPs).
     /// Default: generated once and kept in the keys dir.
     pub token_secret: Option<Secret>,
@@ -154,6 +168,7 @@ impl Default for Config {
             mongodb_uri: None,
             mongodb_db: "tessera".into(),
             redis_url: None,
+            redis_cluster: false,
             smtp_host: None,
             smtp_port: 587,
             smtp_security: SmtpSecurity::Starttls,
@@ -166,6 +181,9 @@ impl Default for Config {
             refresh_absolute_ttl: 30 * 24 * 3600,
             refresh_reuse_grace: 0,
             clock_leeway: 30,
+            keys_reload_interval: 10,
+            key_prepublish: 900,
+            jwks_max_age: 300,
             token_secret: None,
             cors_origins: None,
             trusted_proxies: None,
@@ -174,6 +192,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The longest an access token may live, whatever the client's setting.
+pub const MAX_ACCESS_TOKEN_TTL: u64 = 24 * 3600;
 
 /// A setting that is missing, malformed or out of range; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +232,12 @@ impl Config {
             bcrypt_cost: 4,
             ..Config::default()
         }
+    }
+
+    /// How long a retired signing key stays in the JWKS: as long as the
+    /// longest-lived token it may have signed, plus the verifiers' leeway.
+    pub fn retired_key_window(&self) -> u64 {
+        MAX_ACCESS_TOKEN_TTL + self.clock_leeway
     }
 
     /// The `aud` every access token carries and the resource layer expects.
@@ -267,7 +294,7 @@ impl Config {
         if !(4..=31).contains(&self.bcrypt_cost) {
             return bad("BCRYPT_COST", "must be between 4 and 31");
         }
-        if self.access_token_ttl == 0 || self.access_token_ttl > 24 * 3600 {
+        if self.access_token_ttl == 0 || self.access_token_ttl > MAX_ACCESS_TOKEN_TTL {
             return bad("ACCESS_TOKEN_TTL", "must be between 1 and 86400 seconds");
         }
         if self.refresh_idle_ttl == 0 {
@@ -299,10 +326,30 @@ impl Config {
         {
             return bad("TOKEN_SECRET", "must be at least 32 characters");
         }
-        if let Some(url) = &self.redis_url
-            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        if let Some(urls) = &self.redis_url
+            && !urls
+                .expose()
+                .split(',')
+                .map(str::trim)
+                .all(|url| url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return bad("REDIS_URL", "must start with redis:// or rediss://");
+            return bad(
+                "REDIS_URL",
+                "must be redis:// or rediss:// URLs, comma-separated for a cluster",
+            );
+        }
+        if self.keys_reload_interval == 0 || self.keys_reload_interval > 3600 {
+            return bad("KEYS_RELOAD_INTERVAL", "must be between 1 and 3600 seconds");
+        }
+        if self.jwks_max_age > 24 * 3600 {
+            return bad("JWKS_MAX_AGE", "must be at most 86400 seconds");
+        }
+        if self.key_prepublish < self.jwks_max_age + self.keys_reload_interval {
+            return bad(
+                "KEY_PREPUBLISH",
+                "must be at least TESSERA_JWKS_MAX_AGE + TESSERA_KEYS_RELOAD_INTERVAL, \
+                 or resource servers may see a kid their cached JWKS lacks",
+            );
         }
         if let Some(uri) = &self.mongodb_uri
             && !(uri.expose().starts_with("mongodb://")

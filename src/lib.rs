@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::AccessClaims;
-use crate::crypto::keys::{KeyDir, KeySet};
+use crate::crypto::keys::{KeyDir, KeyRing};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
@@ -38,7 +38,7 @@ use crate::http::AppState;
 use crate::mail::{Mailer, Outbox};
 use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyError};
 use crate::store::mongo::MongoStore;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, RedisTopology};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AccessCheck, TokenStore, UserStore};
 use crate::templates::Templates;
@@ -92,15 +92,16 @@ impl Stores {
             Some(url) => {
                 // A "logged out everywhere" mark must outlive every access
                 // token issued before it: per-client lifetimes go up to a day.
-                let not_before_ttl = 24 * 3600 + config.clock_leeway + 60;
+                let not_before_ttl = config.retired_key_window() + 60;
                 Arc::new(
-                    RedisStore::connect(url.expose(), not_before_ttl)
-                        .await
-                        .map_err(|e| {
-                            StartError::Unsupported(format!(
-                                "TESSERA_REDIS_URL: cannot connect: {e}"
-                            ))
-                        })?,
+                    RedisStore::connect(
+                        &RedisTopology::parse(url.expose(), config.redis_cluster),
+                        not_before_ttl,
+                    )
+                    .await
+                    .map_err(|e| {
+                        StartError::Unsupported(format!("TESSERA_REDIS_URL: cannot connect: {e}"))
+                    })?,
                 )
             }
             None => sqlite.clone(),
@@ -136,7 +137,7 @@ impl App {
         let trusted_proxies = Arc::new(config.trusted_proxy_nets().unwrap_or_default());
         let stores = Stores::open(&config).await?;
         let key_dir = KeyDir::new(&config.keys_dir);
-        let keys = load_keys(&key_dir, &config, &clock)?;
+        let keys = load_keys(key_dir.clone(), &config, &clock)?;
         let token_secret = match &config.token_secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => key_dir.token_secret()?,
@@ -186,7 +187,7 @@ impl App {
             clock.clone(),
         ));
         let verifier = AccessTokenVerifier::new(
-            Arc::new(LocalKeys::new(&keys)),
+            Arc::new(LocalKeys::new(keys.clone())),
             &config.issuer,
             config.audience(),
         )
@@ -231,8 +232,14 @@ impl App {
             self.state.token_store.clone(),
             self.state.clock.clone(),
         ));
+        let reload = tokio::spawn(reload_keys_periodically(
+            self.state.keys.clone(),
+            self.state.clock.clone(),
+            std::time::Duration::from_secs(self.state.config.keys_reload_interval),
+        ));
         let result = self.serve_until(listener, shutdown).await;
         purge.abort();
+        reload.abort();
         result
     }
 
@@ -261,8 +268,13 @@ fn cookie_key(token_secret: &[u8]) -> axum_extra::extract::cookie::Key {
     axum_extra::extract::cookie::Key::from(&material)
 }
 
-fn load_keys(dir: &KeyDir, config: &Config, clock: &Clock) -> Result<Arc<KeySet>, StartError> {
-    let (keys, generated) = KeySet::load_or_init(dir, config.signing_alg, clock.now())?;
+fn load_keys(dir: KeyDir, config: &Config, clock: &Clock) -> Result<Arc<KeyRing>, StartError> {
+    let (keys, generated) = KeyRing::load_or_init(
+        dir,
+        config.signing_alg,
+        clock.now(),
+        config.retired_key_window(),
+    )?;
     if let Some(meta) = generated {
         tracing::info!(
             kid = %meta.kid,
@@ -281,6 +293,25 @@ async fn purge_periodically(store: Arc<dyn TokenStore>, clock: Clock) {
         every.tick().await;
         if let Err(e) = store.purge_expired(clock.now()).await {
             tracing::warn!(error = %e, "purging expired token state failed");
+        }
+    }
+}
+
+/// Picks up keys rotated or retired by any node sharing the keys dir, and
+/// pending keys whose time has come.
+async fn reload_keys_periodically(keys: Arc<KeyRing>, clock: Clock, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (ring, now) = (keys.clone(), clock.now());
+        let reloaded = tokio::task::spawn_blocking(move || ring.reload(now)).await;
+        match reloaded.unwrap_or(Err(crate::crypto::keys::KeyError::NoActiveKey)) {
+            Ok(Some(kid)) => tracing::info!(%kid, "signing with a new key"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading the keys dir failed; keeping the loaded keys")
+            }
         }
     }
 }

@@ -37,7 +37,7 @@ use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::crypto::jwt::{ACCESS_TOKEN_TYP, AccessClaims};
-use crate::crypto::keys::KeySet;
+use crate::crypto::keys::KeyRing;
 
 /// Longest token the verifier looks at; anything longer is not ours.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -90,10 +90,10 @@ fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// Decoding keys by `kid`, each with the one algorithm it may verify.
-type KeyMap = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
+pub(crate) type KeyMap = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
 
 /// Parses a JWK Set into decoding keys, skipping keys we cannot use.
-fn decoding_keys(set: &JwkSet) -> KeyMap {
+pub(crate) fn decoding_keys(set: &JwkSet) -> KeyMap {
     set.keys
         .iter()
         .filter_map(|jwk| {
@@ -105,25 +105,22 @@ fn decoding_keys(set: &JwkSet) -> KeyMap {
         .collect()
 }
 
-/// Tessera's own keys, in process.
+/// Tessera's own keys, in process: follows the node's [`KeyRing`], so a
+/// rotation is seen by the resource layer the moment it is loaded.
 pub struct LocalKeys {
-    keys: KeyMap,
+    ring: Arc<KeyRing>,
 }
 
 impl LocalKeys {
-    pub fn new(set: &KeySet) -> Self {
-        let jwks: JwkSet =
-            serde_json::from_value(set.jwks().clone()).unwrap_or(JwkSet { keys: vec![] });
-        Self {
-            keys: decoding_keys(&jwks),
-        }
+    pub fn new(ring: Arc<KeyRing>) -> Self {
+        Self { ring }
     }
 }
 
 #[async_trait]
 impl KeySource for LocalKeys {
     async fn key(&self, kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> {
-        self.keys.get(kid).cloned()
+        self.ring.current().decoding_key(kid)
     }
 }
 

@@ -40,6 +40,10 @@ pub enum KeyError {
     Signing,
     #[error("no usable signing key in the keys directory")]
     NoActiveKey,
+    #[error("no key with kid {0}")]
+    UnknownKid(String),
+    #[error("no other key could sign: run `tessera keys rotate --prepublish 0` first")]
+    LastKey,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -71,7 +75,7 @@ enum Signer {
 /// One key, parsed once, ready to sign.
 pub struct SigningKey {
     pub meta: KeyMeta,
-    signer: Signer,
+    signer: Arc<Signer>,
     /// The public JWK (with `kid`, `alg`, `use`).
     pub jwk: serde_json::Value,
 }
@@ -96,7 +100,7 @@ impl SigningKey {
 
     /// The JWS signature over `message` (`base64url(header).base64url(payload)`).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        match &self.signer {
+        match self.signer.as_ref() {
             Signer::Rsa(pair) => {
                 let mut signature = vec![0; pair.public_modulus_len()];
                 pair.sign(
@@ -121,7 +125,20 @@ impl SigningKey {
         let signer = parse_signer(meta.alg, der)?;
         let jwk = public_jwk(&signer, &meta);
         // A kid that is not the thumbprint means the files were mixed up.
-        (thumbprint(&signer) == meta.kid).then_some(Self { meta, signer, jwk })
+        (thumbprint(&signer) == meta.kid).then(|| Self {
+            meta,
+            signer: Arc::new(signer),
+            jwk,
+        })
+    }
+
+    /// The same parsed key with updated lifecycle metadata.
+    fn with_meta(&self, meta: KeyMeta) -> Self {
+        Self {
+            meta,
+            signer: self.signer.clone(),
+            jwk: self.jwk.clone(),
+        }
     }
 }
 
@@ -240,15 +257,64 @@ impl KeyDir {
     pub fn load(&self) -> Result<Vec<SigningKey>, KeyError> {
         self.list()?
             .into_iter()
-            .map(|meta| {
-                let path = self.path.join(format!("{}.pem", meta.kid));
-                let text = fs::read_to_string(&path).map_err(io_error(&path))?;
-                let der = pem::parse(text)
-                    .map_err(|_| KeyError::Invalid(path.clone()))?
-                    .into_contents();
-                SigningKey::from_pkcs8(meta, &der).ok_or(KeyError::Invalid(path))
-            })
+            .map(|meta| self.load_one(meta))
             .collect()
+    }
+
+    /// Reads and parses the private key `meta` describes.
+    fn load_one(&self, meta: KeyMeta) -> Result<SigningKey, KeyError> {
+        let path = self.path.join(format!("{}.pem", meta.kid));
+        let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+        let der = pem::parse(text)
+            .map_err(|_| KeyError::Invalid(path.clone()))?
+            .into_contents();
+        SigningKey::from_pkcs8(meta, &der).ok_or(KeyError::Invalid(path))
+    }
+
+    /// Pre-published rotation: a new key of `alg` that is published at once
+    /// and signs from `now + prepublish`; every key not yet retired retires
+    /// at that moment (and stays published while its tokens live).
+    pub fn rotate(
+        &self,
+        alg: SigningAlg,
+        now: UnixTime,
+        prepublish: u64,
+    ) -> Result<KeyMeta, KeyError> {
+        let activate_at = now.saturating_add(prepublish as i64);
+        let older = self.list()?;
+        let new = self.generate(alg, now, activate_at)?;
+        for mut meta in older.into_iter().filter(|m| m.retired_at.is_none()) {
+            meta.retired_at = Some(activate_at.max(meta.activate_at));
+            self.write_meta(&meta)?;
+        }
+        Ok(new)
+    }
+
+    /// Stops `kid` signing at `now`. It stays published while tokens it
+    /// signed live, unless `unpublish` (a compromised key): then its files
+    /// are deleted and tokens it signed stop verifying at once. Refused when
+    /// no other key could sign.
+    pub fn retire(&self, kid: &str, now: UnixTime, unpublish: bool) -> Result<KeyMeta, KeyError> {
+        let metas = self.list()?;
+        let mut meta = metas
+            .iter()
+            .find(|m| m.kid == kid)
+            .cloned()
+            .ok_or_else(|| KeyError::UnknownKid(kid.to_owned()))?;
+        let another_signs = metas.iter().any(|m| m.kid != kid && m.signs_at(now));
+        if !another_signs {
+            return Err(KeyError::LastKey);
+        }
+        meta.retired_at = Some(meta.retired_at.map_or(now, |at| at.min(now)));
+        if unpublish {
+            for ext in ["json", "pem"] {
+                let path = self.path.join(format!("{kid}.{ext}"));
+                fs::remove_file(&path).map_err(io_error(&path))?;
+            }
+        } else {
+            self.write_meta(&meta)?;
+        }
+        Ok(meta)
     }
 
     /// The server-held HMAC key (refresh-token successors, OTP digests):
@@ -311,40 +377,47 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     fs::rename(&tmp, path).map_err(io_error(path))
 }
 
-/// The keys in memory: the one that signs now and every one that is published.
+/// The keys in memory at one moment: the one that signs now and every one
+/// that is published (pending, active, or retired less than a token
+/// lifetime ago).
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
     active: Arc<SigningKey>,
     jwks: serde_json::Value,
+    decoding: crate::resource::KeyMap,
 }
 
 impl KeySet {
-    /// Chooses the newest key that is active at `now` and not retired.
-    pub fn new(keys: Vec<SigningKey>, now: UnixTime) -> Result<Self, KeyError> {
-        let keys: Vec<Arc<SigningKey>> = keys.into_iter().map(Arc::new).collect();
+    /// The set as it stands at `now`. The newest key that is activated and
+    /// not yet retired signs; a retired key stays published for
+    /// `retired_window` seconds (the longest a token it signed can live).
+    pub fn new(
+        keys: Vec<SigningKey>,
+        now: UnixTime,
+        retired_window: u64,
+    ) -> Result<Self, KeyError> {
+        let keys: Vec<Arc<SigningKey>> = keys
+            .into_iter()
+            .filter(|k| k.meta.is_published(now, retired_window))
+            .map(Arc::new)
+            .collect();
         let active = keys
             .iter()
-            .filter(|k| k.meta.activate_at <= now && k.meta.retired_at.is_none())
+            .filter(|k| k.meta.signs_at(now))
             .max_by_key(|k| (k.meta.activate_at, k.meta.created_at))
             .cloned()
             .ok_or(KeyError::NoActiveKey)?;
         let jwks = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
-        Ok(Self { keys, active, jwks })
-    }
-
-    /// Loads `dir`, generating a first key of `alg` when it holds none.
-    /// Returns the set and whether a key was generated.
-    pub fn load_or_init(
-        dir: &KeyDir,
-        alg: SigningAlg,
-        now: UnixTime,
-    ) -> Result<(Self, Option<KeyMeta>), KeyError> {
-        let mut generated = None;
-        if dir.list()?.is_empty() {
-            generated = Some(dir.generate(alg, now, now)?);
-        }
-        Ok((Self::new(dir.load()?, now)?, generated))
+        let decoding = serde_json::from_value(jwks.clone())
+            .map(|set| crate::resource::decoding_keys(&set))
+            .unwrap_or_default();
+        Ok(Self {
+            keys,
+            active,
+            jwks,
+            decoding,
+        })
     }
 
     /// The key that signs new tokens.
@@ -357,9 +430,123 @@ impl KeySet {
         self.keys.iter().find(|k| k.meta.kid == kid)
     }
 
+    /// The verification key for `kid`, as the resource layer wants it.
+    pub fn decoding_key(
+        &self,
+        kid: &str,
+    ) -> Option<(jsonwebtoken::Algorithm, Arc<jsonwebtoken::DecodingKey>)> {
+        self.decoding.get(kid).cloned()
+    }
+
     /// The JWK Set document.
     pub fn jwks(&self) -> &serde_json::Value {
         &self.jwks
+    }
+
+    /// The `kid`s in the JWKS.
+    pub fn published(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.kid())
+    }
+}
+
+impl KeyMeta {
+    /// Whether the key signs new tokens at `now`.
+    pub fn signs_at(&self, now: UnixTime) -> bool {
+        self.activate_at <= now && self.retired_at.is_none_or(|at| at > now)
+    }
+
+    /// Whether the key is in the JWKS at `now`.
+    pub fn is_published(&self, now: UnixTime, retired_window: u64) -> bool {
+        self.retired_at
+            .is_none_or(|at| at.saturating_add(retired_window as i64) > now)
+    }
+
+    /// A word for `tessera keys list`.
+    pub fn state(
+        &self,
+        now: UnixTime,
+        retired_window: u64,
+        active_kid: Option<&str>,
+    ) -> &'static str {
+        if active_kid == Some(self.kid.as_str()) {
+            "active"
+        } else if self.activate_at > now {
+            "pending"
+        } else if !self.is_published(now, retired_window) {
+            "expired"
+        } else if self.retired_at.is_some_and(|at| at <= now) {
+            "retired"
+        } else {
+            "published"
+        }
+    }
+}
+
+/// The live keys of a running node: a [`KeySet`] swapped atomically when
+/// the keys directory changes or a pending key's time comes, so a rotation
+/// made on any node sharing the directory reaches every node without a
+/// restart. Readers never wait on a reload.
+pub struct KeyRing {
+    dir: KeyDir,
+    retired_window: u64,
+    current: arc_swap::ArcSwap<KeySet>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// Loads `dir`, generating a first key of `alg` when it holds none.
+    /// Returns the ring and the key generated, if any.
+    pub fn load_or_init(
+        dir: KeyDir,
+        alg: SigningAlg,
+        now: UnixTime,
+        retired_window: u64,
+    ) -> Result<(Self, Option<KeyMeta>), KeyError> {
+        let mut generated = None;
+        if dir.list()?.is_empty() {
+            generated = Some(dir.generate(alg, now, now)?);
+        }
+        let set = KeySet::new(dir.load()?, now, retired_window)?;
+        let ring = Self {
+            dir,
+            retired_window,
+            current: arc_swap::ArcSwap::from_pointee(set),
+        };
+        Ok((ring, generated))
+    }
+
+    /// The set as of the last reload.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the directory (parsing only keys not already in memory) and
+    /// re-decides which key signs at `now`. On any error the current set
+    /// stays in place. Returns the new active `kid` when it changed.
+    pub fn reload(&self, now: UnixTime) -> Result<Option<String>, KeyError> {
+        let old = self.current();
+        let keys = self
+            .dir
+            .list()?
+            .into_iter()
+            .filter(|meta| meta.is_published(now, self.retired_window))
+            .map(|meta| match old.get(&meta.kid) {
+                Some(known) => Ok(known.with_meta(meta)),
+                None => self.dir.load_one(meta),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let set = KeySet::new(keys, now, self.retired_window)?;
+        let changed =
+            (set.active().kid() != old.active().kid()).then(|| set.active().kid().to_owned());
+        self.current.store(Arc::new(set));
+        Ok(changed)
     }
 }
 
@@ -381,7 +568,7 @@ mod tests {
             assert!(!key.sign(b"message").expect("sign").is_empty());
             assert_eq!(key.jwk["use"], "sig");
         }
-        let set = KeySet::new(loaded, 200).expect("set");
+        let set = KeySet::new(loaded, 200, 60).expect("set");
         assert_eq!(set.jwks()["keys"].as_array().map(Vec::len), Some(3));
     }
 
@@ -406,8 +593,65 @@ mod tests {
         let keys = KeyDir::new(dir.path());
         let current = keys.generate(SigningAlg::EdDSA, 1, 1).expect("generate");
         keys.generate(SigningAlg::EdDSA, 2, 1000).expect("generate");
-        let set = KeySet::new(keys.load().expect("load"), 10).expect("set");
+        let set = KeySet::new(keys.load().expect("load"), 10, 60).expect("set");
         assert_eq!(set.active().kid(), current.kid);
         assert_eq!(set.jwks()["keys"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn rotation_prepublishes_then_switches_then_unpublishes_the_old_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyDir::new(dir.path());
+        let window = 100;
+        let (ring, first) =
+            KeyRing::load_or_init(keys.clone(), SigningAlg::EdDSA, 1000, window).expect("ring");
+        let first = first.expect("first key generated").kid;
+        let next = keys
+            .rotate(SigningAlg::ES256, 1000, 50)
+            .expect("rotate")
+            .kid;
+        let published = |ring: &KeyRing| -> Vec<String> {
+            ring.current().published().map(str::to_owned).collect()
+        };
+
+        // Pre-publication: both in the JWKS, the old one still signs.
+        assert_eq!(ring.reload(1010).expect("reload"), None);
+        assert_eq!(ring.current().active().kid(), first);
+        assert_eq!(published(&ring), [first.clone(), next.clone()]);
+        assert!(ring.current().decoding_key(&next).is_some());
+
+        // Activation: the new key signs, the old one stays published.
+        assert_eq!(ring.reload(1050).expect("reload"), Some(next.clone()));
+        assert_eq!(published(&ring), [first.clone(), next.clone()]);
+
+        // Once every token the old key signed has expired, it is gone.
+        ring.reload(1050 + window as i64).expect("reload");
+        assert_eq!(published(&ring), [next]);
+        assert!(ring.current().decoding_key(&first).is_none());
+    }
+
+    #[test]
+    fn the_last_signing_key_cannot_be_retired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyDir::new(dir.path());
+        let only = keys.generate(SigningAlg::EdDSA, 1, 1).expect("generate");
+        assert!(matches!(
+            keys.retire(&only.kid, 10, false),
+            Err(KeyError::LastKey)
+        ));
+        let next = keys.rotate(SigningAlg::EdDSA, 10, 0).expect("rotate");
+        let retired = keys.retire(&only.kid, 10, true).expect("retire");
+        assert_eq!(retired.retired_at, Some(10));
+        let left: Vec<String> = keys
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|m| m.kid)
+            .collect();
+        assert_eq!(left, [next.kid]);
+        assert!(matches!(
+            keys.retire("no-such-kid", 10, false),
+            Err(KeyError::UnknownKid(_))
+        ));
     }
 }

@@ -233,7 +233,10 @@ fn validate(new: &NewClient) -> Result<(), crate::domain::FieldErrors> {
             checks.check::<(), _>(field, Err("must be between 1 second and 90 days"));
         }
     }
-    if new.access_token_ttl.is_some_and(|t| t > 24 * 3600) {
+    if new
+        .access_token_ttl
+        .is_some_and(|t| t > crate::config::MAX_ACCESS_TOKEN_TTL)
+    {
         checks.check::<(), _>("access_token_ttl", Err("must be at most one day"));
     }
     checks.finish()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
 use crate::crypto::jwt::{self, AccessClaims};
-use crate::crypto::keys::KeySet;
+use crate::crypto::keys::KeyRing;
 use crate::crypto::secret::{RefreshToken, random_token};
 use crate::domain::grants::GrantError;
 use crate::resource::{AccessTokenVerifier, VerifyError};
@@ -66,7 +66,7 @@ pub struct TokenInfo {
 
 /// Signs access tokens and keeps refresh-token families.
 pub struct TokenService {
-    keys: Arc<KeySet>,
+    keys: Arc<KeyRing>,
     store: Arc<dyn TokenStore>,
     clock: Clock,
     issuer: String,
@@ -79,7 +79,7 @@ pub struct TokenService {
 impl TokenService {
     pub fn new(
         config: &Config,
-        keys: Arc<KeySet>,
+        keys: Arc<KeyRing>,
         store: Arc<dyn TokenStore>,
         clock: Clock,
         successor_key: Vec<u8>,
@@ -136,7 +136,7 @@ impl TokenService {
             role: user.map(|(role, _)| role.to_owned()),
             sid: user.map(|(_, sid)| sid.to_owned()),
         };
-        Ok(jwt::sign(&claims, self.keys.active())?)
+        Ok(jwt::sign(&claims, self.keys.current().active())?)
     }
 
     /// An access token for a client acting on its own behalf (`client_credentials`).

@@ -27,7 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::keys::KeySet;
+use crate::crypto::keys::KeyRing;
 use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
@@ -48,7 +48,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Clock,
-    pub keys: Arc<KeySet>,
+    pub keys: Arc<KeyRing>,
     pub users: Arc<UserService>,
     pub authorizer: Arc<Authorizer>,
     pub templates: Arc<Templates>,

@@ -1,15 +1,19 @@
 //! The Redis token store: refresh-token families, revoked access tokens and
 //! authorization codes, with a TTL on every key.
 //!
-//! Every key of a family carries the family id as a hash tag (`{fid}`), and
-//! every script touches the keys of one family only, so the same scripts
-//! run unchanged on Redis Cluster.
+//! Every key of a family carries the family id as a hash tag (`{fid}`), every
+//! per-user key the user id (`{uid}`), and every script, transaction and
+//! pipeline touches the keys of one hash slot only, so the same code runs
+//! on one Redis server and on Redis Cluster (the crate's async cluster
+//! client, which follows slot moves and fail-overs by itself).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
@@ -80,10 +84,70 @@ if n >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
 return 0
 "#;
 
+/// Where the store's commands go: one server (or a Sentinel-less primary)
+/// through a reconnecting manager, or a Redis Cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How to reach Redis, from `TESSERA_REDIS_URL` and `TESSERA_REDIS_CLUSTER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    Single(String),
+    /// Seed nodes of a cluster; the client discovers the rest.
+    Cluster(Vec<String>),
+}
+
+impl RedisTopology {
+    /// Several comma-separated URLs, or `cluster`, mean Redis Cluster.
+    pub fn parse(urls: &str, cluster: bool) -> Self {
+        let nodes: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match nodes.as_slice() {
+            [one] if !cluster => RedisTopology::Single(one.clone()),
+            _ => RedisTopology::Cluster(nodes),
+        }
+    }
+}
+
 /// Redis-backed [`TokenStore`].
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     rotate: Script,
     revoke_family: Script,
     redeem_code: Script,
@@ -93,7 +157,19 @@ pub struct RedisStore {
 }
 
 fn map_redis(e: RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped() {
+    use redis::ErrorKind::{
+        BusyLoadingError, ClusterConnectionNotFound, ClusterDown, MasterDown, TryAgain,
+    };
+    let cluster_trouble = matches!(
+        e.kind(),
+        ClusterDown | MasterDown | TryAgain | ClusterConnectionNotFound | BusyLoadingError
+    );
+    if cluster_trouble
+        || e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+    {
         StoreError::Unavailable {
             backend: BACKEND,
             reason: e.to_string(),
@@ -164,28 +240,53 @@ fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://` or `rediss://`). Reconnects by itself
-    /// after an outage; each operation is bounded by a timeout.
-    pub async fn connect(url: &str, not_before_ttl: u64) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable {
+    /// Connects to one server or a cluster (`redis://` or `rediss://` URLs).
+    /// Reconnects by itself after an outage; each operation is bounded by a
+    /// timeout.
+    pub async fn connect(
+        topology: &RedisTopology,
+        not_before_ttl: u64,
+    ) -> Result<Self, StoreError> {
+        let invalid = |e: RedisError| StoreError::Unavailable {
             backend: BACKEND,
             reason: format!("not a valid Redis URL ({:?})", e.kind()),
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(OP_TIMEOUT)
-            .set_number_of_retries(2)
-            .set_max_delay(500);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable {
-            backend: BACKEND,
-            reason: "timed out connecting".into(),
-        })?
-        .map_err(map_redis)?;
+        };
+        let connecting = async {
+            match topology {
+                RedisTopology::Single(url) => {
+                    let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Duration::from_secs(1))
+                        .set_response_timeout(OP_TIMEOUT)
+                        .set_number_of_retries(2)
+                        .set_max_delay(500);
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map(Connection::Single)
+                        .map_err(map_redis)
+                }
+                RedisTopology::Cluster(nodes) => {
+                    let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+                        .connection_timeout(Duration::from_secs(1))
+                        .response_timeout(OP_TIMEOUT)
+                        .retries(2)
+                        .max_retry_wait(500)
+                        .build()
+                        .map_err(invalid)?;
+                    client
+                        .get_async_connection()
+                        .await
+                        .map(Connection::Cluster)
+                        .map_err(map_redis)
+                }
+            }
+        };
+        let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .map_err(|_| StoreError::Unavailable {
+                backend: BACKEND,
+                reason: "timed out connecting".into(),
+            })??;
         Ok(Self {
             conn,
             rotate: Script::new(ROTATE),
@@ -397,22 +498,30 @@ impl TokenStore for RedisStore {
     }
 
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.exists(revoked_access_key(check.jti))
-            .get(user_not_before_key(check.sub));
-        if let Some(sid) = check.sid {
-            pipe.hget(family_key(sid), "revoked");
-        }
-        let reply: Vec<redis::Value> = self
-            .run(async move { pipe.query_async(&mut conn).await })
+        // Three keys in three hash slots: three commands sent together on
+        // the multiplexed connection (a pipeline may not cross slots).
+        let (mut a, mut b, mut c) = (self.conn.clone(), self.conn.clone(), self.conn.clone());
+        let (jti, nbf) = (
+            revoked_access_key(check.jti),
+            user_not_before_key(check.sub),
+        );
+        let family = check.sid.map(family_key);
+        let (jti_revoked, not_before, family_revoked) = self
+            .run(async move {
+                tokio::try_join!(
+                    async move { a.exists::<_, bool>(jti).await },
+                    async move { b.get::<_, Option<i64>>(nbf).await },
+                    async move {
+                        match family {
+                            Some(key) => c.hget::<_, _, Option<i64>>(key, "revoked").await,
+                            None => Ok(None),
+                        }
+                    },
+                )
+            })
             .await?;
-        let as_i64 = |v: Option<&redis::Value>| -> Option<i64> {
-            v.and_then(|v| redis::from_redis_value::<Option<i64>>(v).ok().flatten())
-        };
-        let jti_revoked = as_i64(reply.first()) == Some(1);
-        let logged_out = as_i64(reply.get(1)).is_some_and(|nbf| nbf > check.iat);
-        let family_revoked = as_i64(reply.get(2)).is_some_and(|at| at != 0);
+        let logged_out = not_before.is_some_and(|nbf| nbf > check.iat);
+        let family_revoked = family_revoked.is_some_and(|at| at != 0);
         Ok(jti_revoked || logged_out || family_revoked)
     }
 

@@ -52,7 +52,10 @@ fn keys_generate_and_list() {
     let listing = String::from_utf8_lossy(&output.stdout);
     assert_eq!(listing.lines().count(), 3, "{listing}");
     assert_eq!(
-        listing.lines().filter(|l| l.ends_with("active")).count(),
+        listing
+            .lines()
+            .filter(|l| l.split('\t').nth(2) == Some("active"))
+            .count(),
         1,
         "{listing}"
     );

@@ -27,6 +27,8 @@ pub enum Backend {
     Sqlite,
     /// Users embedded, tokens in a real redis-server.
     Redis,
+    /// Users embedded, tokens in a local 3-master Redis Cluster.
+    RedisCluster,
     /// The production shape: users in MongoDB (SecantusDB speaking the
     /// MongoDB wire protocol), tokens in Redis.
     Mongo,
@@ -159,6 +161,80 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A local Redis Cluster of three masters (no replicas), on free ports with
+/// a temporary directory, started once for the whole test binary.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    _dir: TempDir,
+    _nodes: Vec<Child>,
+}
+
+impl RedisCluster {
+    /// The seed-node list Tessera takes in `TESSERA_REDIS_URL`.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+pub fn redis_cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                spawn_watched(&format!(
+                    "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+                     --loglevel warning --cluster-enabled yes --dir '{dir}' \
+                     --cluster-config-file nodes-{port}.conf --cluster-node-timeout 2000",
+                    dir = dir.path().display()
+                ))
+            })
+            .collect();
+        for port in &ports {
+            assert!(
+                wait_for_port(*port, Duration::from_secs(10)),
+                "cluster node starts"
+            );
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let created = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create");
+        let cluster_ok = |port: &u16| {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+        };
+        for _ in 0..200 {
+            if ports.iter().all(cluster_ok) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(ports.iter().all(cluster_ok), "the cluster reaches state ok");
+        RedisCluster {
+            ports,
+            _dir: dir,
+            _nodes: nodes,
+        }
+    })
 }
 
 /// The test tools' Python, installed by `tests/run.sh` into `.venv`.
@@ -305,6 +381,9 @@ impl TestApp {
         let mut config = Config::for_test(dir.path());
         if matches!(backend, Backend::Redis | Backend::Mongo) {
             config.redis_url = Some(Secret::new(redis_server().url.clone()));
+        }
+        if backend == Backend::RedisCluster {
+            config.redis_url = Some(Secret::new(redis_cluster().urls()));
         }
         if backend == Backend::Mongo {
             config.mongodb_uri = Some(Secret::new(mongo_server().uri()));
@@ -519,6 +598,9 @@ macro_rules! on_every_backend {
         }
         mod mongo {
             $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Mongo).await })*
+        }
+        mod redis_cluster {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::RedisCluster).await })*
         }
     };
 }

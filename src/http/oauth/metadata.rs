@@ -9,13 +9,11 @@ use serde_json::json;
 use crate::domain::tokens::SCOPES_SUPPORTED;
 use crate::http::AppState;
 
-/// How long clients and resource servers may cache discovery documents.
-/// Key rotation pre-publishes new keys for longer than this.
-pub const DISCOVERY_MAX_AGE: u64 = 300;
-
-fn cacheable(body: serde_json::Value) -> Response {
+/// Discovery documents may be cached for `TESSERA_JWKS_MAX_AGE`; key
+/// rotation pre-publishes new keys for longer than that (checked at start).
+fn cacheable(body: serde_json::Value, max_age: u64) -> Response {
     let mut response = Json(body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={DISCOVERY_MAX_AGE}")) {
+    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
@@ -26,28 +24,34 @@ pub async fn get_metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.config.issuer;
     let client_auth = ["client_secret_basic", "client_secret_post", "none"];
     let confidential_auth = ["client_secret_basic", "client_secret_post"];
-    cacheable(json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
-        "revocation_endpoint": format!("{issuer}/revoke"),
-        "introspection_endpoint": format!("{issuer}/introspect"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-        "prompt_values_supported": ["none", "login", "consent"],
-        "token_endpoint_auth_methods_supported": client_auth,
-        "revocation_endpoint_auth_methods_supported": client_auth,
-        "introspection_endpoint_auth_methods_supported": confidential_auth,
-        "scopes_supported": SCOPES_SUPPORTED,
-        "access_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
-    }))
+    cacheable(
+        json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "introspection_endpoint": format!("{issuer}/introspect"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
+            "prompt_values_supported": ["none", "login", "consent"],
+            "token_endpoint_auth_methods_supported": client_auth,
+            "revocation_endpoint_auth_methods_supported": client_auth,
+            "introspection_endpoint_auth_methods_supported": confidential_auth,
+            "scopes_supported": SCOPES_SUPPORTED,
+            "access_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        }),
+        state.config.jwks_max_age,
+    )
 }
 
 /// `GET /.well-known/jwks.json`: every key that may have signed a live token.
 pub async fn get_jwks(State(state): State<AppState>) -> Response {
-    cacheable(state.keys.jwks().clone())
+    cacheable(
+        state.keys.current().jwks().clone(),
+        state.config.jwks_max_age,
+    )
 }
