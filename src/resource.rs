@@ -124,15 +124,44 @@ impl KeySource for LocalKeys {
     }
 }
 
-/// A JWKS fetched over HTTP and cached. An unknown `kid` triggers at most
-/// one refetch per `min_refresh` (no thundering herd on garbage tokens);
-/// if the endpoint is down the cached keys keep working.
+/// A JWKS fetched over HTTP and cached for the `max-age` the server sends
+/// (so keys pre-published by a rotation arrive before they sign, and retired
+/// ones leave). An unknown `kid` triggers at most one refetch per
+/// `min_refresh` (no thundering herd on garbage tokens); if the endpoint is
+/// down the cached keys keep working.
 pub struct RemoteJwks {
     url: String,
     http: reqwest::Client,
     min_refresh: Duration,
-    cache: RwLock<(KeyMap, Option<Instant>)>,
+    cache: RwLock<JwksCache>,
     refresh: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct JwksCache {
+    keys: KeyMap,
+    /// When a fetch was last tried, successful or not.
+    attempted: Option<Instant>,
+    /// Until when the last fetched set may be used without asking again.
+    fresh_until: Option<Instant>,
+}
+
+/// Used when the JWKS response says nothing about caching.
+const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// The `max-age` of a `Cache-Control` header, capped at a day.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|d| d.trim().strip_prefix("max-age="))
+                .find_map(|n| n.parse::<u64>().ok())
+        })
+        .map_or(DEFAULT_JWKS_MAX_AGE, |s| {
+            Duration::from_secs(s.min(24 * 3600))
+        })
 }
 
 impl RemoteJwks {
@@ -144,7 +173,7 @@ impl RemoteJwks {
                 .build()
                 .unwrap_or_default(),
             min_refresh: Duration::from_secs(10),
-            cache: RwLock::new((HashMap::new(), None)),
+            cache: RwLock::new(JwksCache::default()),
             refresh: tokio::sync::Mutex::new(()),
         }
     }
@@ -155,14 +184,24 @@ impl RemoteJwks {
         self
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, JwksCache> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn cached(&self, kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> {
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.0.get(kid).cloned()
+        self.read().keys.get(kid).cloned()
+    }
+
+    fn is_stale(&self) -> bool {
+        self.read()
+            .fresh_until
+            .is_none_or(|at| Instant::now() >= at)
     }
 
     fn may_refresh(&self) -> bool {
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.1.is_none_or(|at| at.elapsed() >= self.min_refresh)
+        self.read()
+            .attempted
+            .is_none_or(|at| at.elapsed() >= self.min_refresh)
     }
 
     async fn refetch(&self) {
@@ -171,14 +210,23 @@ impl RemoteJwks {
             if !response.status().is_success() {
                 return None;
             }
-            response.json::<JwkSet>().await.ok()
+            let max_age = max_age(response.headers());
+            Some((response.json::<JwkSet>().await.ok()?, max_age))
         }
         .await;
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        cache.1 = Some(Instant::now());
+        let now = Instant::now();
+        cache.attempted = Some(now);
         match fetched {
-            Some(set) => cache.0 = decoding_keys(&set),
-            None => tracing::warn!(url = %self.url, "JWKS fetch failed; keeping the cached keys"),
+            Some((set, max_age)) => {
+                cache.keys = decoding_keys(&set);
+                cache.fresh_until = Some(now + max_age);
+            }
+            None => {
+                // Keep what we have and ask again after `min_refresh`.
+                cache.fresh_until = Some(now + self.min_refresh);
+                tracing::warn!(url = %self.url, "JWKS fetch failed; keeping the cached keys");
+            }
         }
     }
 }
@@ -186,16 +234,19 @@ impl RemoteJwks {
 #[async_trait]
 impl KeySource for RemoteJwks {
     async fn key(&self, kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> {
-        if let Some(found) = self.cached(kid) {
-            return Some(found);
+        // Whoever gets the lock first refetches; the others find the
+        // condition gone once they get it.
+        if self.is_stale() {
+            let _single_flight = self.refresh.lock().await;
+            if self.is_stale() {
+                self.refetch().await;
+            }
         }
-        let _single_flight = self.refresh.lock().await;
-        // Another request may have refreshed while we waited.
-        if let Some(found) = self.cached(kid) {
-            return Some(found);
-        }
-        if self.may_refresh() {
-            self.refetch().await;
+        if self.cached(kid).is_none() && self.may_refresh() {
+            let _single_flight = self.refresh.lock().await;
+            if self.cached(kid).is_none() && self.may_refresh() {
+                self.refetch().await;
+            }
         }
         self.cached(kid)
     }

@@ -317,18 +317,39 @@ impl KeyDir {
         Ok(meta)
     }
 
-    /// The server-held HMAC key (refresh-token successors, OTP digests):
-    /// created on first use as `token-secret` (mode 0600) so every node that
-    /// shares the keys directory derives the same values.
+    /// The server-held HMAC key (refresh-token successors, OTP digests,
+    /// cookie keys): created on first use as `token-secret` (mode 0600) so
+    /// every node that shares the keys directory derives the same values.
+    /// Nodes starting together on an empty directory agree: the first to
+    /// link its file wins and the others read it.
     pub fn token_secret(&self) -> Result<Vec<u8>, KeyError> {
         let path = self.path.join("token-secret");
-        match fs::read_to_string(&path) {
-            Ok(text) => hex::decode(text.trim()).map_err(|_| KeyError::Invalid(path)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                ensure_private_dir(&self.path)?;
-                let secret = random_bytes::<32>();
-                write_private(&path, hex::encode(secret).as_bytes())?;
-                Ok(secret.to_vec())
+        let read = |path: &Path| -> Result<Option<Vec<u8>>, KeyError> {
+            match fs::read_to_string(path) {
+                Ok(text) => hex::decode(text.trim())
+                    .map(Some)
+                    .map_err(|_| KeyError::Invalid(path.to_owned())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(KeyError::Io {
+                    path: path.to_owned(),
+                    source,
+                }),
+            }
+        };
+        if let Some(secret) = read(&path)? {
+            return Ok(secret);
+        }
+        ensure_private_dir(&self.path)?;
+        let secret = random_bytes::<32>();
+        let tmp = path.with_extension(format!("tmp{}", hex::encode(random_bytes::<4>())));
+        write_private(&tmp, hex::encode(secret).as_bytes())?;
+        // A hard link never replaces an existing file, unlike a rename.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(secret.to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                read(&path)?.ok_or(KeyError::Invalid(path))
             }
             Err(source) => Err(KeyError::Io { path, source }),
         }
@@ -607,7 +628,7 @@ mod tests {
             KeyRing::load_or_init(keys.clone(), SigningAlg::EdDSA, 1000, window).expect("ring");
         let first = first.expect("first key generated").kid;
         let next = keys
-            .rotate(SigningAlg::ES256, 1000, 50)
+            .rotate(SigningAlg::ES256, 1001, 49)
             .expect("rotate")
             .kid;
         let published = |ring: &KeyRing| -> Vec<String> {
@@ -628,6 +649,23 @@ mod tests {
         ring.reload(1050 + window as i64).expect("reload");
         assert_eq!(published(&ring), [next]);
         assert!(ring.current().decoding_key(&first).is_none());
+    }
+
+    #[test]
+    fn nodes_starting_together_agree_on_the_token_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| KeyDir::new(dir.path()).token_secret().expect("secret")))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert!(secrets.windows(2).all(|w| w[0] == w[1]));
+        let files = fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(files, 1, "no temporary files left behind");
     }
 
     #[test]

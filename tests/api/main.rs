@@ -15,5 +15,6 @@ mod mongo;
 mod oauth;
 mod ops;
 mod otp;
+mod scale;
 mod tokens;
 mod users;

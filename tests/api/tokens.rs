@@ -322,3 +322,61 @@ async fn the_resource_layer_works_against_a_remote_jwks() {
     assert_eq!(claims.sub, user.id);
     assert!(verifier.verify("a.b.c").await.is_err());
 }
+
+/// The whole life of a rotated key at one node, with the clock moved:
+/// published before it signs, signing, then the old key leaving the JWKS
+/// only once every token it can have signed has expired.
+#[tokio::test]
+async fn a_rotated_key_is_prepublished_and_the_old_one_leaves_after_its_tokens() {
+    let app = TestApp::spawn_with(|c| {
+        c.jwks_max_age = 60;
+        c.key_prepublish = 120;
+    })
+    .await;
+    let kids = async || -> Vec<String> {
+        let response = app.get("/.well-known/jwks.json").await;
+        assert_eq!(response.headers()["cache-control"], "public, max-age=60");
+        let jwks: JwkSet = response.json().await.unwrap();
+        jwks.keys
+            .into_iter()
+            .filter_map(|k| k.common.key_id)
+            .collect()
+    };
+    let kid_of = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let user = app.user("lifecycle").await;
+    let old = kid_of(&user.access_token);
+
+    let dir = KeyDir::new(&app.config.keys_dir);
+    let new = dir
+        .rotate(SigningAlg::EdDSA, app.clock.now(), 120)
+        .unwrap()
+        .kid;
+    app.state.keys.reload(app.clock.now()).unwrap();
+    assert_eq!(kids().await, [old.clone(), new.clone()], "pre-published");
+    let during = app.user("during").await;
+    assert_eq!(
+        kid_of(&during.access_token),
+        old,
+        "the old key signs until then"
+    );
+
+    app.clock.advance(121);
+    assert_eq!(
+        app.state.keys.reload(app.clock.now()).unwrap(),
+        Some(new.clone())
+    );
+    let after = app.user("after").await;
+    assert_eq!(kid_of(&after.access_token), new);
+    assert_eq!(
+        app.get_auth("/api/users/me", &during.access_token)
+            .await
+            .status(),
+        StatusCode::OK,
+        "tokens of the retired key still verify"
+    );
+    assert_eq!(kids().await, [old.clone(), new.clone()]);
+
+    app.clock.advance(app.config.retired_key_window() as i64);
+    app.state.keys.reload(app.clock.now()).unwrap();
+    assert_eq!(kids().await, [new], "gone once its tokens have expired");
+}
