@@ -8,6 +8,9 @@
 //! Scenarios: `login`, `refresh-chain` (each virtual user always presents its
 //! newest refresh token), `client-credentials` (needs `--client-id` and
 //! `--client-secret`), `me` (resource-layer verification), `jwks`, `healthz`.
+//! `--url` may list several comma-separated nodes: each virtual user sends
+//! its requests to them in turn, as a round-robin load balancer would (a
+//! refresh chain then rotates at every node).
 //! Prints a summary and one JSON line for machines.
 
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use serde_json::{Value, json};
 
 #[derive(Clone, Debug)]
 struct Options {
-    url: String,
+    urls: Vec<String>,
     scenario: String,
     concurrency: usize,
     duration: u64,
@@ -31,7 +34,7 @@ struct Options {
 
 fn parse_options() -> Options {
     let mut options = Options {
-        url: "http://127.0.0.1:3000".into(),
+        urls: vec!["http://127.0.0.1:3000".into()],
         scenario: "refresh-chain".into(),
         concurrency: 64,
         duration: 10,
@@ -47,7 +50,9 @@ fn parse_options() -> Options {
                 .unwrap_or_else(|| panic!("{flag} needs a value"))
         };
         match flag.as_str() {
-            "--url" => options.url = value(),
+            "--url" => {
+                options.urls = value().split(',').map(|u| u.trim().to_owned()).collect();
+            }
             "--scenario" => options.scenario = value(),
             "--concurrency" => options.concurrency = value().parse().expect("a number"),
             "--duration" => options.duration = value().parse().expect("seconds"),
@@ -65,17 +70,37 @@ struct VirtualUser {
     email: String,
     refresh_token: String,
     access_token: String,
+    /// How many requests this user has sent: picks the next node.
+    sent: usize,
+}
+
+impl VirtualUser {
+    fn new(n: usize) -> Self {
+        Self {
+            email: String::new(),
+            refresh_token: String::new(),
+            access_token: String::new(),
+            sent: n,
+        }
+    }
+
+    /// The node for the next request, round-robin.
+    fn next_url<'o>(&mut self, o: &'o Options) -> &'o str {
+        self.sent += 1;
+        &o.urls[self.sent % o.urls.len()]
+    }
 }
 
 async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> VirtualUser {
     let email = format!("load-{}-{n}@example.com", std::process::id());
+    let url = &o.urls[n % o.urls.len()];
     let _ = http
-        .post(format!("{}/api/users/signup", o.url))
+        .post(format!("{url}/api/users/signup"))
         .json(&json!({"email": email, "password": o.password, "fname": "Load", "lname": "Test"}))
         .send()
         .await;
     let tokens: Value = http
-        .post(format!("{}/api/users/login", o.url))
+        .post(format!("{url}/api/users/login"))
         .json(&json!({"email": email, "password": o.password}))
         .send()
         .await
@@ -93,6 +118,7 @@ async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> Virt
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        ..VirtualUser::new(n)
     }
 }
 
@@ -102,16 +128,17 @@ async fn one_request(
     o: &Options,
     user: &mut VirtualUser,
 ) -> Result<(), String> {
+    let url = user.next_url(o);
     let response = match o.scenario.as_str() {
         "login" => {
-            http.post(format!("{}/api/users/login", o.url))
+            http.post(format!("{url}/api/users/login"))
                 .json(&json!({"email": user.email, "password": o.password}))
                 .send()
                 .await
         }
         "refresh-chain" => {
             let response = http
-                .post(format!("{}/token", o.url))
+                .post(format!("{url}/token"))
                 .form(&[
                     ("grant_type", "refresh_token"),
                     ("client_id", "tessera"),
@@ -131,24 +158,24 @@ async fn one_request(
             return Ok(());
         }
         "client-credentials" => {
-            http.post(format!("{}/token", o.url))
+            http.post(format!("{url}/token"))
                 .basic_auth(&o.client_id, Some(&o.client_secret))
                 .form(&[("grant_type", "client_credentials")])
                 .send()
                 .await
         }
         "me" => {
-            http.get(format!("{}/api/users/me", o.url))
+            http.get(format!("{url}/api/users/me"))
                 .bearer_auth(&user.access_token)
                 .send()
                 .await
         }
         "jwks" => {
-            http.get(format!("{}/.well-known/jwks.json", o.url))
+            http.get(format!("{url}/.well-known/jwks.json"))
                 .send()
                 .await
         }
-        "healthz" => http.get(format!("{}/healthz", o.url)).send().await,
+        "healthz" => http.get(format!("{url}/healthz")).send().await,
         other => panic!("unknown scenario {other}"),
     }
     .map_err(|e| e.to_string())?;
@@ -175,11 +202,7 @@ async fn main() {
         users.push(if needs_users {
             signup_and_login(&http, &o, n).await
         } else {
-            VirtualUser {
-                email: String::new(),
-                refresh_token: String::new(),
-                access_token: String::new(),
-            }
+            VirtualUser::new(n)
         });
     }
 

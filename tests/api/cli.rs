@@ -67,6 +67,51 @@ fn keys_generate_and_list() {
 }
 
 #[test]
+fn keys_rotate_and_retire() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| tessera(dir.path()).arg("keys").args(args).output().unwrap();
+    let first = String::from_utf8_lossy(&run(&["generate", "--alg", "EdDSA"]).stdout)
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    let last = run(&["retire", &first]);
+    assert!(!last.status.success(), "the only signing key cannot retire");
+    assert!(String::from_utf8_lossy(&last.stderr).contains("keys rotate"));
+
+    let rotated = run(&["rotate", "--alg", "ES256"]);
+    assert!(rotated.status.success());
+    let listing = String::from_utf8_lossy(&run(&["list"]).stdout).into_owned();
+    let state = |kid: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with(kid))
+            .and_then(|l| l.split('\t').nth(2))
+            .map(str::to_owned)
+    };
+    assert_eq!(state(&first).as_deref(), Some("active"), "{listing}");
+    assert!(listing.contains("\tpending\tsigns from "), "{listing}");
+
+    // Emergency: a key that signs now, then the old one unpublished at once.
+    let now = run(&["rotate", "--alg", "EdDSA", "--prepublish", "0"]);
+    assert!(String::from_utf8_lossy(&now.stderr).contains("warning"));
+    let retired = run(&["retire", &first, "--unpublish"]);
+    assert!(
+        retired.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retired.stderr)
+    );
+    let listing = String::from_utf8_lossy(&run(&["list"]).stdout).into_owned();
+    assert!(!listing.contains(&first), "{listing}");
+    assert!(
+        !dir.path()
+            .join("keys")
+            .join(format!("{first}.pem"))
+            .exists()
+    );
+}
+
+#[test]
 fn users_set_role() {
     let dir = tempfile::tempdir().unwrap();
     let output = tessera(dir.path())
