@@ -174,7 +174,11 @@ impl App {
             token_secret,
             OtpLimits::default(),
         ));
-        let clients = Arc::new(ClientService::new(stores.users.clone(), clock.clone()));
+        let clients = Arc::new(ClientService::new(
+            stores.users.clone(),
+            clock.clone(),
+            Throttle::new(stores.tokens.clone(), clock.clone()),
+        ));
         let grants = Arc::new(Grants::new(
             tokens.clone(),
             stores.users.clone(),

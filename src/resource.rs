@@ -33,7 +33,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::crypto::jwt::{ACCESS_TOKEN_TYP, AccessClaims};
@@ -253,29 +252,41 @@ impl KeySource for RemoteJwks {
 }
 
 /// The JOSE header members we look at.
-#[derive(Deserialize)]
 struct JoseHeader {
     alg: String,
     typ: Option<String>,
     kid: Option<String>,
-    /// Extensions we would have to understand (RFC 7515 §4.1.11): we understand none.
-    crit: Option<serde_json::Value>,
-    /// A content type means a nested JWT, which access tokens never are.
-    cty: Option<serde_json::Value>,
+    /// `crit` (extensions we would have to understand, RFC 7515 §4.1.11: we
+    /// understand none) or `cty` (a nested JWT, which access tokens never
+    /// are) is present, whatever its value, `null` included.
+    refused_member: bool,
 }
 
 fn parse_header(token: &str) -> Result<JoseHeader, VerifyError> {
-    let malformed = VerifyError::Invalid("malformed token");
+    let malformed = || VerifyError::Invalid("malformed token");
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(malformed);
+        return Err(malformed());
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| VerifyError::Invalid("malformed token"))?;
-    serde_json::from_slice(&bytes).map_err(|_| malformed)
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+    let members: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    // A member of the wrong type is malformed, not absent.
+    let string = |name: &str| -> Result<Option<String>, VerifyError> {
+        match members.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(malformed()),
+        }
+    };
+    Ok(JoseHeader {
+        alg: string("alg")?.ok_or_else(malformed)?,
+        typ: string("typ")?,
+        kid: string("kid")?,
+        refused_member: members.contains_key("crit") || members.contains_key("cty"),
+    })
 }
 
 /// Verifies access tokens: signature, `typ`, `iss`, `aud`, `exp`/`nbf`/`iat`
@@ -337,7 +348,7 @@ impl AccessTokenVerifier {
             return Err(VerifyError::Invalid("malformed token"));
         }
         let header = parse_header(token)?;
-        if header.crit.is_some() || header.cty.is_some() {
+        if header.refused_member {
             return Err(VerifyError::Invalid("unsupported token header"));
         }
         // RFC 9068 §4: reject anything not typed as an access token.

@@ -196,6 +196,22 @@ mod tests {
         assert!(upper_family == good.expose() || RefreshToken::parse(&upper_family).is_none());
     }
 
+    /// RFC 6819 §4.4.1.3, §4.5.3, §4.3.3: codes, refresh tokens and client
+    /// secrets carry at least 256 random bits (32 bytes, 43 base64url chars).
+    #[test]
+    fn guessable_values_carry_256_random_bits() {
+        let token = random_token::<32>();
+        assert_eq!(token.len(), 43);
+        assert_ne!(token, random_token::<32>());
+        let refresh = RefreshToken::generate(&new_object_id(1));
+        assert_eq!(
+            refresh.expose().len(),
+            REFRESH_TOKEN_PREFIX.len() + FAMILY_ID_LEN + TOKEN_SECRET_LEN
+        );
+        let secret = generate_client_secret();
+        assert!(secret.len() >= 4 + 43, "{}", secret.len());
+    }
+
     #[test]
     fn object_ids_are_24_hex_digits() {
         let id = new_object_id(1_700_000_000);

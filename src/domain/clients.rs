@@ -1,5 +1,6 @@
 //! OAuth clients: registration, lookup and authentication.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use oxide_auth::primitives::registrar::{PasswordPolicy, RegistrarError};
@@ -7,6 +8,7 @@ use oxide_auth::primitives::registrar::{PasswordPolicy, RegistrarError};
 use crate::clock::Clock;
 use crate::crypto::secret::{constant_time_eq, generate_client_secret, random_token, sha256_hex};
 use crate::domain::grants::GrantError;
+use crate::domain::throttle::{Limit, Throttle};
 use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, USER_API_SCOPE};
 use crate::domain::validate::Checks;
 use crate::domain::{DomainError, scope};
@@ -51,6 +53,14 @@ pub enum ClientCredentials {
     PublicId { client_id: String },
 }
 
+impl ClientCredentials {
+    pub fn client_id(&self) -> &str {
+        match self {
+            Self::Secret { client_id, .. } | Self::PublicId { client_id } => client_id,
+        }
+    }
+}
+
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -84,7 +94,19 @@ pub struct RegisteredClient {
 pub struct ClientService {
     store: Arc<dyn UserStore>,
     clock: Clock,
+    throttle: Throttle,
 }
+
+/// Failed client authentications per client address before 429s.
+pub const CLIENT_AUTH_FAILURES_PER_ADDRESS: Limit = Limit {
+    max: 100,
+    window: 15 * 60,
+};
+/// Failed client authentications per `client_id`, from anywhere.
+pub const CLIENT_AUTH_FAILURES_PER_CLIENT: Limit = Limit {
+    max: 1000,
+    window: 15 * 60,
+};
 
 /// The built-in public client `/api/users/login` issues tokens for; its
 /// refresh tokens are rotated at `/token` with `client_id=tessera`.
@@ -104,8 +126,12 @@ pub fn first_party_client() -> ClientRecord {
 }
 
 impl ClientService {
-    pub fn new(store: Arc<dyn UserStore>, clock: Clock) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn UserStore>, clock: Clock, throttle: Throttle) -> Self {
+        Self {
+            store,
+            clock,
+            throttle,
+        }
     }
 
     /// Validates and stores a client; confidential clients get a secret.
@@ -149,7 +175,42 @@ impl ClientService {
     }
 
     /// The client the credentials prove, or `invalid_client`.
+    /// The client if `credentials` prove it. Failures are counted per
+    /// client address and per `client_id` in the token store (so across
+    /// nodes); past either limit a failure answers `Throttled` instead.
+    /// Only failures are counted and refused: a right secret always works,
+    /// so a flood of bad attempts cannot lock a real client out, and the
+    /// success path costs no store round trip (secrets have 256 bits, which
+    /// no rate of guessing reaches).
     pub async fn authenticate(
+        &self,
+        credentials: &ClientCredentials,
+        from: IpAddr,
+    ) -> Result<ClientRecord, GrantError> {
+        let result = self.verify_credentials(credentials).await;
+        if matches!(result, Err(GrantError::InvalidClient)) {
+            metrics::counter!("tessera_client_auth_failures_total").increment(1);
+            let client_id = credentials.client_id();
+            let by_client = format!("client-auth-fail:id:{}", sha256_hex(client_id.as_bytes()));
+            let by_address = format!("client-auth-fail:addr:{from}");
+            for (key, limit) in [
+                (by_address, CLIENT_AUTH_FAILURES_PER_ADDRESS),
+                (by_client, CLIENT_AUTH_FAILURES_PER_CLIENT),
+            ] {
+                self.throttle
+                    .admit(&key, limit)
+                    .await
+                    .map_err(|e| match e {
+                        DomainError::Throttled(retry) => GrantError::Throttled(retry),
+                        DomainError::Store(e) => GrantError::Store(e),
+                        _ => GrantError::InvalidClient,
+                    })?;
+            }
+        }
+        result
+    }
+
+    async fn verify_credentials(
         &self,
         credentials: &ClientCredentials,
     ) -> Result<ClientRecord, GrantError> {

@@ -241,6 +241,7 @@ pub struct OAuthError {
     description: String,
     /// The client tried HTTP Basic: a 401 must then carry a Basic challenge.
     basic_attempted: bool,
+    retry_after: Option<Duration>,
     cause: Option<String>,
 }
 
@@ -251,6 +252,7 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_attempted: false,
+            retry_after: None,
             cause: None,
         }
     }
@@ -291,6 +293,19 @@ impl From<GrantError> for OAuthError {
                 "grant_type must be authorization_code, refresh_token or client_credentials",
             ),
             GrantError::InvalidScope(d) => Self::new(S::BAD_REQUEST, "invalid_scope", d),
+            // RFC 6749 has no code for this: the client's error stays
+            // `invalid_client`, the status and `Retry-After` say "wait".
+            GrantError::Throttled(retry) => Self {
+                retry_after: Some(retry),
+                ..Self::new(
+                    S::TOO_MANY_REQUESTS,
+                    "invalid_client",
+                    format!(
+                        "too many failed client authentications; retry after {} s",
+                        retry.as_secs()
+                    ),
+                )
+            },
             GrantError::Store(StoreError::Unavailable { backend, .. }) => {
                 metrics::counter!("tessera_backend_errors_total", "backend" => backend)
                     .increment(1);
@@ -338,6 +353,11 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"tessera\", charset=\"UTF-8\""),
             );
+        }
+        if let Some(retry) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&retry.as_secs().to_string())
+        {
+            headers.insert(header::RETRY_AFTER, value);
         }
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(InternalCause(cause));

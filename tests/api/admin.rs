@@ -6,18 +6,10 @@ use oauth2::{AuthUrl, ClientId, ClientSecret, RefreshToken, Scope, TokenResponse
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{PASSWORD, TestApp, assert_invalid_token, assert_problem, body};
+use crate::common::{TestApp, assert_invalid_token, assert_problem, body};
 
-/// Makes `user` an admin and returns a fresh admin access token.
 async fn admin_token(app: &TestApp, tag: &str) -> String {
-    let user = app.user(tag).await;
-    app.state
-        .users
-        .set_role(&user.email, "admin")
-        .await
-        .unwrap();
-    let tokens = body(app.login(&user.email, PASSWORD).await).await;
-    tokens["access_token"].as_str().unwrap().to_owned()
+    app.admin_token(tag).await
 }
 
 fn new_client_body() -> Value {

@@ -524,6 +524,18 @@ impl TestApp {
         .await
     }
 
+    /// Makes a new user an admin and returns a fresh admin access token.
+    pub async fn admin_token(&self, tag: &str) -> String {
+        let user = self.user(tag).await;
+        self.state
+            .users
+            .set_role(&user.email, "admin")
+            .await
+            .expect("role set");
+        let tokens = body(self.login(&user.email, PASSWORD).await).await;
+        tokens["access_token"].as_str().expect("token").to_owned()
+    }
+
     /// Signs a new user up and logs them in.
     pub async fn user(&self, tag: &str) -> TestUser {
         let email = unique_email(tag);

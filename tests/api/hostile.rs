@@ -208,3 +208,175 @@ async fn errors_never_leak_internals() {
         assert!(!text.contains(leak), "{leak} in {text}");
     }
 }
+
+/// Property tests of the resource layer's JOSE header handling, with tokens
+/// really signed by the verifier's own key: whatever the header holds (kid
+/// path tricks, jku/x5u/jwk/x5c pointing elsewhere, crit, cty, odd alg and
+/// typ values, unicode, huge strings), verification never panics, never
+/// follows a URL, and accepts exactly the headers RFC 9068 allows.
+mod jose_headers {
+    use std::sync::Arc;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+    use tessera::config::SigningAlg;
+    use tessera::crypto::keys::{KeyDir, KeyRing};
+    use tessera::resource::{AccessTokenVerifier, LocalKeys};
+
+    const ISSUER: &str = "http://localhost:3000";
+
+    struct Fixture {
+        ring: Arc<KeyRing>,
+        verifier: AccessTokenVerifier,
+        runtime: tokio::runtime::Runtime,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let now = tessera::clock::Clock::system().now();
+        let (ring, _) =
+            KeyRing::load_or_init(KeyDir::new(dir.path()), SigningAlg::EdDSA, now, 3600).unwrap();
+        let ring = Arc::new(ring);
+        let verifier =
+            AccessTokenVerifier::new(Arc::new(LocalKeys::new(ring.clone())), ISSUER, ISSUER);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        Fixture {
+            ring,
+            verifier,
+            runtime,
+            _dir: dir,
+        }
+    }
+
+    fn claims() -> Value {
+        let now = tessera::clock::Clock::system().now();
+        json!({"iss": ISSUER, "aud": ISSUER, "sub": "u1", "exp": now + 600, "iat": now,
+               "jti": "j1", "client_id": "tessera", "scope": "user"})
+    }
+
+    /// `header.claims.signature`, the signature made by the ring's active key.
+    fn signed(ring: &KeyRing, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = ring.current().active().sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn hostile_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("../../etc/passwd".to_owned()),
+            Just("/dev/zero".to_owned()),
+            Just("file:///etc/shadow".to_owned()),
+            Just("http://127.0.0.1:1/jwks.json".to_owned()),
+            Just("' OR 1=1 --".to_owned()),
+            Just("\u{0}\u{202e}".to_owned()),
+            Just("x".repeat(10_000)),
+            ".{0,64}",
+        ]
+    }
+
+    fn header_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            hostile_string().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            Just(Value::Null),
+            Just(json!(["exp"])),
+            Just(json!({"kty": "oct", "k": "AAAA"})),
+        ]
+    }
+
+    /// A header: each standard member present or not, with a normal or a
+    /// hostile value, plus members a verifier must never act on. Also says
+    /// whether RFC 9068 allows it and whether it has such extra members.
+    fn header() -> impl Strategy<Value = (Value, bool, bool)> {
+        (
+            prop_oneof![
+                Just("EdDSA"),
+                Just("RS256"),
+                Just("HS256"),
+                Just("none"),
+                Just("eddsa")
+            ],
+            prop_oneof![
+                Just(Some("at+jwt")),
+                Just(Some("application/at+jwt")),
+                Just(Some("JWT")),
+                Just(None)
+            ],
+            proptest::option::of(header_value()),
+            proptest::option::of(header_value()),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("jku"),
+                    Just("x5u"),
+                    Just("jwk"),
+                    Just("x5c"),
+                    Just("zip"),
+                    Just("b64")
+                ],
+                header_value(),
+                0..4,
+            ),
+        )
+            .prop_map(|(alg, typ, crit, cty, extras)| {
+                let mut header = Map::new();
+                header.insert("alg".into(), json!(alg));
+                if let Some(typ) = typ {
+                    header.insert("typ".into(), json!(typ));
+                }
+                let has_extras = !extras.is_empty();
+                for (name, value) in extras {
+                    header.insert(name.into(), value);
+                }
+                let mut ok = alg == "EdDSA" && typ.is_some_and(|t| t != "JWT");
+                if let Some(crit) = crit {
+                    header.insert("crit".into(), crit);
+                    ok = false;
+                }
+                if let Some(cty) = cty {
+                    header.insert("cty".into(), cty);
+                    ok = false;
+                }
+                (Value::Object(header), ok, has_extras)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn signed_tokens_with_any_header(
+            (mut header, allowed, has_extras) in header(),
+            real_kid in any::<bool>(),
+            fake_kid in hostile_string(),
+        ) {
+            let f = fixture();
+            let kid = if real_kid { f.ring.current().active().kid().to_owned() } else { fake_kid };
+            header["kid"] = json!(kid);
+            let allowed = allowed && real_kid;
+            let token = signed(&f.ring, &header, &claims());
+            let verified = f.runtime.block_on(f.verifier.verify(&token)).is_ok();
+            // Never accepted when not allowed; always accepted when allowed,
+            // unless an ignorable member is malformed (refusing is safe).
+            prop_assert!(!verified || allowed, "accepted {}", header);
+            prop_assert!(verified || !allowed || has_extras, "refused {}", header);
+        }
+
+        #[test]
+        fn arbitrary_tokens_never_verify(
+            parts in proptest::collection::vec("[A-Za-z0-9_\\-=+/.]{0,80}", 0..6),
+        ) {
+            let f = fixture();
+            let token = parts.join(".");
+            prop_assert!(f.runtime.block_on(f.verifier.verify(&token)).is_err());
+        }
+    }
+}

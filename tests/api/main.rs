@@ -16,5 +16,6 @@ mod oauth;
 mod ops;
 mod otp;
 mod scale;
+mod schema;
 mod tokens;
 mod users;

@@ -764,6 +764,94 @@ async fn tokens_survive_a_restart(backend: Backend) {
     .await;
 }
 
+/// RFC 9700 §4.8.2: a confidential client may skip PKCE, but a
+/// code_verifier for a code issued without a challenge is a stripped
+/// challenge (a downgrade) and is refused.
+#[tokio::test]
+async fn pkce_downgrade_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.user("downgrade").await;
+    let (client_id, secret) = app.client(web_client(false)).await;
+    let secret = secret.unwrap();
+    let client = app.state.clients.get(&client_id).await.unwrap().unwrap();
+    let code = || {
+        issue_code(
+            &app.state.grants,
+            AuthorizationRequest {
+                client: &client,
+                user_id: &user.id,
+                redirect_uri: Some("https://app.example/callback"),
+                scope: "profile",
+                code_challenge: None,
+                code_challenge_method: None,
+            },
+        )
+    };
+    let exchange = async |code: &str, verifier: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "https://app.example/callback"),
+        ];
+        form.extend(verifier.map(|v| ("code_verifier", v)));
+        app.post_form("/token", Some((&client_id, &secret)), &form)
+            .await
+    };
+    let stripped = code().await.unwrap();
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    assert_oauth_error(
+        exchange(&stripped, Some(verifier)).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let plain = code().await.unwrap();
+    assert_eq!(exchange(&plain, None).await.status(), StatusCode::OK);
+}
+
+/// Failed client authentications from one address are counted in the
+/// token store; past the limit they answer 429 with `Retry-After`, while
+/// the right secret keeps working (a flood cannot lock a client out).
+#[tokio::test]
+async fn failed_client_authentications_are_throttled_per_address() {
+    use tessera::domain::clients::CLIENT_AUTH_FAILURES_PER_ADDRESS as LIMIT;
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.client(service_client()).await;
+    let secret = secret.unwrap();
+    let form = [("grant_type", "client_credentials")];
+    for _ in 0..LIMIT.max {
+        let wrong = app
+            .post_form("/token", Some((&id, "tss_wrong")), &form)
+            .await;
+        assert_oauth_error(wrong, 401, "invalid_client").await;
+    }
+    for path in ["/token", "/introspect", "/revoke"] {
+        let throttled = app
+            .post_form(
+                path,
+                Some((&id, "tss_wrong")),
+                &[("grant_type", "client_credentials"), ("token", "x")],
+            )
+            .await;
+        let retry: u64 = throttled.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=LIMIT.window).contains(&retry), "{retry}");
+        assert_oauth_error(throttled, 429, "invalid_client").await;
+    }
+    let right = app.post_form("/token", Some((&id, &secret)), &form).await;
+    assert_eq!(right.status(), StatusCode::OK);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("tessera_client_auth_failures_total"));
+    app.clock.advance(LIMIT.window as i64);
+    let wrong = app
+        .post_form("/token", Some((&id, "tss_wrong")), &form)
+        .await;
+    assert_oauth_error(wrong, 401, "invalid_client").await;
+}
+
 on_every_backend!(
     client_credentials,
     client_authentication_failures,

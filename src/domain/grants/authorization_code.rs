@@ -110,6 +110,14 @@ pub(super) async fn apply(
             "redirect_uri does not match the authorization request",
         ));
     }
+    // RFC 9700 §4.8.2 (PKCE downgrade): a verifier for a code issued
+    // without a challenge means someone stripped the challenge. oxide-auth
+    // accepts that case, so it is refused here.
+    if grant.pkce.is_none() && code_verifier.is_some() {
+        return Err(GrantError::InvalidGrant(
+            "a code_verifier was sent but the authorization request had no code_challenge",
+        ));
+    }
     pkce_for(client)
         .verify(
             grant.pkce.map(|p| Value::private(Some(p))),

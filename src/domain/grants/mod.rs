@@ -33,6 +33,10 @@ pub enum GrantError {
     UnsupportedGrantType,
     #[error("invalid_scope: {0}")]
     InvalidScope(&'static str),
+    /// Too many failed client authentications from this address or for
+    /// this client.
+    #[error("client authentication throttled for {0:?}")]
+    Throttled(std::time::Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -9,20 +9,21 @@ use serde_json::json;
 use crate::domain::grants::GrantError;
 use crate::http::AppState;
 use crate::http::error::OAuthError;
-use crate::http::extract::OAuthForm;
+use crate::http::extract::{ClientAddr, OAuthForm};
 use crate::http::oauth::client_auth::presented_client;
 
 /// Any confidential client may introspect any token (resource servers do);
 /// public clients cannot. Anything not live is `{"active": false}`.
 pub async fn post_introspect(
     State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
     let presented = presented_client(&headers, &params)?;
     let client = state
         .clients
-        .authenticate(&presented.credentials)
+        .authenticate(&presented.credentials, from)
         .await
         .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
     if client.is_public() {

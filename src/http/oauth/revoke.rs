@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::AppState;
 use crate::http::error::OAuthError;
-use crate::http::extract::OAuthForm;
+use crate::http::extract::{ClientAddr, OAuthForm};
 use crate::http::oauth::client_auth::presented_client;
 
 /// 200 for every token the client may revoke, including unknown and
@@ -14,13 +14,14 @@ use crate::http::oauth::client_auth::presented_client;
 /// recognised by their shape.
 pub async fn post_revoke(
     State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
     let presented = presented_client(&headers, &params)?;
     let client = state
         .clients
-        .authenticate(&presented.credentials)
+        .authenticate(&presented.credentials, from)
         .await
         .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
     let token = params

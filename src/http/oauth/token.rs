@@ -7,19 +7,20 @@ use axum::response::Response;
 use crate::domain::grants::Grant;
 use crate::http::AppState;
 use crate::http::error::OAuthError;
-use crate::http::extract::OAuthForm;
+use crate::http::extract::{ClientAddr, OAuthForm};
 use crate::http::oauth::client_auth::presented_client;
 use crate::http::oauth::token_response;
 
 pub async fn post_token(
     State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
     let presented = presented_client(&headers, &params)?;
     let client = state
         .clients
-        .authenticate(&presented.credentials)
+        .authenticate(&presented.credentials, from)
         .await
         .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
     let grant = Grant::parse(&params)?;
