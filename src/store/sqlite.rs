@@ -109,10 +109,15 @@ CREATE TABLE otps (
 "#,
 ];
 
-/// SQLite-backed [`UserStore`] and [`TokenStore`].
+/// SQLite-backed [`UserStore`] and [`TokenStore`]: one connection writes,
+/// a few read-only ones read at the same time (WAL lets readers run beside
+/// the writer), so token verification at the resource layer does not queue
+/// behind refresh-token rotation.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -228,9 +233,40 @@ impl SqliteStore {
         )
         .map_err(map_sqlite)?;
         migrate(&conn)?;
+        let readers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8);
+        let readers = (0..readers)
+            .map(|_| open_reader(&dir.join("tessera.db")).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: readers.into(),
+            next_reader: Arc::default(),
         })
+    }
+
+    /// Runs `work` with a read-only connection on a blocking thread: the
+    /// first free one, or the next in turn if all are busy.
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = Arc::clone(&self.readers);
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            let free = (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok());
+            let mut guard = match free {
+                Some(guard) => guard,
+                None => readers[start % n].lock().unwrap_or_else(|p| p.into_inner()),
+            };
+            work(&mut guard)
+        })
+        .await
+        .map_err(internal)?
     }
 
     /// Runs `work` with the connection on a blocking thread.
@@ -248,6 +284,18 @@ impl SqliteStore {
         .await
         .map_err(internal)?
     }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(map_sqlite)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(map_sqlite)?;
+    Ok(conn)
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -295,7 +343,7 @@ impl UserStore for SqliteStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let email = email.to_owned();
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             c.query_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
                 [email],
@@ -309,7 +357,7 @@ impl UserStore for SqliteStore {
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let id = id.to_owned();
-        self.with_conn(move |c| select_user(c, &id)).await
+        self.with_reader(move |c| select_user(c, &id)).await
     }
 
     async fn update_profile(
@@ -438,7 +486,7 @@ impl UserStore for SqliteStore {
 
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let id = id.to_owned();
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             c.query_row(
                 &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"),
                 [id],
@@ -451,7 +499,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        self.with_conn(|c| {
+        self.with_reader(|c| {
             let mut stmt = c
                 .prepare(&format!(
                     "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
@@ -613,7 +661,7 @@ impl TokenStore for SqliteStore {
         now: UnixTime,
     ) -> Result<Option<FamilyView>, StoreError> {
         let (family_id, presented) = (family_id.to_owned(), presented.as_str().to_owned());
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             c.query_row(
                 &format!(
                     "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
@@ -635,7 +683,7 @@ impl TokenStore for SqliteStore {
         now: UnixTime,
     ) -> Result<Option<FamilyView>, StoreError> {
         let family_id = family_id.to_owned();
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             c.query_row(
                 &format!(
                     "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
@@ -706,7 +754,7 @@ impl TokenStore for SqliteStore {
             check.sid.map(str::to_owned),
             check.iat,
         );
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM revoked_access_tokens WHERE jti = ?1) \
                  OR EXISTS(SELECT 1 FROM refresh_families WHERE id = ?3 AND revoked_at IS NOT NULL) \
@@ -811,7 +859,7 @@ impl TokenStore for SqliteStore {
     async fn count(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
         let window = window.max(1) as i64;
         let key = format!("{key}:{}", now.div_euclid(window));
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             c.query_row("SELECT count FROM counters WHERE key = ?1", [key], |r| {
                 r.get::<_, i64>(0)
             })
@@ -850,7 +898,7 @@ impl TokenStore for SqliteStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let (u, c, s) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             conn.query_row(
                 "SELECT EXISTS(SELECT 1 FROM consents WHERE user_id = ?1 AND client_id = ?2 \
                  AND scope = ?3 AND expires_at > ?4)",

@@ -86,3 +86,60 @@ async fn start_up_without_redis_fails_with_a_clear_message() {
         .expect("refused");
     assert!(error.to_string().contains("TESSERA_REDIS_URL"), "{error}");
 }
+
+/// Another process holding the embedded store's write lock (a CLI command,
+/// a backup) is waited for, bounded by SQLite's busy timeout: a short lock
+/// delays writes, a lock held past the bound is a 503, never a 500 or a
+/// half-written record, and reads never wait for it (WAL).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_embedded_store_is_waited_for_then_503() {
+    let app = TestApp::spawn().await;
+    let user = app.user("locked").await;
+    let db = app.config.data_dir.join("tessera.db");
+    let hold = |seconds: f64| {
+        let db = db.clone();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            conn.execute_batch("COMMIT").unwrap();
+        });
+        is_locked.recv().unwrap();
+        holder
+    };
+
+    // Held for 1 s: the signup waits and succeeds; reads go on meanwhile.
+    let holder = hold(1.0);
+    let started = Instant::now();
+    let me = app.get_auth("/api/users/me", &user.access_token).await;
+    assert_eq!(
+        me.status(),
+        StatusCode::OK,
+        "readers do not wait for the writer"
+    );
+    let email = crate::common::unique_email("after-lock");
+    assert_eq!(
+        app.signup(&email, PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
+    holder.join().unwrap();
+
+    // Held past the 5 s bound: 503 problem+json, and nothing half-written.
+    let holder = hold(6.5);
+    let late = crate::common::unique_email("too-late");
+    assert_problem(
+        app.signup(&late, PASSWORD).await,
+        503,
+        "backend_unavailable",
+    )
+    .await;
+    holder.join().unwrap();
+    assert_eq!(
+        app.signup(&late, PASSWORD).await.status(),
+        StatusCode::CREATED,
+        "not half-written"
+    );
+}
