@@ -3,10 +3,13 @@
 # server's memory and start-up time. Writes results to stdout (JSON lines
 # prefixed by the store) — docs/performance.md quotes a run of it.
 #   cargo build --release --bin tessera --example loadgen
-#   bash benches/run-load.sh [DURATION_SECONDS]
+#   bash benches/run-load.sh [DURATION_SECONDS] [ALG] [STORES]
+# ALG: RS256 (default), ES256 or EdDSA; STORES: "embedded redis" (default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
+alg=${2:-RS256}
+stores=${3:-embedded redis}
 bin=target/release/tessera
 loadgen=target/release/examples/loadgen
 redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
@@ -16,12 +19,12 @@ trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; kill "
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 peak_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-for store in embedded redis; do
+for store in $stores; do
   work=$(mktemp -d)
   export TESSERA_DATA_DIR=$work/data TESSERA_KEYS_DIR=$work/keys TESSERA_LISTEN=127.0.0.1:3100 TESSERA_LOG=warn
   if [ "$store" = redis ]; then export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0; else unset TESSERA_REDIS_URL; fi
   # The signing key exists before the timed start (first start generates it).
-  $bin keys generate --alg RS256 >/dev/null
+  $bin keys generate --alg "$alg" >/dev/null
   client=$($bin clients create --name load --grant client_credentials --scope api --json)
   id=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_id"])' "$client")
   secret=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_secret"])' "$client")
@@ -33,7 +36,7 @@ for store in embedded redis; do
   sleep 1
   echo "$store {\"ready_ms\": $ready_ms, \"idle_rss_kb\": $(rss_kb $server)}"
 
-  run() { echo "$store $($loadgen --url http://127.0.0.1:3100 --duration "$duration" --warmup 2 "$@" | tail -1)"; }
+  run() { echo "$store/$alg $($loadgen --url http://127.0.0.1:3100 --duration "$duration" --warmup 2 "$@" | tail -1)"; }
   run --scenario client-credentials --concurrency 64 --client-id "$id" --client-secret "$secret"
   run --scenario client-credentials --concurrency 16 --client-id "$id" --client-secret "$secret"
   run --scenario refresh-chain --concurrency 64

@@ -11,6 +11,9 @@
 //! `--url` may list several comma-separated nodes: each virtual user sends
 //! its requests to them in turn, as a round-robin load balancer would (a
 //! refresh chain then rotates at every node).
+//! `--refresh-tokens FILE` starts the chains from given tokens (a peer's,
+//! obtained through its login pages) and refreshes as the confidential
+//! client `--client-id`; `--form key=value` adds fields to `/token`.
 //! Prints a summary and one JSON line for machines.
 
 use std::sync::Arc;
@@ -30,6 +33,12 @@ struct Options {
     client_id: String,
     client_secret: String,
     password: String,
+    /// Refresh tokens to start the chains from, one per line (a peer whose
+    /// refresh tokens come from its login pages); refreshes then
+    /// authenticate with `--client-id`/`--client-secret` over Basic.
+    refresh_tokens: Option<String>,
+    /// Extra `key=value` form fields for `/token` (e.g. `resource=...`).
+    form: Vec<(String, String)>,
 }
 
 fn parse_options() -> Options {
@@ -42,6 +51,8 @@ fn parse_options() -> Options {
         client_id: String::new(),
         client_secret: String::new(),
         password: "load test password".into(),
+        refresh_tokens: None,
+        form: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -59,6 +70,12 @@ fn parse_options() -> Options {
             "--warmup" => options.warmup = value().parse().expect("seconds"),
             "--client-id" => options.client_id = value(),
             "--client-secret" => options.client_secret = value(),
+            "--refresh-tokens" => options.refresh_tokens = Some(value()),
+            "--form" => {
+                let pair = value();
+                let (k, v) = pair.split_once('=').expect("--form key=value");
+                options.form.push((k.to_owned(), v.to_owned()));
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -137,13 +154,20 @@ async fn one_request(
                 .await
         }
         "refresh-chain" => {
-            let response = http
-                .post(format!("{url}/token"))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "tessera"),
-                    ("refresh_token", &user.refresh_token),
-                ])
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", user.refresh_token.as_str()),
+            ];
+            form.extend(o.form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let request = http.post(format!("{url}/token"));
+            let request = if o.client_id.is_empty() {
+                form.push(("client_id", "tessera"));
+                request
+            } else {
+                request.basic_auth(&o.client_id, Some(&o.client_secret))
+            };
+            let response = request
+                .form(&form)
                 .send()
                 .await
                 .map_err(|e| e.to_string())?;
@@ -158,9 +182,11 @@ async fn one_request(
             return Ok(());
         }
         "client-credentials" => {
+            let mut form = vec![("grant_type", "client_credentials")];
+            form.extend(o.form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             http.post(format!("{url}/token"))
                 .basic_auth(&o.client_id, Some(&o.client_secret))
-                .form(&[("grant_type", "client_credentials")])
+                .form(&form)
                 .send()
                 .await
         }
@@ -197,9 +223,29 @@ async fn main() {
         .build()
         .expect("client");
     let needs_users = matches!(o.scenario.as_str(), "login" | "refresh-chain" | "me");
+    let given: Vec<String> = o
+        .refresh_tokens
+        .as_ref()
+        .map(|path| std::fs::read_to_string(path).expect("refresh tokens file"))
+        .map(|text| {
+            text.lines()
+                .map(str::to_owned)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        given.is_empty() || given.len() >= o.concurrency,
+        "--refresh-tokens needs one token per virtual user"
+    );
     let mut users = Vec::with_capacity(o.concurrency);
     for n in 0..o.concurrency {
-        users.push(if needs_users {
+        users.push(if let Some(token) = given.get(n) {
+            VirtualUser {
+                refresh_token: token.clone(),
+                ..VirtualUser::new(n)
+            }
+        } else if needs_users {
             signup_and_login(&http, &o, n).await
         } else {
             VirtualUser::new(n)

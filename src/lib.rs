@@ -34,7 +34,7 @@ use crate::domain::otp::{OtpLimits, OtpService};
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenService;
 use crate::domain::users::UserService;
-use crate::http::AppState;
+use crate::http::{AppState, Services};
 use crate::mail::{Mailer, Outbox};
 use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyError};
 use crate::store::mongo::MongoStore;
@@ -199,7 +199,7 @@ impl App {
         .clock(clock.clone())
         .revocation(Arc::new(StoreRevocation(stores.tokens.clone())));
         Ok(Self {
-            state: AppState {
+            state: AppState::new(Services {
                 config: Arc::new(config),
                 clock,
                 keys,
@@ -216,7 +216,7 @@ impl App {
                 verifier: Arc::new(verifier),
                 user_store: stores.users,
                 token_store: stores.tokens,
-            },
+            }),
         })
     }
 

@@ -43,9 +43,45 @@ use crate::templates::Templates;
 /// Request bodies over this are refused with 413 (API.md).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// What every handler can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler can reach: one `Arc`, so that the per-request clone
+/// of the state (every extractor takes one) is a single reference count,
+/// not one per service (5.7 % of the CPU of `/api/users/me` in a profile).
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<AccessTokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Vec<ipnet::IpNet>> {
+    fn from_ref(state: &AppState) -> Self {
+        state.trusted_proxies.clone()
+    }
+}
+
+impl FromRef<AppState> for axum_extra::extract::cookie::Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.cookie_key.clone()
+    }
+}
+
+/// The services and settings behind [`AppState`].
+pub struct Services {
     pub config: Arc<Config>,
     pub clock: Clock,
     pub keys: Arc<KeyRing>,

@@ -127,13 +127,21 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const BUSY: &str = "database is locked";
+
+fn is_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable { reason, .. } if reason == BUSY)
+}
+
 fn map_sqlite(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Duplicate,
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
             backend: BACKEND,
-            reason: "database is locked".into(),
+            reason: BUSY.into(),
         },
         Some(ErrorCode::DiskFull | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure) => {
             StoreError::Unavailable {
@@ -142,6 +150,33 @@ fn map_sqlite(e: rusqlite::Error) -> StoreError {
             }
         }
         _ => internal(e),
+    }
+}
+
+/// `query_row` and `execute` through the connection's statement cache:
+/// parsing the SQL costs more than running these point lookups.
+trait Cached {
+    fn cached_row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+    fn cached_execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl Cached for Connection {
+    fn cached_row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    fn cached_execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
     }
 }
 
@@ -208,7 +243,7 @@ fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
 }
 
 fn absolute_expiry(c: &Connection, family_id: &str) -> Result<i64, StoreError> {
-    c.query_row(
+    c.cached_row(
         "SELECT absolute_expires_at FROM refresh_families WHERE id = ?1",
         [family_id],
         |r| r.get(0),
@@ -226,8 +261,7 @@ impl SqliteStore {
         let conn = Connection::open(dir.join("tessera.db")).map_err(map_sqlite)?;
         // Another process (a CLI command) may hold the write lock briefly:
         // wait for it, bounded, instead of failing at once.
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(map_sqlite)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
@@ -246,24 +280,41 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` with a read-only connection on a blocking thread: the
-    /// first free one, or the next in turn if all are busy.
+    /// Runs `work` with a read-only connection. Reads run right here on the
+    /// async worker when a reader is free: a point lookup in the
+    /// memory-mapped, page-cached file takes microseconds, less than the
+    /// round trip to a blocking thread, which cost 44 % of the CPU of
+    /// `/api/users/me` in a profile (docs/performance.md). Readers never
+    /// sleep on a busy database here; if every reader is taken, or SQLite
+    /// answers busy (rare in WAL mode), the read moves to a blocking thread
+    /// that retries within the same bound as writes.
     async fn with_reader<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl Fn(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Relaxed);
+        if let Some(mut reader) = (0..n).find_map(|i| self.readers[(start + i) % n].try_lock().ok())
+        {
+            match work(&mut reader) {
+                Err(e) if is_busy(&e) => {}
+                done => return done,
+            }
+        }
         let readers = Arc::clone(&self.readers);
-        let start = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
-            let n = readers.len();
-            let free = (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok());
-            let mut guard = match free {
-                Some(guard) => guard,
-                None => readers[start % n].lock().unwrap_or_else(|p| p.into_inner()),
-            };
-            work(&mut guard)
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            loop {
+                let mut reader = readers[start % n].lock().unwrap_or_else(|p| p.into_inner());
+                match work(&mut reader) {
+                    Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                        drop(reader);
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    done => return done,
+                }
+            }
         })
         .await
         .map_err(internal)?
@@ -286,6 +337,8 @@ impl SqliteStore {
     }
 }
 
+/// A read-only connection: memory-mapped reads, and no sleeping on a busy
+/// database (see `with_reader`).
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     use rusqlite::OpenFlags;
     let conn = Connection::open_with_flags(
@@ -293,14 +346,15 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(map_sqlite)?;
-    conn.busy_timeout(Duration::from_secs(5))
+    conn.busy_timeout(Duration::ZERO).map_err(map_sqlite)?;
+    conn.execute_batch("PRAGMA mmap_size = 268435456;")
         .map_err(map_sqlite)?;
     Ok(conn)
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let applied: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .cached_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
         .map_err(map_sqlite)? as usize;
     if applied > MIGRATIONS.len() {
         return Err(internal(format!(
@@ -320,7 +374,7 @@ impl UserStore for SqliteStore {
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let u = user.clone();
         self.with_conn(move |c| {
-            c.execute(
+            c.cached_execute(
                 &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     u.id,
@@ -344,9 +398,9 @@ impl UserStore for SqliteStore {
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let email = email.to_owned();
         self.with_reader(move |c| {
-            c.query_row(
+            c.cached_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
-                [email],
+                [&email],
                 user_from_row,
             )
             .optional()
@@ -370,7 +424,7 @@ impl UserStore for SqliteStore {
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
             let changed = tx
-                .execute(
+                .cached_execute(
                     "UPDATE users SET fname = COALESCE(?2, fname), lname = COALESCE(?3, lname), \
                      gender = COALESCE(?4, gender), updated_at = ?5 WHERE id = ?1",
                     params![
@@ -403,7 +457,7 @@ impl UserStore for SqliteStore {
         let (id, expected, new_hash) = (id.to_owned(), expected.to_owned(), new_hash.to_owned());
         self.with_conn(move |c| {
             let changed = c
-                .execute(
+                .cached_execute(
                     "UPDATE users SET password_hash = ?3, updated_at = ?4 \
                      WHERE id = ?1 AND password_hash = ?2",
                     params![id, expected, new_hash, now.unix_timestamp()],
@@ -424,7 +478,7 @@ impl UserStore for SqliteStore {
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
             let changed = tx
-                .execute(
+                .cached_execute(
                     "UPDATE users SET mobile = ?2, updated_at = ?3 WHERE id = ?1",
                     params![id, mobile, now.unix_timestamp()],
                 )
@@ -449,7 +503,7 @@ impl UserStore for SqliteStore {
         let (email, role) = (email.to_owned(), role.to_owned());
         self.with_conn(move |c| {
             let changed = c
-                .execute(
+                .cached_execute(
                     "UPDATE users SET role = ?2, updated_at = ?3 WHERE email = ?1",
                     params![email, role, now.unix_timestamp()],
                 )
@@ -463,7 +517,7 @@ impl UserStore for SqliteStore {
         let cl = client.clone();
         self.with_conn(move |c| {
             let list = |v: &Vec<String>| serde_json::to_string(v).map_err(internal);
-            c.execute(
+            c.cached_execute(
                 &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     cl.id,
@@ -487,9 +541,9 @@ impl UserStore for SqliteStore {
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let id = id.to_owned();
         self.with_reader(move |c| {
-            c.query_row(
+            c.cached_row(
                 &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"),
-                [id],
+                [&id],
                 client_from_row,
             )
             .optional()
@@ -519,7 +573,7 @@ impl UserStore for SqliteStore {
         let id = id.to_owned();
         self.with_conn(move |c| {
             let deleted = c
-                .execute("DELETE FROM clients WHERE id = ?1", [id])
+                .cached_execute("DELETE FROM clients WHERE id = ?1", [id])
                 .map_err(map_sqlite)?;
             Ok(deleted == 1)
         })
@@ -527,7 +581,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_sqlite))
+        self.with_conn(|c| c.cached_row("SELECT 1", [], |_| Ok(())).map_err(map_sqlite))
             .await
     }
 
@@ -537,7 +591,7 @@ impl UserStore for SqliteStore {
 }
 
 fn select_user(c: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
-    c.query_row(
+    c.cached_row(
         &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
         [id],
         user_from_row,
@@ -552,7 +606,7 @@ impl TokenStore for SqliteStore {
         let f = family.clone();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
-            tx.execute(
+            tx.cached_execute(
                 "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
                  idle_expires_at, absolute_expires_at, current_hash) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -568,7 +622,7 @@ impl TokenStore for SqliteStore {
                 ],
             )
             .map_err(map_sqlite)?;
-            tx.execute(
+            tx.cached_execute(
                 "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?1, ?2, ?3)",
                 params![f.first_token.as_str(), f.id, f.created_at],
             )
@@ -591,7 +645,7 @@ impl TokenStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(map_sqlite)?;
             let found = tx
-                .query_row(
+                .cached_row(
                     &format!(
                         "SELECT {FAMILY_COLUMNS}, f.revoked_at, f.current_hash, t.rotated_at \
                          FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
@@ -618,17 +672,17 @@ impl TokenStore for SqliteStore {
             let outcome = if current == presented {
                 let absolute = absolute_expiry(&tx, &family.id)?;
                 let expires_at = (now + idle_ttl).min(absolute);
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1",
                     params![presented, now],
                 )
                 .map_err(map_sqlite)?;
-                tx.execute(
+                tx.cached_execute(
                     "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?1, ?2, ?3)",
                     params![successor, family.id, now],
                 )
                 .map_err(map_sqlite)?;
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE refresh_families SET current_hash = ?2, idle_expires_at = ?3 WHERE id = ?1",
                     params![family.id, successor, now + idle_ttl],
                 )
@@ -641,7 +695,7 @@ impl TokenStore for SqliteStore {
                 Rotation::GraceReplay(family)
             } else {
                 // RFC 9700 §4.14.2: replay of a rotated token revokes the family.
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1",
                     params![family.id, now],
                 )
@@ -662,7 +716,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<Option<FamilyView>, StoreError> {
         let (family_id, presented) = (family_id.to_owned(), presented.as_str().to_owned());
         self.with_reader(move |c| {
-            c.query_row(
+            c.cached_row(
                 &format!(
                     "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
                      WHERE f.id = ?1 AND f.current_hash = ?2 AND f.revoked_at IS NULL"
@@ -684,7 +738,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<Option<FamilyView>, StoreError> {
         let family_id = family_id.to_owned();
         self.with_reader(move |c| {
-            c.query_row(
+            c.cached_row(
                 &format!(
                     "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
                      WHERE f.id = ?1 AND f.revoked_at IS NULL"
@@ -702,7 +756,7 @@ impl TokenStore for SqliteStore {
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError> {
         let family_id = family_id.to_owned();
         self.with_conn(move |c| {
-            c.execute(
+            c.cached_execute(
                 "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![family_id, now],
             )
@@ -716,14 +770,14 @@ impl TokenStore for SqliteStore {
         let user_id = user_id.to_owned();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
-            tx.execute("DELETE FROM consents WHERE user_id = ?1", [&user_id])
+            tx.cached_execute("DELETE FROM consents WHERE user_id = ?1", [&user_id])
                 .map_err(map_sqlite)?;
-            tx.execute(
+            tx.cached_execute(
                 "UPDATE refresh_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
                 params![user_id, now],
             )
             .map_err(map_sqlite)?;
-            tx.execute(
+            tx.cached_execute(
                 "INSERT INTO user_not_before (user_id, not_before) VALUES (?1, ?2) \
                  ON CONFLICT(user_id) DO UPDATE SET not_before = MAX(not_before, excluded.not_before)",
                 params![user_id, now],
@@ -737,7 +791,7 @@ impl TokenStore for SqliteStore {
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
         let jti = jti.to_owned();
         self.with_conn(move |c| {
-            c.execute(
+            c.cached_execute(
                 "INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)",
                 params![jti, expires_at],
             )
@@ -755,7 +809,7 @@ impl TokenStore for SqliteStore {
             check.iat,
         );
         self.with_reader(move |c| {
-            c.query_row(
+            c.cached_row(
                 "SELECT EXISTS(SELECT 1 FROM revoked_access_tokens WHERE jti = ?1) \
                  OR EXISTS(SELECT 1 FROM refresh_families WHERE id = ?3 AND revoked_at IS NOT NULL) \
                  OR EXISTS(SELECT 1 FROM user_not_before WHERE user_id = ?2 AND not_before > ?4)",
@@ -770,7 +824,7 @@ impl TokenStore for SqliteStore {
     async fn put_code(&self, code: &TokenHash, grant: &CodeGrant) -> Result<(), StoreError> {
         let (code, g) = (code.as_str().to_owned(), grant.clone());
         self.with_conn(move |c| {
-            c.execute(
+            c.cached_execute(
                 "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, pkce, \
                  expires_at, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -801,7 +855,7 @@ impl TokenStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(map_sqlite)?;
             let found = tx
-                .query_row(
+                .cached_row(
                     "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, family_id, used_at \
                      FROM auth_codes WHERE hash = ?1",
                     [&code],
@@ -827,7 +881,7 @@ impl TokenStore for SqliteStore {
                 Some((grant, Some(_))) => CodeRedemption::Replayed { family_id: grant.family_id },
                 Some((grant, None)) if grant.expires_at <= now => CodeRedemption::Unknown,
                 Some((grant, None)) => {
-                    tx.execute("UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1", params![code, now])
+                    tx.cached_execute("UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1", params![code, now])
                         .map_err(map_sqlite)?;
                     CodeRedemption::Fresh(grant)
                 }
@@ -844,7 +898,7 @@ impl TokenStore for SqliteStore {
         let key = format!("{key}:{bucket}");
         let expires_at = (bucket + 1) * window;
         self.with_conn(move |c| {
-            c.query_row(
+            c.cached_row(
                 "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
                  ON CONFLICT(key) DO UPDATE SET count = count + 1 RETURNING count",
                 params![key, expires_at],
@@ -860,7 +914,7 @@ impl TokenStore for SqliteStore {
         let window = window.max(1) as i64;
         let key = format!("{key}:{}", now.div_euclid(window));
         self.with_reader(move |c| {
-            c.query_row("SELECT count FROM counters WHERE key = ?1", [key], |r| {
+            c.cached_row("SELECT count FROM counters WHERE key = ?1", [&key], |r| {
                 r.get::<_, i64>(0)
             })
             .optional()
@@ -879,7 +933,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (u, c, s) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.cached_execute(
                 "INSERT INTO consents (user_id, client_id, scope, expires_at) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(user_id, client_id, scope) DO UPDATE SET expires_at = excluded.expires_at",
                 params![u, c, s, expires_at],
@@ -899,7 +953,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (u, c, s) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
         self.with_reader(move |conn| {
-            conn.query_row(
+            conn.cached_row(
                 "SELECT EXISTS(SELECT 1 FROM consents WHERE user_id = ?1 AND client_id = ?2 \
                  AND scope = ?3 AND expires_at > ?4)",
                 params![u, c, s, now],
@@ -918,7 +972,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (user_id, digest) = (user_id.to_owned(), digest.to_owned());
         self.with_conn(move |c| {
-            c.execute(
+            c.cached_execute(
                 "INSERT INTO otps (user_id, digest, expires_at, attempts) VALUES (?1, ?2, ?3, 0) \
                  ON CONFLICT(user_id) DO UPDATE SET digest = excluded.digest, \
                  expires_at = excluded.expires_at, attempts = 0",
@@ -943,7 +997,7 @@ impl TokenStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(map_sqlite)?;
             let stored = tx
-                .query_row(
+                .cached_row(
                     "SELECT digest, expires_at, attempts FROM otps WHERE user_id = ?1",
                     [&user_id],
                     |r| {
@@ -957,7 +1011,7 @@ impl TokenStore for SqliteStore {
                 .optional()
                 .map_err(map_sqlite)?;
             let burn = |tx: &rusqlite::Transaction<'_>| {
-                tx.execute("DELETE FROM otps WHERE user_id = ?1", [&user_id])
+                tx.cached_execute("DELETE FROM otps WHERE user_id = ?1", [&user_id])
                     .map_err(map_sqlite)
             };
             let valid = match stored {
@@ -974,7 +1028,7 @@ impl TokenStore for SqliteStore {
                     if attempts + 1 >= i64::from(max_attempts) {
                         burn(&tx)?;
                     } else {
-                        tx.execute(
+                        tx.cached_execute(
                             "UPDATE otps SET attempts = attempts + 1 WHERE user_id = ?1",
                             [&user_id],
                         )
@@ -992,19 +1046,19 @@ impl TokenStore for SqliteStore {
     async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(map_sqlite)?;
-            tx.execute("DELETE FROM counters WHERE expires_at < ?1", [now])
+            tx.cached_execute("DELETE FROM counters WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
-            tx.execute("DELETE FROM otps WHERE expires_at < ?1", [now])
+            tx.cached_execute("DELETE FROM otps WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
-            tx.execute("DELETE FROM consents WHERE expires_at < ?1", [now])
+            tx.cached_execute("DELETE FROM consents WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
             // Used codes are kept past expiry for a while so a late replay
             // still finds (and revokes) what they issued.
-            tx.execute("DELETE FROM auth_codes WHERE expires_at < ?1 - 600", [now])
+            tx.cached_execute("DELETE FROM auth_codes WHERE expires_at < ?1 - 600", [now])
                 .map_err(map_sqlite)?;
-            tx.execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?1", [now])
+            tx.cached_execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
-            tx.execute(
+            tx.cached_execute(
                 "DELETE FROM refresh_families WHERE absolute_expires_at < ?1 OR idle_expires_at < ?1",
                 [now],
             )
