@@ -36,7 +36,8 @@ for store in $stores; do
   sleep 1
   echo "$store {\"ready_ms\": $ready_ms, \"idle_rss_kb\": $(rss_kb $server)}"
 
-  run() { echo "$store/$alg $($loadgen --url http://127.0.0.1:3100 --duration "$duration" --warmup 2 "$@" | tail -1)"; }
+  # Each result line ends with the server's peak RSS so far.
+  run() { echo "$store/$alg $($loadgen --url http://127.0.0.1:3100 --duration "$duration" --warmup 2 "$@" | tail -1) peak_rss_kb=$(peak_kb $server)"; }
   run --scenario client-credentials --concurrency 64 --client-id "$id" --client-secret "$secret"
   run --scenario client-credentials --concurrency 16 --client-id "$id" --client-secret "$secret"
   run --scenario refresh-chain --concurrency 64

@@ -125,6 +125,9 @@ pub enum UsersCommand {
     SetRole { email: String, role: String },
 }
 
+/// Upper bound on tokio's blocking threads (see `run`).
+const MAX_BLOCKING_THREADS: usize = 16;
+
 /// Parses the command line, runs it and maps failures to an exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -136,8 +139,13 @@ pub fn run() -> ExitCode {
         }
     };
     init_logging(&config);
+    // Blocking threads do bcrypt (at most one per core) and embedded-store
+    // writes (one at a time behind the writer's lock), so a few are enough;
+    // tokio's default of 512 let a refresh load park 100 threads, each with
+    // its own allocator heap, on that lock.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,

@@ -241,9 +241,11 @@ impl App {
             self.state.clock.clone(),
             std::time::Duration::from_secs(self.state.config.keys_reload_interval),
         ));
+        let upkeep = tokio::spawn(observability::upkeep_periodically());
         let result = self.serve_until(listener, shutdown).await;
         purge.abort();
         reload.abort();
+        upkeep.abort();
         result
     }
 

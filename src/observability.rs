@@ -14,6 +14,18 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Folds the histogram samples recorded since the last upkeep into their
+/// buckets, every five seconds. The exporter keeps raw samples until then
+/// (or until a scrape): without this, a server nobody scrapes grows by
+/// every request's sample (16 MB in 8 s at 80k req/s in a load run).
+pub async fn upkeep_periodically() {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        prometheus().run_upkeep();
+    }
+}
+
 /// The process's recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -406,6 +406,8 @@ pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
     active: Arc<SigningKey>,
     jwks: serde_json::Value,
+    /// The JWKS serialized once: `/.well-known/jwks.json` serves these bytes.
+    jwks_json: axum::body::Bytes,
     decoding: crate::resource::KeyMap,
 }
 
@@ -433,10 +435,12 @@ impl KeySet {
         let decoding = serde_json::from_value(jwks.clone())
             .map(|set| crate::resource::decoding_keys(&set))
             .unwrap_or_default();
+        let jwks_json = axum::body::Bytes::from(jwks.to_string());
         Ok(Self {
             keys,
             active,
             jwks,
+            jwks_json,
             decoding,
         })
     }
@@ -462,6 +466,11 @@ impl KeySet {
     /// The JWK Set document.
     pub fn jwks(&self) -> &serde_json::Value {
         &self.jwks
+    }
+
+    /// The JWK Set document, serialized.
+    pub fn jwks_json(&self) -> axum::body::Bytes {
+        self.jwks_json.clone()
     }
 
     /// The `kid`s in the JWKS.

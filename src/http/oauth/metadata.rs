@@ -12,7 +12,10 @@ use crate::http::AppState;
 /// Discovery documents may be cached for `TESSERA_JWKS_MAX_AGE`; key
 /// rotation pre-publishes new keys for longer than that (checked at start).
 fn cacheable(body: serde_json::Value, max_age: u64) -> Response {
-    let mut response = Json(body).into_response();
+    with_max_age(Json(body).into_response(), max_age)
+}
+
+fn with_max_age(mut response: Response, max_age: u64) -> Response {
     if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
