@@ -106,9 +106,7 @@ pub struct NewClientBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every client", body = Vec<ClientView>),
-        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::AdminProblems,
     )
 )]
 pub async fn list_clients(
@@ -127,13 +125,8 @@ pub async fn list_clients(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The client, with client_secret shown once for confidential clients", body = ClientView),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
+        crate::http::openapi::AdminProblems,
     )
 )]
 /// 201 with the client and, for confidential clients, `client_secret` — shown this once.
@@ -172,9 +165,7 @@ pub async fn post_client(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The client", body = ClientView),
-        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::AdminProblems,
         (status = 404, description = "No such client", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -199,9 +190,7 @@ pub async fn get_client(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::AdminProblems,
         (status = 404, description = "No such client", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
 )]

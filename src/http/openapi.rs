@@ -25,6 +25,87 @@ pub struct Problem {
     errors: Option<serde_json::Value>,
 }
 
+/// The problems of a JSON request body, shared by every JSON endpoint.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyProblems {
+    #[response(
+        status = 400,
+        description = "Malformed JSON",
+        content_type = "application/problem+json"
+    )]
+    Malformed(Problem),
+    #[response(
+        status = 413,
+        description = "Body over 64 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "Not application/json",
+        content_type = "application/problem+json"
+    )]
+    NotJson(Problem),
+    #[response(
+        status = 422,
+        description = "Invalid fields",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+}
+
+/// The problems of an endpoint behind a user access token.
+#[derive(utoipa::IntoResponses)]
+pub enum UserTokenProblems {
+    #[response(
+        status = 401,
+        description = "Missing, invalid, expired or revoked token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "Not a user token with scope profile",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    #[response(
+        status = 404,
+        description = "The user no longer exists",
+        content_type = "application/problem+json"
+    )]
+    Gone(Problem),
+    #[response(
+        status = 503,
+        description = "A backend is unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
+/// The problems of an endpoint behind an admin access token.
+#[derive(utoipa::IntoResponses)]
+pub enum AdminProblems {
+    #[response(
+        status = 401,
+        description = "Missing or invalid token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "Not an admin",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    #[response(
+        status = 503,
+        description = "A backend is unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// A short confirmation.
 #[derive(Serialize, ToSchema)]
 pub struct StatusBody {

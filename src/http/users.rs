@@ -94,10 +94,7 @@ pub struct MobileBody {
     request_body = SignupBody,
     responses(
         (status = 201, description = "The new user", body = UserView),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
         (status = 409, description = "Email already registered", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
@@ -129,10 +126,7 @@ pub async fn post_signup(
     request_body = LoginBody,
     responses(
         (status = 200, description = "A token response", body = crate::http::oauth::TokenResponse),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
         (status = 401, description = "Wrong email or password", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failures", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
@@ -159,10 +153,7 @@ pub async fn post_login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::UserTokenProblems,
     )
 )]
 /// `GET /api/users/me`.
@@ -182,14 +173,8 @@ pub async fn get_me(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
+        crate::http::openapi::UserTokenProblems,
     )
 )]
 /// `PUT /api/users/updateusers`: any of `fname`, `lname`, `gender`.
@@ -215,14 +200,8 @@ pub async fn put_updateusers(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Changed; every session signed out", body = crate::http::openapi::StatusBody),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
+        crate::http::openapi::UserTokenProblems,
     )
 )]
 /// `PUT /api/users/updatepassword`: logs the user out everywhere.
@@ -250,14 +229,8 @@ pub async fn put_updatepassword(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user token with scope profile", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user no longer exists", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
+        crate::http::openapi::UserTokenProblems,
     )
 )]
 /// `PUT /api/users/updatemobile`.
@@ -294,10 +267,7 @@ pub struct ResetBody {
     request_body = ForgotBody,
     responses(
         (status = 202, description = "Accepted, whether or not the account exists", body = crate::http::openapi::StatusBody),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
         (status = 429, description = "Rate limited", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
@@ -324,10 +294,7 @@ pub async fn post_forgotpasswords(
     request_body = ResetBody,
     responses(
         (status = 200, description = "Password reset; every session signed out", body = crate::http::openapi::StatusBody),
-        (status = 400, description = "Malformed JSON", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::openapi::BodyProblems,
         (status = 429, description = "Rate limited", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
