@@ -219,7 +219,7 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
         }
         KeysCommand::Rotate { alg, prepublish } => {
             let prepublish = prepublish.unwrap_or(config.key_prepublish);
-            let safe = config.jwks_max_age + config.keys_reload_interval;
+            let safe = config.min_key_prepublish();
             if prepublish < safe {
                 eprintln!(
                     "tessera: warning: pre-publishing for {prepublish} s, less than the JWKS \

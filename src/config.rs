@@ -234,6 +234,12 @@ impl Config {
         }
     }
 
+    /// The shortest safe pre-publication of a rotated-in key: a resource
+    /// server's cached JWKS and every node's loaded keys include it by then.
+    pub fn min_key_prepublish(&self) -> u64 {
+        self.jwks_max_age + self.keys_reload_interval
+    }
+
     /// How long a retired signing key stays in the JWKS: as long as the
     /// longest-lived token it may have signed, plus the verifiers' leeway.
     pub fn retired_key_window(&self) -> u64 {
@@ -344,7 +350,7 @@ impl Config {
         if self.jwks_max_age > 24 * 3600 {
             return bad("JWKS_MAX_AGE", "must be at most 86400 seconds");
         }
-        if self.key_prepublish < self.jwks_max_age + self.keys_reload_interval {
+        if self.key_prepublish < self.min_key_prepublish() {
             return bad(
                 "KEY_PREPUBLISH",
                 "must be at least TESSERA_JWKS_MAX_AGE + TESSERA_KEYS_RELOAD_INTERVAL, \

@@ -121,7 +121,8 @@ impl ConnectionLike for Connection {
 }
 
 /// How to reach Redis, from `TESSERA_REDIS_URL` and `TESSERA_REDIS_CLUSTER`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// No `Debug`: the URLs may carry a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTopology {
     Single(String),
     /// Seed nodes of a cluster; the client discovers the rest.
