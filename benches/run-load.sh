@@ -22,6 +22,8 @@ peak_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 for store in $stores; do
   work=$(mktemp -d)
   export TESSERA_DATA_DIR=$work/data TESSERA_KEYS_DIR=$work/keys TESSERA_LISTEN=127.0.0.1:3100 TESSERA_LOG=warn
+  # The load generator signs every virtual user up from 127.0.0.1.
+  export TESSERA_SIGNUPS_PER_ADDRESS=1000000
   if [ "$store" = redis ]; then export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0; else unset TESSERA_REDIS_URL; fi
   # The signing key exists before the timed start (first start generates it).
   $bin keys generate --alg "$alg" >/dev/null

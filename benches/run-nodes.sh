@@ -17,7 +17,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-export TESSERA_DATA_DIR=$work/data TESSERA_KEYS_DIR=$work/keys TESSERA_LOG=warn
+export TESSERA_DATA_DIR=$work/data TESSERA_KEYS_DIR=$work/keys TESSERA_LOG=warn TESSERA_SIGNUPS_PER_ADDRESS=1000000
 export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
 $bin keys generate --alg RS256 >/dev/null
 client=$($bin clients create --name load --grant client_credentials --scope api --json)

@@ -150,6 +150,22 @@ pub struct Config {
     /// `TESSERA_TRUSTED_PROXIES`: comma-separated IPs or CIDRs whose
     /// `X-Forwarded-For` is believed. Default: none.
     pub trusted_proxies: Option<String>,
+    /// `TESSERA_HEADER_READ_TIMEOUT`: seconds a client has to send a request's
+    /// headers before the connection is closed (slow-loris defence). Default 10.
+    pub header_read_timeout: u64,
+    /// `TESSERA_REQUEST_TIMEOUT`: seconds a request (body included) may take
+    /// before it is answered 408. Default 30.
+    pub request_timeout: u64,
+    /// `TESSERA_MAX_CONNECTIONS`: open connections served at once; further
+    /// ones wait in the kernel's accept queue. Default: unlimited.
+    pub max_connections: Option<usize>,
+    /// `TESSERA_BCRYPT_QUEUE`: password hashes that may wait for a core
+    /// beyond those running; past it the answer is 503 with `Retry-After`.
+    /// Default 64.
+    pub bcrypt_queue: usize,
+    /// `TESSERA_SIGNUPS_PER_ADDRESS`: signups per client address (IPv6: per
+    /// /64) per hour. Default 20.
+    pub signups_per_address: u64,
     /// `TESSERA_LOG`: tracing filter. Default `info`.
     pub log: String,
     /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -187,6 +203,11 @@ impl Default for Config {
             token_secret: None,
             cors_origins: None,
             trusted_proxies: None,
+            header_read_timeout: 10,
+            request_timeout: 30,
+            max_connections: None,
+            bcrypt_queue: 64,
+            signups_per_address: 20,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -230,6 +251,8 @@ impl Config {
             data_dir: dir.join("data"),
             keys_dir: dir.join("keys"),
             bcrypt_cost: 4,
+            // The suite signs up hundreds of users from 127.0.0.1.
+            signups_per_address: 1_000_000,
             ..Config::default()
         }
     }
@@ -389,6 +412,18 @@ impl Config {
                 "SMTP_HOST",
                 "must not be empty (unset it for the .eml folder)",
             );
+        }
+        if !(1..=300).contains(&self.header_read_timeout) {
+            return bad("HEADER_READ_TIMEOUT", "must be between 1 and 300 seconds");
+        }
+        if !(1..=3600).contains(&self.request_timeout) {
+            return bad("REQUEST_TIMEOUT", "must be between 1 and 3600 seconds");
+        }
+        if self.max_connections == Some(0) {
+            return bad("MAX_CONNECTIONS", "must be positive (unset it for no cap)");
+        }
+        if self.signups_per_address == 0 {
+            return bad("SIGNUPS_PER_ADDRESS", "must be positive");
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|_| ConfigError("TESSERA_LOG: not a valid tracing filter".into()))?;

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod mail;
 pub mod observability;
@@ -75,7 +76,19 @@ pub struct Stores {
 impl Stores {
     /// The embedded SQLite store unless MongoDB/Redis are configured.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
+        files::create_private_dir(&config.data_dir).map_err(|e| {
+            StartError::Unsupported(format!(
+                "TESSERA_DATA_DIR: cannot create {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
         let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+        for file in ["tessera.db", "tessera.db-wal", "tessera.db-shm"] {
+            let path = config.data_dir.join(file);
+            if path.exists() {
+                let _ = files::restrict_file(&path);
+            }
+        }
         let users: Arc<dyn UserStore> = match &config.mongodb_uri {
             Some(uri) => Arc::new(
                 MongoStore::connect(uri.expose(), &config.mongodb_db)
@@ -142,7 +155,7 @@ impl App {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => key_dir.token_secret()?,
         };
-        let hasher = PasswordHasher::new(config.bcrypt_cost);
+        let hasher = PasswordHasher::new(config.bcrypt_cost, config.bcrypt_queue);
         hasher.warm_up();
         let templates =
             Arc::new(Templates::load().map_err(|e| StartError::Unsupported(e.to_string()))?);
@@ -154,7 +167,7 @@ impl App {
             keys.clone(),
             stores.tokens.clone(),
             clock.clone(),
-            token_secret.clone(),
+            derived_key(&token_secret, b"tessera refresh successor").to_vec(),
         ));
         let users = Arc::new(UserService::new(
             stores.users.clone(),
@@ -163,6 +176,7 @@ impl App {
             outbox.clone(),
             Throttle::new(stores.tokens.clone(), clock.clone()),
             clock.clone(),
+            config.signups_per_address,
         ));
         let otp = Arc::new(OtpService::new(
             stores.users.clone(),
@@ -171,7 +185,7 @@ impl App {
             hasher,
             outbox,
             clock.clone(),
-            token_secret,
+            derived_key(&token_secret, b"tessera one-time code").to_vec(),
             OtpLimits::default(),
         ));
         let clients = Arc::new(ClientService::new(
@@ -254,14 +268,20 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let limits = http::server::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(
+                self.state.config.header_read_timeout,
+            ),
+            max_connections: self.state.config.max_connections,
+        };
+        http::server::serve(listener, self.router(), limits, shutdown).await
     }
+}
+
+/// A key for one purpose, derived from the token secret, so that no two
+/// uses (refresh successors, one-time-code digests, cookies) share a key.
+fn derived_key(token_secret: &[u8], purpose: &[u8]) -> [u8; 32] {
+    crate::crypto::secret::hmac_sha256(token_secret, purpose)
 }
 
 /// 64 bytes (encryption and signing) for the `/authorize` cookies, derived

@@ -391,11 +391,20 @@ impl AccessTokenVerifier {
 
 /// An axum extractor for a verified `Authorization: Bearer` access token.
 /// Needs `Arc<AccessTokenVerifier>: FromRef<S>`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Authenticated {
     pub claims: AccessClaims,
     /// The raw token, for handlers that revoke it.
     pub token: String,
+}
+
+/// The claims only: the raw token is a bearer credential and never printed.
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> FromRequestParts<S> for Authenticated

@@ -8,8 +8,8 @@ use oxide_auth::primitives::registrar::{PasswordPolicy, RegistrarError};
 use crate::clock::Clock;
 use crate::crypto::secret::{constant_time_eq, generate_client_secret, random_token, sha256_hex};
 use crate::domain::grants::GrantError;
-use crate::domain::throttle::{Limit, Throttle};
-use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, USER_API_SCOPE};
+use crate::domain::throttle::{Limit, Throttle, address_bucket};
+use crate::domain::tokens::FIRST_PARTY_CLIENT_ID;
 use crate::domain::validate::Checks;
 use crate::domain::{DomainError, scope};
 use crate::store::{ClientRecord, StoreError, UserStore};
@@ -118,7 +118,11 @@ pub fn first_party_client() -> ClientRecord {
         first_party: true,
         redirect_uris: Vec::new(),
         grant_types: vec!["refresh_token".to_owned()],
-        scopes: USER_API_SCOPE.split(' ').map(str::to_owned).collect(),
+        // Everything a login may grant; `admin` only reaches admins (scope::for_role).
+        scopes: scope::login_scope(scope::ADMIN_ROLE)
+            .split(' ')
+            .map(str::to_owned)
+            .collect(),
         access_token_ttl: None,
         refresh_token_ttl: None,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
@@ -192,7 +196,7 @@ impl ClientService {
             metrics::counter!("tessera_client_auth_failures_total").increment(1);
             let client_id = credentials.client_id();
             let by_client = format!("client-auth-fail:id:{}", sha256_hex(client_id.as_bytes()));
-            let by_address = format!("client-auth-fail:addr:{from}");
+            let by_address = format!("client-auth-fail:addr:{}", address_bucket(from));
             for (key, limit) in [
                 (by_address, CLIENT_AUTH_FAILURES_PER_ADDRESS),
                 (by_client, CLIENT_AUTH_FAILURES_PER_CLIENT),
@@ -285,6 +289,17 @@ fn validate(new: &NewClient) -> Result<(), crate::domain::FieldErrors> {
             .any(|s| s.contains(' ') || scope::parse(s).is_none())
     {
         checks.check::<(), _>("scopes", Err("must be one or more RFC 6749 scope tokens"));
+    }
+    if !new.first_party
+        && new
+            .scopes
+            .iter()
+            .any(|s| scope::FIRST_PARTY_ONLY.contains(&s.as_str()))
+    {
+        checks.check::<(), _>(
+            "scopes",
+            Err("account and admin are for first-party clients only"),
+        );
     }
     for (field, ttl) in [
         ("access_token_ttl", new.access_token_ttl),

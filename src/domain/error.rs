@@ -23,6 +23,9 @@ pub enum DomainError {
     WrongPassword,
     #[error("user not found")]
     UserNotFound,
+    /// The caller's user is not (or no longer) an admin.
+    #[error("the admin role is required")]
+    NotAdmin,
     /// Wrong, expired, used or unknown-email one-time code: one error for all.
     #[error("invalid one-time code")]
     InvalidOtp,

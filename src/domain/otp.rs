@@ -7,7 +7,7 @@
 use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{hmac_sha256, random_bytes, sha256_hex};
-use crate::domain::throttle::{Limit, Throttle};
+use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::TokenService;
 use crate::domain::{DomainError, validate};
 use crate::mail::{Notice, Outbox};
@@ -116,7 +116,10 @@ impl OtpService {
         // Limits count every email, known or not, so a 429 says nothing.
         let email_key = format!("otp-req:email:{}", sha256_hex(email.as_bytes()));
         self.throttle
-            .admit(&format!("otp-req:addr:{client}"), self.limits.per_address)
+            .admit(
+                &format!("otp-req:addr:{}", address_bucket(client)),
+                self.limits.per_address,
+            )
             .await?;
         for limit in self.limits.per_email {
             self.throttle
@@ -154,7 +157,7 @@ impl OtpService {
         let now = self.clock.now();
         self.throttle
             .admit(
-                &format!("otp-reset:addr:{client}"),
+                &format!("otp-reset:addr:{}", address_bucket(client)),
                 self.limits.resets_per_address,
             )
             .await?;

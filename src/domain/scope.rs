@@ -5,6 +5,57 @@ use std::str::FromStr;
 
 use oxide_auth::primitives::scope::Scope;
 
+pub const OPENID: &str = "openid";
+pub const PROFILE: &str = "profile";
+pub const EMAIL: &str = "email";
+pub const PHONE: &str = "phone";
+pub const OFFLINE_ACCESS: &str = "offline_access";
+/// Change the user's own account (profile, mobile, password, sessions).
+pub const ACCOUNT: &str = "account";
+/// The admin API, for users whose role is admin when the token is issued.
+pub const ADMIN: &str = "admin";
+
+/// Every scope the server itself gives a meaning (the metadata document).
+pub const SUPPORTED: &[&str] = &[
+    OPENID,
+    PROFILE,
+    EMAIL,
+    PHONE,
+    OFFLINE_ACCESS,
+    ACCOUNT,
+    ADMIN,
+];
+
+/// Scopes that only first-party clients may be registered with: a third
+/// party must never change an account or administer the server.
+pub const FIRST_PARTY_ONLY: &[&str] = &[ACCOUNT, ADMIN];
+
+/// The role that may hold the `admin` scope.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// What a password login through the user API (the built-in first-party
+/// client) grants a user with `role`, canonical.
+pub fn login_scope(role: &str) -> &'static str {
+    if role == ADMIN_ROLE {
+        "account admin email openid phone profile"
+    } else {
+        "account email openid phone profile"
+    }
+}
+
+/// `scope` without `admin` unless `role` is admin now: the scope is decided
+/// at issue time, so a demoted admin's next token no longer carries it.
+pub fn for_role(scope: &str, role: &str) -> String {
+    if role == ADMIN_ROLE {
+        return scope.to_owned();
+    }
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty() && *s != ADMIN)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Parses a space-separated scope; `None` when it holds a character RFC 6749
 /// §3.3 forbids or is empty.
 pub fn parse(raw: &str) -> Option<Scope> {
@@ -45,5 +96,20 @@ mod tests {
         assert_eq!(narrow(Some("a c"), "a b"), None);
         assert_eq!(narrow(Some(""), "a b"), None);
         assert_eq!(narrow(Some("a\"b"), "a b"), None);
+    }
+
+    #[test]
+    fn admin_only_for_admins() {
+        assert_eq!(for_role("account admin email", "user"), "account email");
+        assert_eq!(
+            for_role("account admin email", ADMIN_ROLE),
+            "account admin email"
+        );
+        assert!(!login_scope("user").split(' ').any(|s| s == ADMIN));
+        assert!(login_scope(ADMIN_ROLE).split(' ').any(|s| s == ADMIN));
+        assert_eq!(
+            narrow(None, login_scope(ADMIN_ROLE)).as_deref(),
+            Some(login_scope(ADMIN_ROLE))
+        );
     }
 }

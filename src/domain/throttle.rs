@@ -1,12 +1,29 @@
 //! Fixed-window limits kept in the token store, so they hold across
 //! instances: brute-force throttling of logins and rate limits of OTPs.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, UnixTime};
 use crate::domain::DomainError;
 use crate::store::TokenStore;
+
+/// The part of a client address that budgets are kept for: the address for
+/// IPv4, the /64 network for IPv6 (one subscriber usually holds a whole /64,
+/// so per-address budgets would give them 2^64 tries).
+pub fn address_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
 
 /// At most `max` events per `window` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,5 +74,24 @@ impl Throttle {
             return Err(Self::retry_after(limit, now));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_bucket(a), address_bucket(b));
+        assert_ne!(address_bucket(a), address_bucket(other));
+        assert_eq!(address_bucket("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(
+            address_bucket("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
     }
 }

@@ -8,8 +8,9 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{new_object_id, sha256_hex};
 use crate::domain::DomainError;
 use crate::domain::clients::first_party_client;
-use crate::domain::throttle::{Limit, Throttle};
-use crate::domain::tokens::{IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
+use crate::domain::scope;
+use crate::domain::throttle::{Limit, Throttle, address_bucket};
+use crate::domain::tokens::{IssuedTokens, TokenService, UserGrant};
 use crate::domain::validate::{self, Checks};
 use crate::mail::{Notice, Outbox};
 use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
@@ -28,8 +29,7 @@ pub const LOGIN_FAILURES_PER_ADDRESS: Limit = Limit {
 /// The role every new account gets.
 pub const DEFAULT_ROLE: &str = "user";
 
-/// A signup as received (not yet validated).
-#[derive(Debug)]
+/// A signup as received (not yet validated). No `Debug`: it holds a password.
 pub struct Signup {
     pub email: String,
     pub password: String,
@@ -55,6 +55,8 @@ pub struct UserService {
     outbox: Arc<dyn Outbox>,
     throttle: Throttle,
     clock: Clock,
+    /// Signups per client address (per hour).
+    signups_per_address: Limit,
 }
 
 impl UserService {
@@ -65,6 +67,7 @@ impl UserService {
         outbox: Arc<dyn Outbox>,
         throttle: Throttle,
         clock: Clock,
+        signups_per_address: u64,
     ) -> Self {
         Self {
             users,
@@ -73,11 +76,18 @@ impl UserService {
             outbox,
             throttle,
             clock,
+            signups_per_address: Limit {
+                max: signups_per_address,
+                window: 3600,
+            },
         }
     }
 
     /// Registers a user; `EmailTaken` when the normalised email exists.
-    pub async fn signup(&self, signup: Signup) -> Result<UserRecord, DomainError> {
+    /// Each address has a budget of signups, taken before any work, and a
+    /// taken email is answered before the (costly) hash is computed: a
+    /// signup flood can neither fill the store nor the bcrypt queue.
+    pub async fn signup(&self, signup: Signup, client: IpAddr) -> Result<UserRecord, DomainError> {
         let mut checks = Checks::default();
         let email = checks.check("email", validate::email(&signup.email));
         checks.check("password", validate::password(&signup.password));
@@ -96,6 +106,15 @@ impl UserService {
             unreachable!("checks.finish() returned Ok, so every required field parsed");
         };
 
+        self.throttle
+            .admit(
+                &format!("signup:addr:{}", address_bucket(client)),
+                self.signups_per_address,
+            )
+            .await?;
+        if self.users.user_by_email(&email).await?.is_some() {
+            return Err(DomainError::EmailTaken);
+        }
         let password_hash = self.hasher.hash(&signup.password).await?;
         let now = self.clock.now_datetime();
         let user = UserRecord {
@@ -131,7 +150,7 @@ impl UserService {
             user_id: &user.id,
             role: &user.role,
             client: &client,
-            scope: USER_API_SCOPE,
+            scope: scope::login_scope(&user.role),
             with_refresh: true,
         };
         Ok(self
@@ -151,7 +170,7 @@ impl UserService {
     ) -> Result<UserRecord, DomainError> {
         let normalised = email.trim().to_lowercase();
         let account = format!("login-fail:acct:{}", sha256_hex(normalised.as_bytes()));
-        let address = format!("login-fail:addr:{client}");
+        let address = format!("login-fail:addr:{}", address_bucket(client));
         self.throttle
             .check(&account, LOGIN_FAILURES_PER_ACCOUNT)
             .await?;
@@ -286,6 +305,15 @@ impl UserService {
             .update_mobile(id, &mobile, self.clock.now_datetime())
             .await?
             .ok_or(DomainError::UserNotFound)
+    }
+
+    /// The user if their role is admin now. Admin calls re-read the role on
+    /// every call, so a demoted admin's live token stops working at once.
+    pub async fn require_admin(&self, id: &str) -> Result<UserRecord, DomainError> {
+        match self.users.user_by_id(id).await? {
+            Some(user) if user.role == scope::ADMIN_ROLE => Ok(user),
+            _ => Err(DomainError::NotAdmin),
+        }
     }
 
     /// Gives the user with `email` a role (the CLI makes the first admin this way).

@@ -1,9 +1,9 @@
-//! `/api/admin/clients`: client registration for holders of an access token
-//! with `role: admin` (`tessera users set-role EMAIL admin` makes the first).
+//! `/api/admin/clients`: client registration for holders of a user access
+//! token with the `admin` scope whose user is an admin *now* (the role is
+//! read from the store on every call; `tessera users set-role EMAIL admin`
+//! makes the first).
 
-use std::sync::Arc;
-
-use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -13,14 +13,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::domain::clients::NewClient;
+use crate::domain::scope;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::resource::{AccessTokenVerifier, Authenticated};
+use crate::resource::Authenticated;
 use crate::store::ClientRecord;
-
-/// The role the admin API requires.
-pub const ADMIN_ROLE: &str = "admin";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,23 +26,29 @@ pub fn router() -> Router<AppState> {
         .route("/clients/{id}", get(get_client).delete(delete_client))
 }
 
-/// A verified user token whose `role` is admin.
+/// A verified user token with the `admin` scope, of a user who is an admin
+/// now. A token of an admin obtained by a third-party client lacks the scope
+/// (third parties cannot be registered with it), so it is refused.
 pub struct Admin(pub Authenticated);
 
-impl<S> FromRequestParts<S> for Admin
-where
-    Arc<AccessTokenVerifier>: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let auth = Authenticated::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        if auth.claims.role.as_deref() != Some(ADMIN_ROLE) {
-            return Err(ApiError::Forbidden("this endpoint needs the admin role").into_response());
+        if auth.claims.sid.is_none() || !auth.claims.has_scope(scope::ADMIN) {
+            return Err(ApiError::InsufficientScope(scope::ADMIN).into_response());
         }
+        state
+            .users
+            .require_admin(&auth.claims.sub)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
         Ok(Self(auth))
     }
 }

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::crypto::password::HasherError;
 use crate::domain::grants::GrantError;
 use crate::domain::{DomainError, FieldErrors};
 use crate::store::StoreError;
@@ -53,6 +54,11 @@ pub enum ApiError {
     Throttled(Duration),
     #[error("{0} unavailable")]
     Unavailable(&'static str),
+    /// Too much work queued (the password hasher): come back in a moment.
+    #[error("overloaded")]
+    Overloaded,
+    #[error("request timed out")]
+    RequestTimeout,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -65,10 +71,12 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidCredentials => ApiError::InvalidCredentials,
             DomainError::WrongPassword => ApiError::WrongPassword,
             DomainError::UserNotFound => ApiError::UserNotFound,
+            DomainError::NotAdmin => ApiError::Forbidden("this endpoint needs the admin role"),
             DomainError::InvalidOtp => ApiError::InvalidOtp,
             DomainError::Throttled(retry) => ApiError::Throttled(retry),
             DomainError::Store(e) => e.into(),
-            DomainError::Hasher(e) => ApiError::Internal(e.to_string()),
+            DomainError::Hasher(HasherError::Busy) => ApiError::Overloaded,
+            DomainError::Hasher(e @ HasherError::Failed) => ApiError::Internal(e.to_string()),
             DomainError::Key(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -167,6 +175,16 @@ impl ApiError {
                 "backend_unavailable",
                 format!("the {backend} backend is unavailable; try again shortly"),
             ),
+            ApiError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is busy; retry in a moment".into(),
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took too long".into(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -190,6 +208,11 @@ impl IntoResponse for ApiError {
                 if let Ok(value) = HeaderValue::from_str(&seconds) {
                     response.headers_mut().insert(header::RETRY_AFTER, value);
                 }
+            }
+            ApiError::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::InsufficientScope(needed) => {
                 let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{needed}\"");
@@ -390,6 +413,8 @@ mod tests {
             (ApiError::ClientNotFound, 404),
             (ApiError::Throttled(Duration::from_secs(3)), 429),
             (ApiError::Unavailable("redis"), 503),
+            (ApiError::Overloaded, 503),
+            (ApiError::RequestTimeout, 408),
             (ApiError::Internal("secret cause".into()), 500),
         ];
         for (error, status) in cases {

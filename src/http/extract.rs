@@ -11,8 +11,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::domain::FieldErrors;
 use crate::domain::grants::Params;
+use crate::domain::{FieldErrors, scope};
 use crate::http::error::{ApiError, OAuthError};
 use crate::resource::{AccessTokenVerifier, Authenticated};
 
@@ -216,7 +216,12 @@ where
 
 /// RFC 7239-style walk: from the right, skip trusted hops; the first
 /// untrusted address is the client. Without a trusted peer the header is
-/// ignored (anyone can write it).
+/// ignored (anyone can write it). The walk stops at an entry that is not an
+/// address: everything left of it was written by someone we cannot vouch
+/// for, so the nearest hop that we trust and that passed it on is the
+/// client as far as we can tell. (A client that sends `X-Forwarded-For: x`
+/// through a proxy that appends is still found: the proxy's entry is on the
+/// right of the garbage.)
 pub fn client_address(
     peer: std::net::IpAddr,
     headers: &axum::http::HeaderMap,
@@ -226,21 +231,26 @@ pub fn client_address(
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<std::net::IpAddr> = headers
+    let values: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse().ok())
+        .map(|v| v.to_str().unwrap_or(""))
         .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    let mut nearest = peer;
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else {
+            return nearest;
+        };
+        if !is_trusted(&ip) {
+            return ip;
+        }
+        nearest = ip;
+    }
+    nearest
 }
 
 /// A verified access token that belongs to a user (not a client) and grants
-/// the `profile` scope: what every Bearer endpoint of `/api/users` needs.
+/// `profile`: what the reading endpoints of `/api/users` need.
 #[derive(Clone, Debug)]
 pub struct UserToken(pub Authenticated);
 
@@ -250,8 +260,36 @@ impl UserToken {
     }
 }
 
-/// The scope the user API requires.
-const USER_API_SCOPE: &str = "profile";
+/// A verified user access token that grants `account`: what every endpoint
+/// that changes the user's own account needs (first-party clients only).
+#[derive(Clone, Debug)]
+pub struct AccountToken(pub Authenticated);
+
+impl AccountToken {
+    pub fn user_id(&self) -> &str {
+        &self.0.claims.sub
+    }
+}
+
+/// The verified user token of the request if it grants `needed`; else the
+/// RFC 6750 answer (401 `invalid_token`, or 403 `insufficient_scope`).
+async fn user_token_with<S>(
+    parts: &mut Parts,
+    state: &S,
+    needed: &'static str,
+) -> Result<Authenticated, Response>
+where
+    Arc<AccessTokenVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    let auth = Authenticated::from_request_parts(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    if auth.claims.sid.is_none() || !auth.claims.has_scope(needed) {
+        return Err(ApiError::InsufficientScope(needed).into_response());
+    }
+    Ok(auth)
+}
 
 impl<S> FromRequestParts<S> for UserToken
 where
@@ -261,13 +299,23 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = Authenticated::from_request_parts(parts, state)
+        user_token_with(parts, state, scope::PROFILE)
             .await
-            .map_err(IntoResponse::into_response)?;
-        if auth.claims.sid.is_none() || !auth.claims.has_scope(USER_API_SCOPE) {
-            return Err(ApiError::InsufficientScope(USER_API_SCOPE).into_response());
-        }
-        Ok(Self(auth))
+            .map(Self)
+    }
+}
+
+impl<S> FromRequestParts<S> for AccountToken
+where
+    Arc<AccessTokenVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        user_token_with(parts, state, scope::ACCOUNT)
+            .await
+            .map(Self)
     }
 }
 
@@ -323,6 +371,20 @@ mod tests {
         // Garbage in the header: fall back to the peer.
         headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
         assert_eq!(client_address(proxy, &headers, &trusted), proxy);
+        // Garbage written by the client, then the address our proxy saw:
+        // the client is the address on the right of the garbage.
+        headers.insert("x-forwarded-for", "x, 203.0.113.9".parse().unwrap());
+        assert_eq!(
+            client_address(proxy, &headers, &trusted),
+            "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+        );
+        // Two header lines: the last line is the nearest.
+        headers.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        headers.append("x-forwarded-for", "x, 203.0.113.7".parse().unwrap());
+        assert_eq!(
+            client_address(proxy, &headers, &trusted),
+            "203.0.113.7".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 
     proptest::proptest! {

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod server;
 pub mod users;
 
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub struct Services {
 pub fn router(state: AppState) -> Router {
     let security = security_layers(&state.config);
     let request_id = HeaderName::from_static("x-request-id");
+    let request_timeout = Duration::from_secs(state.config.request_timeout);
     let users = Router::new()
         .route("/signup", post(users::post_signup))
         .route("/login", post(users::post_login))
@@ -150,6 +152,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            answer_within(request_timeout, request, next)
         }))
         .layer(middleware::from_fn(log_internal_errors))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -206,6 +211,15 @@ fn request_span(request: &Request) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+}
+
+/// 408 when a request (reading its body included) takes longer than
+/// `limit`: a client that trickles its body does not hold a worker forever.
+async fn answer_within(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout.into_response(),
+    }
 }
 
 /// Logs the cause of every 500 once; the body never carries it.

@@ -65,7 +65,7 @@ pub enum UserTokenProblems {
     Unauthorized(Problem),
     #[response(
         status = 403,
-        description = "Not a user token with scope profile",
+        description = "Not a user token with the needed scope (profile to read, account to change; insufficient_scope)",
         content_type = "application/problem+json"
     )]
     Forbidden(Problem),

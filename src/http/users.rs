@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::domain::users::{ProfileUpdate, Signup};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ClientAddr, UserToken};
+use crate::http::extract::{AccountToken, ApiJson, ClientAddr, UserToken};
 use crate::http::oauth::token_response;
 use crate::store::UserRecord;
 
@@ -48,7 +48,7 @@ impl From<UserRecord> for UserView {
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     email: String,
@@ -59,7 +59,7 @@ pub struct SignupBody {
     mobile: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
@@ -74,7 +74,7 @@ pub struct ProfileBody {
     gender: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     old_password: String,
@@ -96,25 +96,25 @@ pub struct MobileBody {
         (status = 201, description = "The new user", body = UserView),
         crate::http::openapi::BodyProblems,
         (status = 409, description = "Email already registered", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many signups from this address", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable, or the password hasher is busy (Retry-After)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /api/users/signup` → 201 and the user.
 pub async fn post_signup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<Response, ApiError> {
-    let user = state
-        .users
-        .signup(Signup {
-            email: body.email,
-            password: body.password,
-            fname: body.fname,
-            lname: body.lname,
-            gender: body.gender,
-            mobile: body.mobile,
-        })
-        .await?;
+    let signup = Signup {
+        email: body.email,
+        password: body.password,
+        fname: body.fname,
+        lname: body.lname,
+        gender: body.gender,
+        mobile: body.mobile,
+    };
+    let user = state.users.signup(signup, client).await?;
     tracing::info!(user_id = %user.id, "user signed up");
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
@@ -180,7 +180,7 @@ pub async fn get_me(
 /// `PUT /api/users/updateusers`: any of `fname`, `lname`, `gender`.
 pub async fn put_updateusers(
     State(state): State<AppState>,
-    token: UserToken,
+    token: AccountToken,
     ApiJson(body): ApiJson<ProfileBody>,
 ) -> Result<Json<UserView>, ApiError> {
     let update = ProfileUpdate {
@@ -207,7 +207,7 @@ pub async fn put_updateusers(
 /// `PUT /api/users/updatepassword`: logs the user out everywhere.
 pub async fn put_updatepassword(
     State(state): State<AppState>,
-    token: UserToken,
+    token: AccountToken,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state
@@ -236,7 +236,7 @@ pub async fn put_updatepassword(
 /// `PUT /api/users/updatemobile`.
 pub async fn put_updatemobile(
     State(state): State<AppState>,
-    token: UserToken,
+    token: AccountToken,
     ApiJson(body): ApiJson<MobileBody>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = state
@@ -252,7 +252,7 @@ pub struct ForgotBody {
     email: String,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     email: String,
@@ -313,4 +313,67 @@ pub async fn post_resetpasswordotps(
         "status": "password_reset",
         "detail": "the password was changed and every session was signed out"
     })))
+}
+
+// The bodies that carry a password or a one-time code print without it:
+// a `{:?}` in a log line must never leak one.
+impl std::fmt::Debug for SignupBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupBody")
+            .field("email", &self.email)
+            .field("fname", &self.fname)
+            .field("lname", &self.lname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PasswordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordBody").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ResetBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetBody")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_passwords_or_codes() {
+        let signup: SignupBody = serde_json::from_str(
+            r#"{"email":"a@example.com","password":"hunter2hunter2","fname":"A","lname":"B"}"#,
+        )
+        .unwrap();
+        let login: LoginBody =
+            serde_json::from_str(r#"{"email":"a@example.com","password":"hunter2hunter2"}"#)
+                .unwrap();
+        let change: PasswordBody = serde_json::from_str(
+            r#"{"old_password":"hunter2hunter2","new_password":"hunter3hunter3"}"#,
+        )
+        .unwrap();
+        let reset: ResetBody = serde_json::from_str(
+            r#"{"email":"a@example.com","otp":"123456","new_password":"hunter3hunter3"}"#,
+        )
+        .unwrap();
+        let printed = format!("{signup:?} {login:?} {change:?} {reset:?}");
+        for secret in ["hunter2", "hunter3", "123456"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("a@example.com"));
+    }
 }

@@ -70,7 +70,7 @@ impl Mailer {
             Some(host) => Transport::Smtp(smtp_transport(config, host)?),
             None => {
                 let dir = config.data_dir.join("mail");
-                std::fs::create_dir_all(&dir).map_err(|e| {
+                crate::files::create_private_dir(&dir).map_err(|e| {
                     ConfigError(format!(
                         "TESSERA_DATA_DIR: cannot create {}: {e}",
                         dir.display()
@@ -153,6 +153,8 @@ impl Mailer {
         .unwrap_or_else(|_| Err("timed out".to_owned()));
         match outcome {
             Ok(Some(path)) => {
+                // The dir is private already; the file is too, in case it is copied out.
+                let _ = crate::files::restrict_file(&path);
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 // The path, never the content: the message may hold a code.
                 tracing::info!(kind, path = %path.display(), "mail written to the mail folder");

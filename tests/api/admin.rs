@@ -99,12 +99,13 @@ async fn admin_api_refuses_non_admins_and_bad_input() {
     let app = TestApp::spawn().await;
     let user = app.user("not-admin").await;
     assert_invalid_token(app.get("/api/admin/clients").await).await;
-    assert_problem(
-        app.get_auth("/api/admin/clients", &user.access_token).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    // A non-admin's login token does not carry the `admin` scope.
+    let refused = app.get_auth("/api/admin/clients", &user.access_token).await;
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", scope=\"admin\""
+    );
+    assert_problem(refused, 403, "insufficient_scope").await;
 
     let admin = admin_token(&app, "admin2").await;
     let cases = [
@@ -135,6 +136,15 @@ async fn admin_api_refuses_non_admins_and_bad_input() {
         (
             json!({"name": "x", "grant_types": ["client_credentials"], "scopes": ["a"], "secret_hash": "x"}),
             "secret_hash",
+        ),
+        // account and admin are for first-party clients only (API §8).
+        (
+            json!({"name": "x", "grant_types": ["client_credentials"], "scopes": ["admin"]}),
+            "scopes",
+        ),
+        (
+            json!({"name": "x", "grant_types": ["authorization_code"], "redirect_uris": ["https://app.example/cb"], "scopes": ["profile", "account"]}),
+            "scopes",
         ),
     ];
     for (request, field) in cases {

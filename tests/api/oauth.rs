@@ -281,7 +281,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
     let first = body(first).await;
     let second_token = string(&first, "refresh_token");
     assert_ne!(second_token, user.refresh_token);
-    assert_eq!(first["scope"], "email profile");
+    assert_eq!(first["scope"], "account email openid phone profile");
     let access = string(&first, "access_token");
     assert_eq!(
         app.get_auth("/api/users/me", &access).await.status(),
@@ -321,7 +321,7 @@ async fn refresh_scope_may_narrow_never_widen(backend: Backend) {
                 ("grant_type", "refresh_token"),
                 ("client_id", "tessera"),
                 ("refresh_token", &user.refresh_token),
-                ("scope", "email phone"),
+                ("scope", "email offline_access"),
             ],
         )
         .await;
@@ -344,7 +344,7 @@ async fn refresh_scope_may_narrow_never_widen(backend: Backend) {
     assert_eq!(narrowed["scope"], "email");
     // The family keeps its original scope.
     let again = body(refresh(&app, &string(&narrowed, "refresh_token")).await).await;
-    assert_eq!(again["scope"], "email profile");
+    assert_eq!(again["scope"], "account email openid phone profile");
 }
 
 async fn refresh_tokens_are_bound_to_their_client(backend: Backend) {
@@ -688,7 +688,7 @@ async fn introspection(backend: Backend) {
     assert_eq!(access["active"], true);
     assert_eq!(access["sub"], user.id);
     assert_eq!(access["client_id"], "tessera");
-    assert_eq!(access["scope"], "email profile");
+    assert_eq!(access["scope"], "account email openid phone profile");
     assert_eq!(access["iss"], app.config.issuer);
     assert_eq!(access["token_type"], "Bearer");
     assert!(access["exp"].is_i64() && access["iat"].is_i64());

@@ -63,6 +63,7 @@ impl Deployment {
             .env("TESSERA_MONGODB_URI", mongo_server().uri())
             .env("TESSERA_MONGODB_DB", &self.mongo_db)
             .env("TESSERA_BCRYPT_COST", "4")
+            .env("TESSERA_SIGNUPS_PER_ADDRESS", "1000000")
             .env("TESSERA_KEYS_RELOAD_INTERVAL", RELOAD.to_string())
             .env("TESSERA_JWKS_MAX_AGE", JWKS_MAX_AGE.to_string())
             .env("TESSERA_KEY_PREPUBLISH", PREPUBLISH.to_string())

@@ -58,7 +58,7 @@ async fn access_token_verifies_against_the_served_jwks() {
     let claims = data.claims;
     assert_eq!(claims["sub"], user.id);
     assert_eq!(claims["client_id"], "tessera");
-    assert_eq!(claims["scope"], "email profile");
+    assert_eq!(claims["scope"], "account email openid phone profile");
     assert_eq!(claims["role"], "user");
     assert!(claims["sid"].is_string() && claims["jti"].is_string());
     let (iat, exp) = (

@@ -130,7 +130,7 @@ async fn login_returns_a_token_response_that_is_not_cached(backend: Backend) {
     let tokens = body(response).await;
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], 900);
-    assert_eq!(tokens["scope"], "email profile");
+    assert_eq!(tokens["scope"], "account email openid phone profile");
     assert!(tokens["access_token"].as_str().unwrap().split('.').count() == 3);
     let refresh = tokens["refresh_token"].as_str().unwrap();
     assert!(refresh.starts_with("tsr_") && refresh.len() >= 4 + 43);

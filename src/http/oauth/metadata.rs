@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::domain::tokens::SCOPES_SUPPORTED;
+use crate::domain::scope;
 use crate::http::AppState;
 
 /// Discovery documents may be cached for `TESSERA_JWKS_MAX_AGE`; key
@@ -44,7 +44,7 @@ pub async fn get_metadata(State(state): State<AppState>) -> Response {
             "token_endpoint_auth_methods_supported": client_auth,
             "revocation_endpoint_auth_methods_supported": client_auth,
             "introspection_endpoint_auth_methods_supported": confidential_auth,
-            "scopes_supported": SCOPES_SUPPORTED,
+            "scopes_supported": scope::SUPPORTED,
             "access_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         }),
         state.config.jwks_max_age,
