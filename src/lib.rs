@@ -40,7 +40,7 @@ use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyErr
 use crate::store::mongo::MongoStore;
 use crate::store::redis::{RedisStore, RedisTopology};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AccessCheck, TokenStore, UserStore};
+use crate::store::{AccessCheck, Directory, TokenStore};
 use crate::templates::Templates;
 
 /// A built application: the router and the state behind it.
@@ -68,7 +68,8 @@ pub enum StartError {
 
 /// The stores the configuration selects.
 pub struct Stores {
-    pub users: Arc<dyn UserStore>,
+    /// Users and clients.
+    pub users: Arc<dyn Directory>,
     pub tokens: Arc<dyn TokenStore>,
 }
 
@@ -76,7 +77,7 @@ impl Stores {
     /// The embedded SQLite store unless MongoDB/Redis are configured.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
         let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
-        let users: Arc<dyn UserStore> = match &config.mongodb_uri {
+        let users: Arc<dyn Directory> = match &config.mongodb_uri {
             Some(uri) => Arc::new(
                 MongoStore::connect(uri.expose(), &config.mongodb_db)
                     .await

@@ -7,6 +7,7 @@ mod authorize;
 mod browser;
 mod cli;
 mod common;
+mod counters;
 mod deploy;
 mod faults;
 mod hardening;
