@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::crypto::secret::{constant_time_eq, generate_client_secret, random_token, sha256_hex};
 use crate::domain::grants::GrantError;
 use crate::domain::throttle::{Limit, Throttle};
-use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, USER_API_SCOPE};
+use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, LOGIN_SCOPE};
 use crate::domain::validate::Checks;
 use crate::domain::{DomainError, scope};
 use crate::store::{ClientRecord, ClientStore, StoreError};
@@ -118,7 +118,7 @@ pub fn first_party_client() -> ClientRecord {
         first_party: true,
         redirect_uris: Vec::new(),
         grant_types: vec!["refresh_token".to_owned()],
-        scopes: USER_API_SCOPE.split(' ').map(str::to_owned).collect(),
+        scopes: LOGIN_SCOPE.split(' ').map(str::to_owned).collect(),
         access_token_ttl: None,
         refresh_token_ttl: None,
         created_at: time::OffsetDateTime::UNIX_EPOCH,

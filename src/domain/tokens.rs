@@ -18,8 +18,9 @@ use crate::store::{
 /// NEVER CHANGE: refresh-token families are bound to it.
 pub const FIRST_PARTY_CLIENT_ID: &str = "tessera";
 
-/// The scopes a password login through the user API is granted.
-pub const USER_API_SCOPE: &str = "email profile";
+/// The scopes a password login through the user API is granted, which are
+/// also all the built-in first-party client may hold.
+pub const LOGIN_SCOPE: &str = "email profile";
 
 /// Every scope the server itself knows about (for the metadata document).
 pub const SCOPES_SUPPORTED: &[&str] = &["profile", "email", "phone", "offline_access"];

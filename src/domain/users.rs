@@ -9,7 +9,7 @@ use crate::crypto::secret::{new_object_id, sha256_hex};
 use crate::domain::DomainError;
 use crate::domain::clients::first_party_client;
 use crate::domain::throttle::{Limit, Throttle};
-use crate::domain::tokens::{IssuedTokens, TokenService, USER_API_SCOPE, UserGrant};
+use crate::domain::tokens::{IssuedTokens, LOGIN_SCOPE, TokenService, UserGrant};
 use crate::domain::validate::{self, Checks};
 use crate::mail::{Notice, Outbox};
 use crate::store::{ProfileChange, StoreError, UserRecord, UserStore};
@@ -131,7 +131,7 @@ impl UserService {
             user_id: &user.id,
             role: &user.role,
             client: &client,
-            scope: USER_API_SCOPE,
+            scope: LOGIN_SCOPE,
             with_refresh: true,
         };
         Ok(self

@@ -250,8 +250,8 @@ impl UserToken {
     }
 }
 
-/// The scope the user API requires.
-const USER_API_SCOPE: &str = "profile";
+/// The scope a token must carry to use the user API (`/api/users/*`).
+const USER_API_REQUIRED_SCOPE: &str = "profile";
 
 impl<S> FromRequestParts<S> for UserToken
 where
@@ -264,8 +264,8 @@ where
         let auth = Authenticated::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        if auth.claims.sid.is_none() || !auth.claims.has_scope(USER_API_SCOPE) {
-            return Err(ApiError::InsufficientScope(USER_API_SCOPE).into_response());
+        if auth.claims.sid.is_none() || !auth.claims.has_scope(USER_API_REQUIRED_SCOPE) {
+            return Err(ApiError::InsufficientScope(USER_API_REQUIRED_SCOPE).into_response());
         }
         Ok(Self(auth))
     }
