@@ -12,6 +12,7 @@ mod deploy;
 mod faults;
 mod hardening;
 mod hostile;
+mod layers;
 mod mongo;
 mod oauth;
 mod ops;
