@@ -6,12 +6,12 @@
 //! `<kid>.json` (algorithm and lifecycle). The `kid` is the key's RFC 7638
 //! thumbprint, so it never collides and never needs coordination.
 //!
-//! - [`dir`]: the keys directory ([`KeyDir`]): generate, list, load, rotate,
+//! - `dir.rs`: the keys directory ([`KeyDir`]): generate, list, load, rotate,
 //!   retire;
-//! - [`signer`]: a parsed key ([`SigningKey`]), its JWK and thumbprint;
-//! - [`ring`]: the keys in memory ([`KeySet`]) and the live, reloading
+//! - `signer.rs`: a parsed key ([`SigningKey`]), its JWK and thumbprint;
+//! - `ring.rs`: the keys in memory ([`KeySet`]) and the live, reloading
 //!   [`KeyRing`];
-//! - [`token_secret`]: the server-held HMAC key beside the keys.
+//! - `token_secret.rs`: the server-held HMAC key beside the keys.
 
 mod dir;
 mod ring;

@@ -10,9 +10,9 @@
 //!
 //! - this module: the connection, the topology, errors and timeouts, and the
 //!   [`TokenStore`] impl (ping);
-//! - [`keys`]: the key layout;
-//! - [`families`]: the [`FamilyStore`](crate::store::FamilyStore) impl;
-//! - [`state`]: codes, counters, consents and one-time codes;
+//! - `keys.rs`: the key layout;
+//! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
+//! - `state.rs`: codes, counters, consents and one-time codes;
 //! - `scripts/*.lua`: the server-side scripts, one atomic step each.
 
 mod families;

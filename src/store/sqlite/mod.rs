@@ -5,14 +5,14 @@
 //! one writer connection. Reads run inline on the async worker, on one of a
 //! few read-only connections (WAL lets them run beside the writer), and
 //! fall back to a blocking thread only when every reader is taken or the
-//! database answers busy (see [`pool`]).
+//! database answers busy (see `pool.rs`).
 //!
-//! - [`schema`]: migrations (`migrations/*.sql`, `PRAGMA user_version`);
-//! - [`pool`]: the writer, the readers and the bounded busy policy;
-//! - [`users`]: the [`UserStore`], [`ClientStore`] and [`Directory`] impls;
-//! - [`families`]: the [`FamilyStore`](crate::store::FamilyStore) impl;
-//! - [`state`]: codes, counters, consents and one-time codes;
-//! - [`tokens`]: the [`TokenStore`](crate::store::TokenStore) impl (purge).
+//! - `schema.rs`: migrations (`migrations/*.sql`, `PRAGMA user_version`);
+//! - `pool.rs`: the writer, the readers and the bounded busy policy;
+//! - `users.rs`: the [`UserStore`], [`ClientStore`] and [`Directory`] impls;
+//! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
+//! - `state.rs`: codes, counters, consents and one-time codes;
+//! - `tokens.rs`: the [`TokenStore`](crate::store::TokenStore) impl (purge).
 
 mod families;
 mod pool;
