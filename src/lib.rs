@@ -41,7 +41,7 @@ use crate::resource::{AccessTokenVerifier, LocalKeys, RevocationCheck, VerifyErr
 use crate::store::mongo::MongoStore;
 use crate::store::redis::{RedisStore, RedisTopology};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AccessCheck, TokenStore, UserStore};
+use crate::store::{AccessCheck, Directory, TokenStore};
 use crate::templates::Templates;
 
 /// A built application: the router and the state behind it.
@@ -69,7 +69,8 @@ pub enum StartError {
 
 /// The stores the configuration selects.
 pub struct Stores {
-    pub users: Arc<dyn UserStore>,
+    /// Users and clients.
+    pub users: Arc<dyn Directory>,
     pub tokens: Arc<dyn TokenStore>,
 }
 
@@ -89,7 +90,7 @@ impl Stores {
                 let _ = files::restrict_file(&path);
             }
         }
-        let users: Arc<dyn UserStore> = match &config.mongodb_uri {
+        let users: Arc<dyn Directory> = match &config.mongodb_uri {
             Some(uri) => Arc::new(
                 MongoStore::connect(uri.expose(), &config.mongodb_db)
                     .await

@@ -12,7 +12,7 @@ use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::FIRST_PARTY_CLIENT_ID;
 use crate::domain::validate::Checks;
 use crate::domain::{DomainError, scope};
-use crate::store::{ClientRecord, StoreError, UserStore};
+use crate::store::{ClientRecord, ClientStore, StoreError};
 
 /// The grant types a client may be allowed.
 pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
@@ -92,7 +92,7 @@ pub struct RegisteredClient {
 
 /// Registers, finds and authenticates clients.
 pub struct ClientService {
-    store: Arc<dyn UserStore>,
+    store: Arc<dyn ClientStore>,
     clock: Clock,
     throttle: Throttle,
 }
@@ -130,7 +130,7 @@ pub fn first_party_client() -> ClientRecord {
 }
 
 impl ClientService {
-    pub fn new(store: Arc<dyn UserStore>, clock: Clock, throttle: Throttle) -> Self {
+    pub fn new(store: Arc<dyn ClientStore>, clock: Clock, throttle: Throttle) -> Self {
         Self {
             store,
             clock,

@@ -44,19 +44,26 @@ impl Throttle {
         Self { store, clock }
     }
 
-    /// Seconds until the window that `now` falls in ends.
-    fn retry_after(limit: Limit, now: UnixTime) -> DomainError {
-        metrics::counter!("tessera_throttled_total").increment(1);
+    /// How long until the window of `limit` that `now` falls in ends (at
+    /// least a second).
+    fn retry_after(limit: Limit, now: UnixTime) -> Duration {
         let window = limit.window.max(1) as i64;
         let retry = (now.div_euclid(window) + 1) * window - now;
-        DomainError::Throttled(Duration::from_secs(retry.max(1) as u64))
+        Duration::from_secs(retry.max(1) as u64)
+    }
+
+    /// Refuses an event over `limit`: counts the refusal in
+    /// `tessera_throttled_total` and says when to retry.
+    fn refuse(limit: Limit, now: UnixTime) -> DomainError {
+        metrics::counter!("tessera_throttled_total").increment(1);
+        DomainError::Throttled(Self::retry_after(limit, now))
     }
 
     /// `Throttled` if `key` already reached `limit`; counts nothing.
     pub async fn check(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
         let now = self.clock.now();
         if self.store.count(key, limit.window, now).await? >= limit.max {
-            return Err(Self::retry_after(limit, now));
+            return Err(Self::refuse(limit, now));
         }
         Ok(())
     }
@@ -71,7 +78,7 @@ impl Throttle {
     pub async fn admit(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
         let now = self.clock.now();
         if self.store.hit(key, limit.window, now).await? > limit.max {
-            return Err(Self::retry_after(limit, now));
+            return Err(Self::refuse(limit, now));
         }
         Ok(())
     }
@@ -93,5 +100,15 @@ mod tests {
             address_bucket("::ffff:192.0.2.7".parse().unwrap()),
             "192.0.2.7"
         );
+    }
+
+    #[test]
+    fn retry_after_is_the_rest_of_the_window_and_at_least_a_second() {
+        let limit = Limit { max: 1, window: 60 };
+        assert_eq!(Throttle::retry_after(limit, 120), Duration::from_secs(60));
+        assert_eq!(Throttle::retry_after(limit, 121), Duration::from_secs(59));
+        assert_eq!(Throttle::retry_after(limit, 179), Duration::from_secs(1));
+        let zero = Limit { max: 1, window: 0 };
+        assert_eq!(Throttle::retry_after(zero, 7), Duration::from_secs(1));
     }
 }

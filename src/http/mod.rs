@@ -38,7 +38,7 @@ use crate::domain::users::UserService;
 use crate::http::error::{ApiError, InternalCause};
 use crate::mail::Mailer;
 use crate::resource::AccessTokenVerifier;
-use crate::store::{TokenStore, UserStore};
+use crate::store::{Directory, TokenStore};
 use crate::templates::Templates;
 
 /// Request bodies over this are refused with 413 (API.md).
@@ -99,7 +99,7 @@ pub struct Services {
     pub grants: Arc<Grants>,
     pub tokens: Arc<TokenService>,
     pub verifier: Arc<AccessTokenVerifier>,
-    pub user_store: Arc<dyn UserStore>,
+    pub user_store: Arc<dyn Directory>,
     pub token_store: Arc<dyn TokenStore>,
 }
 

@@ -1,5 +1,8 @@
 //! Storage traits and their models. One module per backend; the domain only
-//! ever sees `Arc<dyn UserStore>` and `Arc<dyn TokenStore>`.
+//! ever sees trait objects: [`Directory`] (users and clients, or one of its
+//! parts [`UserStore`] and [`ClientStore`]) and [`TokenStore`] (the sum of
+//! [`FamilyStore`], [`CodeStore`], [`CounterStore`], [`ConsentStore`] and
+//! [`OtpStore`]).
 //!
 //! Every method is atomic on its own: callers never compose two calls into
 //! one logical step.
@@ -81,7 +84,7 @@ impl ClientRecord {
     }
 }
 
-/// Users and clients: MongoDB in production, SQLite embedded.
+/// Users: MongoDB in production, SQLite embedded.
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Inserts a user; `Duplicate` when the email is taken.
@@ -117,13 +120,24 @@ pub trait UserStore: Send + Sync {
         role: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+}
 
+/// Registered OAuth clients: kept beside the users.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Inserts a client; `Duplicate` when the id is taken.
     async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     /// False if there was no such client.
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+}
 
+/// The user-side backend as a whole: users and clients, and its health.
+/// `Arc<dyn Directory>` coerces to `Arc<dyn UserStore>` or
+/// `Arc<dyn ClientStore>` for a service that needs only one of them.
+#[async_trait]
+pub trait Directory: UserStore + ClientStore + Send + Sync {
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The name `/readyz` reports for this backend.
@@ -227,10 +241,9 @@ pub struct AccessCheck<'a> {
     pub iat: UnixTime,
 }
 
-/// Refresh-token families, revoked access tokens, authorization codes, OTPs
-/// and counters: Redis in production, SQLite embedded.
+/// Refresh-token families and revoked access tokens.
 #[async_trait]
-pub trait TokenStore: Send + Sync {
+pub trait FamilyStore: Send + Sync {
     /// Records a new family with its first token.
     async fn create_family(&self, family: &NewFamily) -> Result<(), StoreError>;
     /// Rotates, replays within grace, or detects reuse — one atomic step.
@@ -251,13 +264,18 @@ pub trait TokenStore: Send + Sync {
     /// Revokes one family (all its refresh tokens and access tokens).
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Revokes every family of a user and every access token issued to the
-    /// user before `now` ("log out everywhere").
+    /// user before `now` ("log out everywhere"), and forgets the user's
+    /// consents.
     async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Marks one access token revoked until it expires.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError>;
     /// Whether a signature-valid access token was revoked, in one round trip.
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError>;
+}
 
+/// Authorization codes, each usable once.
+#[async_trait]
+pub trait CodeStore: Send + Sync {
     /// Stores an authorization code's grant until `grant.expires_at`.
     async fn put_code(&self, code: &TokenHash, grant: &CodeGrant) -> Result<(), StoreError>;
     /// Marks a code used and returns its grant — at most once.
@@ -266,14 +284,29 @@ pub trait TokenStore: Send + Sync {
         code: &TokenHash,
         now: UnixTime,
     ) -> Result<CodeRedemption, StoreError>;
+}
 
+/// Fixed-window counters (rate limits, throttling): the window of `now` is
+/// `now / window`, and a window's count expires with it.
+#[async_trait]
+pub trait CounterStore: Send + Sync {
     /// Counts one event for `key` in the fixed window `now / window` and
-    /// returns the window's count so far (rate limits, throttling).
+    /// returns the window's count so far.
     async fn hit(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
 
     /// The count of `key` in the current window, without counting.
     async fn count(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
 
+    /// Undoes one [`hit`](Self::hit) of `key` in the window of `now` and
+    /// returns the window's count left. Never goes below zero, and never
+    /// creates a count (nor, on Redis, a key without a TTL): releasing a
+    /// window that holds nothing returns 0 and changes nothing.
+    async fn release(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
+}
+
+/// Remembered consents of users to clients.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
     /// Remembers that a user approved `scope` (canonical) for a client.
     /// "Log out everywhere" (`revoke_user`) forgets every consent too.
     async fn grant_consent(
@@ -291,7 +324,11 @@ pub trait TokenStore: Send + Sync {
         scope: &str,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
+}
 
+/// One-time codes (password reset by email).
+#[async_trait]
+pub trait OtpStore: Send + Sync {
     /// Stores a user's one-time code digest, replacing any earlier one.
     async fn put_otp(
         &self,
@@ -308,7 +345,15 @@ pub trait TokenStore: Send + Sync {
         now: UnixTime,
         max_attempts: u32,
     ) -> Result<bool, StoreError>;
+}
 
+/// Refresh-token families, revoked access tokens, authorization codes, OTPs,
+/// consents and counters: Redis in production, SQLite embedded. Every method
+/// of the parts is reachable through `Arc<dyn TokenStore>`.
+#[async_trait]
+pub trait TokenStore:
+    FamilyStore + CodeStore + CounterStore + ConsentStore + OtpStore + Send + Sync
+{
     /// Drops state that can no longer matter (expired families, codes,
     /// revocations of expired tokens). Backends with TTLs may do nothing.
     async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError>;

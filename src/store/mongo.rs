@@ -15,14 +15,16 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument, WriteConcern
 use mongodb::{Client, Collection, Database, IndexModel};
 use time::OffsetDateTime;
 
-use crate::store::{ClientRecord, ProfileChange, StoreError, UserRecord, UserStore};
+use crate::store::{
+    ClientRecord, ClientStore, Directory, ProfileChange, StoreError, UserRecord, UserStore,
+};
 
 const BACKEND: &str = "mongodb";
 
 /// Upper bound on any one operation, server selection included.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// MongoDB-backed [`UserStore`].
+/// MongoDB-backed [`UserStore`] and [`ClientStore`].
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
@@ -321,7 +323,10 @@ impl UserStore for MongoStore {
         .await?;
         Ok(result.matched_count == 1)
     }
+}
 
+#[async_trait]
+impl ClientStore for MongoStore {
     async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
         let mut document = doc! {
             "_id": &client.id,
@@ -369,7 +374,10 @@ impl UserStore for MongoStore {
         let result = bounded(self.clients.delete_one(doc! {"_id": id})).await?;
         Ok(result.deleted_count == 1)
     }
+}
 
+#[async_trait]
+impl Directory for MongoStore {
     async fn ping(&self) -> Result<(), StoreError> {
         bounded(self.db.run_command(doc! {"ping": 1}))
             .await

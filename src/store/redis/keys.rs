@@ -1,0 +1,40 @@
+//! The key layout. Every key names the id it belongs to as a hash tag, so
+//! the keys one script, transaction or pipeline touches share a slot.
+
+use crate::crypto::secret::TokenHash;
+
+pub(super) fn family_key(fid: &str) -> String {
+    format!("tessera:fam:{{{fid}}}")
+}
+
+pub(super) fn family_tokens_key(fid: &str) -> String {
+    format!("tessera:fam:{{{fid}}}:tok")
+}
+
+pub(super) fn user_families_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:fams")
+}
+
+pub(super) fn user_not_before_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:nbf")
+}
+
+pub(super) fn revoked_access_key(jti: &str) -> String {
+    format!("tessera:at:{{{jti}}}")
+}
+
+pub(super) fn consents_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:consents")
+}
+
+pub(super) fn otp_key(uid: &str) -> String {
+    format!("tessera:user:{{{uid}}}:otp")
+}
+
+pub(super) fn counter_key(key: &str, bucket: i64) -> String {
+    format!("tessera:count:{{{key}}}:{bucket}")
+}
+
+pub(super) fn code_key(hash: &TokenHash) -> String {
+    format!("tessera:code:{{{}}}", hash.as_str())
+}

@@ -1,0 +1,215 @@
+//! Authorization codes, counters, consents and one-time codes in Redis.
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::keys::{code_key, consents_key, counter_key, otp_key};
+use super::{RedisStore, corrupt};
+use crate::clock::UnixTime;
+use crate::crypto::secret::TokenHash;
+use crate::store::{
+    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpStore, StoreError,
+};
+
+#[async_trait]
+impl CodeStore for RedisStore {
+    async fn put_code(&self, code: &TokenHash, g: &CodeGrant) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = code_key(code);
+        let g = g.clone();
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("client", g.client_id.clone()),
+                        ("user", g.user_id.clone()),
+                        ("redirect", g.redirect_uri.clone().unwrap_or_default()),
+                        ("scope", g.scope.clone()),
+                        ("pkce", g.pkce.clone().unwrap_or_default()),
+                        ("exp", g.expires_at.to_string()),
+                        ("family", g.family_id.clone()),
+                        ("used", "0".to_owned()),
+                    ],
+                )
+                .ignore()
+                // Kept past expiry so a late replay still revokes what the code issued.
+                .expire_at(&key, g.expires_at + 600)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<CodeRedemption, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.redeem_code.prepare_invoke();
+        invocation.key(code_key(code)).arg(now);
+        let reply: Vec<String> = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
+        match reply.as_slice() {
+            [kind] if kind == "unknown" => Ok(CodeRedemption::Unknown),
+            [kind, family] if kind == "replayed" => Ok(CodeRedemption::Replayed {
+                family_id: family.clone(),
+            }),
+            [kind, client, user, redirect, scope, pkce, exp, family] if kind == "fresh" => {
+                Ok(CodeRedemption::Fresh(CodeGrant {
+                    client_id: client.clone(),
+                    user_id: user.clone(),
+                    redirect_uri: non_empty(redirect),
+                    scope: scope.clone(),
+                    pkce: non_empty(pkce),
+                    expires_at: exp.parse().map_err(|_| corrupt("redeem"))?,
+                    family_id: family.clone(),
+                }))
+            }
+            _ => Err(corrupt("redeem")),
+        }
+    }
+}
+
+#[async_trait]
+impl CounterStore for RedisStore {
+    async fn hit(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let bucket = now.div_euclid(window);
+        let key = counter_key(key, bucket);
+        let mut conn = self.conn.clone();
+        let (count,): (u64,) = self
+            .run(async move {
+                redis::pipe()
+                    .atomic()
+                    .incr(&key, 1)
+                    .expire_at(&key, (bucket + 1) * window)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(count)
+    }
+
+    async fn count(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let key = counter_key(key, now.div_euclid(window));
+        let mut conn = self.conn.clone();
+        let count: Option<u64> = self.run(async move { conn.get(&key).await }).await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn release(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError> {
+        let window = window.max(1) as i64;
+        let key = counter_key(key, now.div_euclid(window));
+        let mut conn = self.conn.clone();
+        let mut invocation = self.release_counter.prepare_invoke();
+        invocation.key(key);
+        let left: i64 = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(left.max(0) as u64)
+    }
+}
+
+#[async_trait]
+impl ConsentStore for RedisStore {
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let key = consents_key(user_id);
+        let member = format!("{client_id} {scope}");
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .hset(&key, member, expires_at)
+                .ignore()
+                .expire_at(&key, expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn has_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let key = consents_key(user_id);
+        let member = format!("{client_id} {scope}");
+        let mut conn = self.conn.clone();
+        let expires: Option<i64> = self
+            .run(async move { conn.hget(&key, member).await })
+            .await?;
+        Ok(expires.is_some_and(|at| at > now))
+    }
+}
+
+#[async_trait]
+impl OtpStore for RedisStore {
+    async fn put_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let key = otp_key(user_id);
+        let digest = digest.to_owned();
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .del(&key)
+                .ignore()
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("digest", digest),
+                        ("exp", expires_at.to_string()),
+                        ("attempts", "0".to_owned()),
+                    ],
+                )
+                .ignore()
+                .expire_at(&key, expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn check_otp(
+        &self,
+        user_id: &str,
+        digest: &str,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.check_otp.prepare_invoke();
+        invocation
+            .key(otp_key(user_id))
+            .arg(digest)
+            .arg(now)
+            .arg(max_attempts);
+        let valid: i64 = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(valid == 1)
+    }
+}

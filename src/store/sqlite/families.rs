@@ -1,0 +1,256 @@
+//! Refresh-token families and revoked access tokens in the embedded store.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Cached, SqliteStore, map_sqlite};
+use crate::clock::UnixTime;
+use crate::crypto::secret::TokenHash;
+use crate::store::{
+    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, StoreError,
+};
+
+const FAMILY_COLUMNS: &str = "f.id, f.user_id, f.client_id, f.scope, f.created_at, \
+     MIN(f.idle_expires_at, f.absolute_expires_at)";
+
+fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
+    Ok(FamilyView {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        client_id: row.get(2)?,
+        scope: row.get(3)?,
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+    })
+}
+
+fn absolute_expiry(c: &Connection, family_id: &str) -> Result<i64, StoreError> {
+    c.cached_row(
+        "SELECT absolute_expires_at FROM refresh_families WHERE id = ?1",
+        [family_id],
+        |r| r.get(0),
+    )
+    .map_err(map_sqlite)
+}
+
+#[async_trait]
+impl FamilyStore for SqliteStore {
+    async fn create_family(&self, family: &NewFamily) -> Result<(), StoreError> {
+        let f = family.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            tx.cached_execute(
+                "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
+                 idle_expires_at, absolute_expires_at, current_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    f.id,
+                    f.user_id,
+                    f.client_id,
+                    f.scope,
+                    f.created_at,
+                    f.idle_expires_at,
+                    f.absolute_expires_at,
+                    f.first_token.as_str()
+                ],
+            )
+            .map_err(map_sqlite)?;
+            tx.cached_execute(
+                "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?1, ?2, ?3)",
+                params![f.first_token.as_str(), f.id, f.created_at],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn rotate(&self, request: &RotateRequest<'_>) -> Result<Rotation, StoreError> {
+        let family_id = request.family_id.to_owned();
+        let client_id = request.client_id.to_owned();
+        let presented = request.presented.as_str().to_owned();
+        let successor = request.successor.as_str().to_owned();
+        let (now, grace, idle_ttl) = (request.now, request.grace as i64, request.idle_ttl as i64);
+        self.with_conn(move |c| {
+            // IMMEDIATE takes the write lock up front: the read and the
+            // write below are one step even against other processes.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_sqlite)?;
+            let found = tx
+                .cached_row(
+                    &format!(
+                        "SELECT {FAMILY_COLUMNS}, f.revoked_at, f.current_hash, t.rotated_at \
+                         FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+                         WHERE t.hash = ?1 AND f.id = ?2"
+                    ),
+                    params![presented, family_id],
+                    |r| {
+                        Ok((
+                            family_from_row(r)?,
+                            r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, String>(7)?,
+                            r.get::<_, Option<i64>>(8)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(map_sqlite)?;
+            let Some((family, revoked_at, current, rotated_at)) = found else {
+                return Ok(Rotation::Invalid);
+            };
+            if revoked_at.is_some() || family.expires_at <= now || family.client_id != client_id {
+                return Ok(Rotation::Invalid);
+            }
+            let outcome = if current == presented {
+                let absolute = absolute_expiry(&tx, &family.id)?;
+                let expires_at = (now + idle_ttl).min(absolute);
+                tx.cached_execute(
+                    "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1",
+                    params![presented, now],
+                )
+                .map_err(map_sqlite)?;
+                tx.cached_execute(
+                    "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?1, ?2, ?3)",
+                    params![successor, family.id, now],
+                )
+                .map_err(map_sqlite)?;
+                tx.cached_execute(
+                    "UPDATE refresh_families SET current_hash = ?2, idle_expires_at = ?3 WHERE id = ?1",
+                    params![family.id, successor, now + idle_ttl],
+                )
+                .map_err(map_sqlite)?;
+                Rotation::Rotated(FamilyView { expires_at, ..family })
+            } else if grace > 0
+                && current == successor
+                && rotated_at.is_some_and(|at| now - at <= grace)
+            {
+                Rotation::GraceReplay(family)
+            } else {
+                // RFC 9700 §4.14.2: replay of a rotated token revokes the family.
+                tx.cached_execute(
+                    "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1",
+                    params![family.id, now],
+                )
+                .map_err(map_sqlite)?;
+                Rotation::ReuseDetected
+            };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn live_refresh(
+        &self,
+        family_id: &str,
+        presented: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError> {
+        let (family_id, presented) = (family_id.to_owned(), presented.as_str().to_owned());
+        self.with_reader(move |c| {
+            c.cached_row(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
+                     WHERE f.id = ?1 AND f.current_hash = ?2 AND f.revoked_at IS NULL"
+                ),
+                params![family_id, presented],
+                family_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+            .map(|f| f.filter(|f| f.expires_at > now))
+        })
+        .await
+    }
+
+    async fn family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<FamilyView>, StoreError> {
+        let family_id = family_id.to_owned();
+        self.with_reader(move |c| {
+            c.cached_row(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
+                     WHERE f.id = ?1 AND f.revoked_at IS NULL"
+                ),
+                params![family_id],
+                family_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+            .map(|f| f.filter(|f| f.expires_at > now))
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        let family_id = family_id.to_owned();
+        self.with_conn(move |c| {
+            c.cached_execute(
+                "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![family_id, now],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            tx.cached_execute("DELETE FROM consents WHERE user_id = ?1", [&user_id])
+                .map_err(map_sqlite)?;
+            tx.cached_execute(
+                "UPDATE refresh_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                params![user_id, now],
+            )
+            .map_err(map_sqlite)?;
+            tx.cached_execute(
+                "INSERT INTO user_not_before (user_id, not_before) VALUES (?1, ?2) \
+                 ON CONFLICT(user_id) DO UPDATE SET not_before = MAX(not_before, excluded.not_before)",
+                params![user_id, now],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+        let jti = jti.to_owned();
+        self.with_conn(move |c| {
+            c.cached_execute(
+                "INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)",
+                params![jti, expires_at],
+            )
+            .map_err(map_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
+        let (jti, sub, sid, iat) = (
+            check.jti.to_owned(),
+            check.sub.to_owned(),
+            check.sid.map(str::to_owned),
+            check.iat,
+        );
+        self.with_reader(move |c| {
+            c.cached_row(
+                "SELECT EXISTS(SELECT 1 FROM revoked_access_tokens WHERE jti = ?1) \
+                 OR EXISTS(SELECT 1 FROM refresh_families WHERE id = ?3 AND revoked_at IS NOT NULL) \
+                 OR EXISTS(SELECT 1 FROM user_not_before WHERE user_id = ?2 AND not_before > ?4)",
+                params![jti, sub, sid, iat],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+}
