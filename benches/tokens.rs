@@ -23,9 +23,11 @@ fn claims(now: i64) -> AccessClaims {
         iat: now,
         jti: tessera::crypto::secret::random_token::<16>(),
         client_id: "tessera".into(),
-        scope: "email profile".into(),
+        scope: "account email openid phone profile".into(),
         role: Some("user".into()),
         sid: Some(new_object_id(now)),
+        fid: Some(new_object_id(now)),
+        cep: Some(0),
     }
 }
 

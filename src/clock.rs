@@ -28,6 +28,13 @@ impl Clock {
         real + self.offset.load(Ordering::Relaxed)
     }
 
+    /// Now, in milliseconds since the Unix epoch (credential epochs).
+    pub fn now_millis(&self) -> u64 {
+        let real = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let offset = i128::from(self.offset.load(Ordering::Relaxed)) * 1000;
+        u64::try_from(real + offset).unwrap_or(0)
+    }
+
     /// Now, as a date-time (for `created_at`/`updated_at`).
     pub fn now_datetime(&self) -> time::OffsetDateTime {
         time::OffsetDateTime::from_unix_timestamp(self.now())

@@ -104,13 +104,14 @@ impl Stores {
         };
         let tokens: Arc<dyn TokenStore> = match &config.redis_url {
             Some(url) => {
-                // A "logged out everywhere" mark must outlive every access
-                // token issued before it: per-client lifetimes go up to a day.
-                let not_before_ttl = config.retired_key_window() + 60;
+                // A moved credential epoch must outlive everything of the
+                // epochs before it: families (absolute lifetime) and the
+                // access tokens minted from them (up to a day, plus leeway).
+                let epoch_ttl = config.refresh_absolute_ttl + config.retired_key_window() + 60;
                 Arc::new(
                     RedisStore::connect(
                         &RedisTopology::parse(url.expose(), config.redis_cluster),
-                        not_before_ttl,
+                        epoch_ttl,
                     )
                     .await
                     .map_err(|e| {
@@ -133,8 +134,8 @@ impl RevocationCheck for StoreRevocation {
         let check = AccessCheck {
             jti: &claims.jti,
             sub: &claims.sub,
-            sid: claims.sid.as_deref(),
-            iat: claims.iat,
+            family: claims.family(),
+            epoch: claims.epoch(),
         };
         self.0.is_access_revoked(&check).await.map_err(|e| {
             tracing::warn!(error = %e, "revocation check failed");

@@ -26,12 +26,32 @@ pub struct AccessClaims {
     /// The user's role (user tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// The refresh-token family the token came from (user tokens only).
+    /// The sign-in session (user tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The refresh-token family the token came from (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fid: Option<String>,
+    /// The user's credential epoch when the sign-in began (user tokens
+    /// only): the token dies when the epoch moves past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cep: Option<u64>,
 }
 
 impl AccessClaims {
+    /// The family whose revocation revokes this token.
+    pub fn family(&self) -> Option<&str> {
+        self.fid.as_deref().or(self.sid.as_deref())
+    }
+
+    /// The credential epoch the token belongs to. Tokens from before epochs
+    /// existed are judged by their issue time, in milliseconds (the unit of
+    /// epochs that older "not before" marks were migrated to).
+    pub fn epoch(&self) -> u64 {
+        self.cep
+            .unwrap_or_else(|| u64::try_from(self.iat).unwrap_or(0).saturating_mul(1000))
+    }
+
     /// Whether the token grants `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)

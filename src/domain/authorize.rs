@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::{AuthorizationRequest, GrantError, Grants, Params, issue_code};
+use crate::domain::pkce::{self, ChallengeError};
 use crate::domain::scope;
 use crate::store::{ClientRecord, StoreError, TokenStore};
 
@@ -179,29 +180,17 @@ impl Authorizer {
                     "the requested scope is not allowed for this client",
                 )
             })?;
-        match (
+        if let Err(e) = pkce::accept_challenge(
+            request.client.is_public(),
             request.code_challenge.as_deref(),
             request.code_challenge_method.as_deref(),
         ) {
-            (Some(challenge), Some("S256")) if is_s256_challenge(challenge) => {}
-            (Some(_), Some("S256")) => {
-                return Err(request.redirect_error(
-                    "invalid_request",
-                    "code_challenge must be a base64url SHA-256 digest",
-                ));
-            }
-            (Some(_), _) => {
-                return Err(
-                    request.redirect_error("invalid_request", "code_challenge_method must be S256")
-                );
-            }
-            (None, _) if request.client.is_public() => {
-                return Err(request.redirect_error(
-                    "invalid_request",
-                    "PKCE (code_challenge with S256) is required",
-                ));
-            }
-            (None, _) => {}
+            let description = match e {
+                ChallengeError::Required => "PKCE (code_challenge with S256) is required",
+                ChallengeError::MethodNotS256 => "code_challenge_method must be S256",
+                ChallengeError::Malformed => "code_challenge must be a base64url SHA-256 digest",
+            };
+            return Err(request.redirect_error("invalid_request", description));
         }
         Ok(request)
     }
@@ -237,17 +226,20 @@ impl Authorizer {
             .await
     }
 
-    /// Issues the single-use code for an approved request.
+    /// Issues the single-use code for an approved request, in the browser
+    /// session's credential epoch.
     pub async fn approve(
         &self,
         request: &ValidRequest,
         user_id: &str,
+        epoch: u64,
     ) -> Result<String, GrantError> {
         issue_code(
             &self.grants,
             AuthorizationRequest {
                 client: &request.client,
                 user_id,
+                epoch,
                 redirect_uri: request
                     .redirect_uri_given
                     .then_some(request.redirect_uri.as_str()),
@@ -258,12 +250,4 @@ impl Authorizer {
         )
         .await
     }
-}
-
-/// RFC 7636 §4.2: 43 characters of base64url for a SHA-256 digest.
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

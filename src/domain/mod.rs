@@ -5,6 +5,7 @@ pub mod clients;
 pub mod error;
 pub mod grants;
 pub mod otp;
+pub mod pkce;
 pub mod scope;
 pub mod throttle;
 pub mod tokens;

@@ -19,6 +19,13 @@ use std::sync::Arc;
 pub const OTP_TTL: i64 = 10 * 60;
 /// Wrong tries that burn a code.
 pub const OTP_MAX_ATTEMPTS: u32 = 5;
+/// Wrong tries per account per day, across codes: a new code resets the
+/// per-code count, so without this cap a requester would get 5 guesses per
+/// code, every code, forever.
+pub const OTP_FAILURES_PER_DAY: Limit = Limit {
+    max: 10,
+    window: 24 * 3600,
+};
 
 /// Rate limits of the OTP endpoints.
 #[derive(Debug, Clone, Copy)]
@@ -169,6 +176,14 @@ impl OtpService {
         let Some(user) = user else {
             return Err(DomainError::InvalidOtp);
         };
+        // The day's budget is taken before the code is compared (a success
+        // gives it back); the per-code tries are counted by the compare
+        // itself, in the same atomic store step.
+        let budget = format!("otp-fail:day:{}", user.id);
+        let reservation = self
+            .throttle
+            .reserve(&[(&budget, OTP_FAILURES_PER_DAY)])
+            .await?;
         if !self
             .store
             .check_otp(
@@ -179,10 +194,13 @@ impl OtpService {
             )
             .await?
         {
+            drop(reservation);
             return Err(DomainError::InvalidOtp);
         }
+        reservation.refund().await;
         let new_hash = self.hasher.hash(new_password).await?;
-        self.users
+        let replaced = self
+            .users
             .replace_password_hash(
                 &user.id,
                 &user.password_hash,
@@ -190,6 +208,11 @@ impl OtpService {
                 self.clock.now_datetime(),
             )
             .await?;
+        if !replaced {
+            // The password changed between our read and our write (another
+            // reset or a change): this code's reset did not happen.
+            return Err(DomainError::InvalidOtp);
+        }
         self.tokens.revoke_user(&user.id).await?;
         self.outbox.send(&user.email, Notice::PasswordChanged);
         tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");

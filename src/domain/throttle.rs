@@ -82,6 +82,58 @@ impl Throttle {
         }
         Ok(())
     }
+
+    /// Takes one slot of each budget *before* the work it guards (a bcrypt
+    /// verify, a code compare), atomically in the store: of N attempts in
+    /// flight at once, at most `max` get a slot, whatever their timing. If
+    /// any budget is spent, the slots taken are given back and the attempt
+    /// is refused. A success the contract does not count is handed back
+    /// with [`Reservation::refund`].
+    pub async fn reserve(&self, budgets: &[(&str, Limit)]) -> Result<Reservation, DomainError> {
+        let now = self.clock.now();
+        let mut reservation = Reservation {
+            store: self.store.clone(),
+            now,
+            taken: Vec::with_capacity(budgets.len()),
+        };
+        for (key, limit) in budgets {
+            let count = match self.store.hit(key, limit.window, now).await {
+                Ok(count) => count,
+                Err(e) => {
+                    reservation.refund().await;
+                    return Err(e.into());
+                }
+            };
+            reservation.taken.push(((*key).to_owned(), limit.window));
+            if count > limit.max {
+                reservation.refund().await;
+                return Err(Self::refuse(*limit, now));
+            }
+        }
+        Ok(reservation)
+    }
+}
+
+/// Budget slots taken by [`Throttle::reserve`]. Dropping it keeps them
+/// (the attempt counted); `refund` gives them back.
+#[must_use = "a reservation is either kept (dropped) or refunded"]
+pub struct Reservation {
+    store: Arc<dyn TokenStore>,
+    /// The time the slots were taken: a refund goes to the same windows.
+    now: UnixTime,
+    taken: Vec<(String, u64)>,
+}
+
+impl Reservation {
+    /// Gives every slot back. Best effort: a store that cannot be reached
+    /// leaves the attempt counted, which errs on the safe side.
+    pub async fn refund(self) {
+        for (key, window) in &self.taken {
+            if let Err(e) = self.store.release(key, *window, self.now).await {
+                tracing::warn!(error = %e, "refunding an attempt budget failed");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub struct UserGrant<'a> {
     pub scope: &'a str,
     /// Whether to start a refresh-token family.
     pub with_refresh: bool,
+    /// The user's credential epoch read when the sign-in began (before the
+    /// password was checked).
+    pub epoch: u64,
 }
 
 /// What introspection reports about a live token (RFC 7662 §2.2).
@@ -58,6 +61,14 @@ pub struct TokenInfo {
     pub iat: UnixTime,
 }
 
+/// The user part of an access token.
+#[derive(Clone, Copy)]
+struct UserClaims<'a> {
+    role: &'a str,
+    family: &'a str,
+    epoch: u64,
+}
+
 /// Signs access tokens and keeps refresh-token families.
 pub struct TokenService {
     keys: Arc<KeyRing>,
@@ -68,6 +79,11 @@ pub struct TokenService {
     lifetimes: Lifetimes,
     /// Server-held key from which refresh-token successors are derived.
     successor_key: Vec<u8>,
+    /// Seconds a family's state is kept past its absolute expiry: the
+    /// longest an access token minted from it may still be accepted.
+    keep_after_expiry: u64,
+    /// The verifiers' clock leeway: a revocation marker must outlive it.
+    leeway: u64,
 }
 
 impl TokenService {
@@ -91,6 +107,8 @@ impl TokenService {
                 reuse_grace: config.refresh_reuse_grace,
             },
             successor_key,
+            keep_after_expiry: config.retired_key_window(),
+            leeway: config.clock_leeway,
         }
     }
 
@@ -109,13 +127,13 @@ impl TokenService {
             .min(self.lifetimes.refresh_absolute)
     }
 
-    /// Signs an access token. `user` is `(role, sid)` for user tokens.
+    /// Signs an access token; `user` for user tokens.
     fn sign_access(
         &self,
         sub: &str,
         client: &ClientRecord,
         scope: &str,
-        user: Option<(&str, &str)>,
+        user: Option<UserClaims<'_>>,
         now: UnixTime,
     ) -> Result<String, GrantError> {
         let claims = AccessClaims {
@@ -127,8 +145,10 @@ impl TokenService {
             jti: random_token::<16>(),
             client_id: client.id.clone(),
             scope: scope.to_owned(),
-            role: user.map(|(role, _)| role.to_owned()),
-            sid: user.map(|(_, sid)| sid.to_owned()),
+            role: user.map(|u| u.role.to_owned()),
+            sid: user.map(|u| u.family.to_owned()),
+            fid: user.map(|u| u.family.to_owned()),
+            cep: user.map(|u| u.epoch),
         };
         Ok(jwt::sign(&claims, self.keys.current().active())?)
     }
@@ -155,6 +175,14 @@ impl TokenService {
 
     /// Starts a session for a user: an access token and, if asked, the first
     /// refresh token of a new family `family_id`.
+    ///
+    /// The session starts only if the user's credential epoch is still the
+    /// one read when the sign-in began: a password change (or "sign out
+    /// everywhere") that lands while the password was being checked wins.
+    /// The family is written first and the epoch read after it, so that a
+    /// move that lands in between either is seen here (and the family is
+    /// revoked at once) or happens after the family is indexed (and revokes
+    /// it with the user's other families).
     pub async fn start_session(
         &self,
         grant: UserGrant<'_>,
@@ -175,15 +203,29 @@ impl TokenService {
                     idle_expires_at: (now + self.idle_ttl(grant.client) as i64).min(absolute),
                     absolute_expires_at: absolute,
                     first_token: refresh.hash(),
+                    epoch: grant.epoch,
+                    keep_until: absolute + self.keep_after_expiry as i64,
                 })
                 .await?;
             refresh_token = Some(refresh);
+        }
+        if self.store.credential_epoch(grant.user_id).await? != grant.epoch {
+            if grant.with_refresh {
+                self.store.revoke_family(&family_id, now).await?;
+            }
+            return Err(GrantError::InvalidGrant(
+                "the user's credentials changed during sign-in; sign in again",
+            ));
         }
         let access_token = self.sign_access(
             grant.user_id,
             grant.client,
             grant.scope,
-            Some((grant.role, &family_id)),
+            Some(UserClaims {
+                role: grant.role,
+                family: &family_id,
+                epoch: grant.epoch,
+            }),
             now,
         )?;
         Ok(IssuedTokens {
@@ -192,6 +234,11 @@ impl TokenService {
             scope: grant.scope.to_owned(),
             refresh_token,
         })
+    }
+
+    /// The user's credential epoch now.
+    pub async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.store.credential_epoch(user_id).await
     }
 
     /// Rotates `presented` for `client` in one atomic store step. Returns the
@@ -246,7 +293,11 @@ impl TokenService {
             &family.user_id,
             client,
             scope,
-            Some((role, &family.id)),
+            Some(UserClaims {
+                role,
+                family: &family.id,
+                epoch: family.epoch,
+            }),
             self.clock.now(),
         )?;
         Ok(IssuedTokens {
@@ -271,9 +322,13 @@ impl TokenService {
         self.store.revoke_family(family_id, self.clock.now()).await
     }
 
-    /// Logs a user out everywhere: every family and every access token so far.
-    pub async fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
-        self.store.revoke_user(user_id, self.clock.now()).await
+    /// Moves the user's credential epoch: every family, access token,
+    /// authorization code, browser session and sign-in in flight that began
+    /// before is dead; everything that begins after lives.
+    pub async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.store
+            .revoke_user(user_id, self.clock.now(), self.clock.now_millis())
+            .await
     }
 
     /// Revokes `token` (refresh or access) if `client` may: RFC 7009. Unknown
@@ -286,9 +341,11 @@ impl TokenService {
         token: &str,
     ) -> Result<(), GrantError> {
         if let Some(refresh) = RefreshToken::parse(token) {
+            // The family id inside a token is no secret (it is every access
+            // token's `fid`): only the token itself, by its hash, may act.
             if let Some(family) = self
                 .store
-                .family(refresh.family_id(), self.clock.now())
+                .live_refresh(refresh.family_id(), &refresh.hash(), self.clock.now())
                 .await?
             {
                 if family.client_id != client.id {
@@ -306,9 +363,10 @@ impl TokenService {
             Ok(claims) if claims.client_id != client.id => Err(GrantError::UnauthorizedClient(
                 "the token was not issued to this client",
             )),
+            // Kept as long as a verifier with leeway may still accept it.
             Ok(claims) => Ok(self
                 .store
-                .revoke_access_token(&claims.jti, claims.exp)
+                .revoke_access_token(&claims.jti, claims.exp + self.leeway as i64)
                 .await?),
             Err(_) => Ok(()),
         }

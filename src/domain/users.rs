@@ -8,6 +8,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{new_object_id, sha256_hex};
 use crate::domain::DomainError;
 use crate::domain::clients::first_party_client;
+use crate::domain::grants::GrantError;
 use crate::domain::scope;
 use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::{IssuedTokens, TokenService, UserGrant};
@@ -25,6 +26,24 @@ pub const LOGIN_FAILURES_PER_ADDRESS: Limit = Limit {
     max: 100,
     window: 15 * 60,
 };
+
+/// Failed checks of the current password (`updatepassword`) per account.
+pub const PASSWORD_CHECK_FAILURES_PER_ACCOUNT: Limit = Limit {
+    max: 5,
+    window: 15 * 60,
+};
+
+/// An id no user has (ids are 24 hex digits), for the epoch read of a
+/// login with an unknown email.
+const UNKNOWN_USER: &str = "-";
+
+/// A user whose password was just checked, and their credential epoch
+/// from before the check.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: UserRecord,
+    pub epoch: u64,
+}
 
 /// The role every new account gets.
 pub const DEFAULT_ROLE: &str = "user";
@@ -144,7 +163,7 @@ impl UserService {
         password: &str,
         client: IpAddr,
     ) -> Result<IssuedTokens, DomainError> {
-        let user = self.authenticate(email, password, client).await?;
+        let SignedIn { user, epoch } = self.authenticate(email, password, client).await?;
         let client = first_party_client();
         let grant = UserGrant {
             user_id: &user.id,
@@ -152,53 +171,72 @@ impl UserService {
             client: &client,
             scope: scope::login_scope(&user.role),
             with_refresh: true,
+            epoch,
         };
-        Ok(self
-            .tokens
+        self.tokens
             .start_session(grant, self.tokens.new_family_id())
-            .await?)
+            .await
+            .map_err(|e| match e {
+                // The password checked was replaced while it was checked.
+                GrantError::InvalidGrant(_) => DomainError::InvalidCredentials,
+                other => DomainError::from(other),
+            })
     }
 
-    /// The user with `email` if `password` is theirs, throttled per account
-    /// and per client address (a locked account answers 429 before any
-    /// password is checked, whether or not it exists).
+    /// The user with `email` if `password` is theirs, and their credential
+    /// epoch as it was *before* the password was checked.
+    ///
+    /// Each attempt takes a slot of the account's and the address's budget
+    /// before bcrypt runs, so N guesses in parallel verify at most the
+    /// budget; a success gives its slots back (only failures count). An
+    /// exhausted budget answers 429 before any password is checked, whether
+    /// or not the account exists.
     pub async fn authenticate(
         &self,
         email: &str,
         password: &str,
         client: IpAddr,
-    ) -> Result<UserRecord, DomainError> {
+    ) -> Result<SignedIn, DomainError> {
         let normalised = email.trim().to_lowercase();
         let account = format!("login-fail:acct:{}", sha256_hex(normalised.as_bytes()));
         let address = format!("login-fail:addr:{}", address_bucket(client));
-        self.throttle
-            .check(&account, LOGIN_FAILURES_PER_ACCOUNT)
+        let reservation = self
+            .throttle
+            .reserve(&[
+                (&account, LOGIN_FAILURES_PER_ACCOUNT),
+                (&address, LOGIN_FAILURES_PER_ADDRESS),
+            ])
             .await?;
-        self.throttle
-            .check(&address, LOGIN_FAILURES_PER_ADDRESS)
-            .await?;
-        let result = self.verify_credentials(email, password).await;
-        if matches!(result, Err(DomainError::InvalidCredentials)) {
-            metrics::counter!("tessera_login_failures_total").increment(1);
-            self.throttle
-                .record(&account, LOGIN_FAILURES_PER_ACCOUNT)
-                .await?;
-            self.throttle
-                .record(&address, LOGIN_FAILURES_PER_ADDRESS)
-                .await?;
+        match self.verify_credentials(email, password).await {
+            Err(DomainError::InvalidCredentials) => {
+                metrics::counter!("tessera_login_failures_total").increment(1);
+                drop(reservation);
+                Err(DomainError::InvalidCredentials)
+            }
+            // A success, an outage or a busy hasher is not a failed guess.
+            other => {
+                reservation.refund().await;
+                other
+            }
         }
-        result
     }
 
     async fn verify_credentials(
         &self,
         email: &str,
         password: &str,
-    ) -> Result<UserRecord, DomainError> {
+    ) -> Result<SignedIn, DomainError> {
         let user = match validate::email(email) {
             Ok(email) => self.users.user_by_email(&email).await?,
             Err(_) => None,
         };
+        // Read before the password is checked: a change that lands during
+        // the check moves the epoch past this one, and the session dies.
+        // (Read for unknown emails too, so both paths do the same work.)
+        let epoch = self
+            .tokens
+            .credential_epoch(user.as_ref().map_or(UNKNOWN_USER, |u| u.id.as_str()))
+            .await?;
         // Over 72 bytes bcrypt would compare a truncation: such a password
         // can never be right, but it still costs the time of a verify.
         let Some(user) = user.filter(|_| password.len() <= 72) else {
@@ -209,7 +247,7 @@ impl UserService {
             return Err(DomainError::InvalidCredentials);
         }
         self.rehash_if_needed(&user, password).await;
-        Ok(user)
+        Ok(SignedIn { user, epoch })
     }
 
     /// Brings a hash to the configured cost after a successful login.
@@ -233,6 +271,21 @@ impl UserService {
             }
             Err(e) => tracing::warn!(user_id = %user.id, error = %e, "password rehash failed"),
         }
+    }
+
+    /// The user of a browser session that began in credential epoch
+    /// `epoch`, if the user still exists and the epoch has not moved since
+    /// (a password change or "sign out everywhere" ends every session).
+    pub async fn session_user(
+        &self,
+        id: &str,
+        epoch: u64,
+    ) -> Result<Option<SignedIn>, DomainError> {
+        let (user, current) =
+            tokio::try_join!(self.users.user_by_id(id), self.tokens.credential_epoch(id))?;
+        Ok(user
+            .filter(|_| current == epoch)
+            .map(|user| SignedIn { user, epoch }))
     }
 
     /// The user with `id` (from a verified token).
@@ -270,15 +323,22 @@ impl UserService {
 
     /// Replaces the password after checking the current one, then logs the
     /// user out everywhere (other sessions and their access tokens die).
+    /// The check has an attempt budget per account, taken before bcrypt
+    /// runs: a stolen access token cannot guess the password at bcrypt speed.
     pub async fn change_password(&self, id: &str, old: &str, new: &str) -> Result<(), DomainError> {
         validate::password(new).map_err(|m| DomainError::field("new_password", &m))?;
         let user = self.profile(id).await?;
-        if old.len() > 72 {
+        let budget = format!("password-check-fail:user:{id}");
+        let reservation = self
+            .throttle
+            .reserve(&[(&budget, PASSWORD_CHECK_FAILURES_PER_ACCOUNT)])
+            .await?;
+        let matched = old.len() <= 72 && self.hasher.verify(old, &user.password_hash).await?;
+        if !matched {
+            drop(reservation);
             return Err(DomainError::WrongPassword);
         }
-        if !self.hasher.verify(old, &user.password_hash).await? {
-            return Err(DomainError::WrongPassword);
-        }
+        reservation.refund().await;
         let new_hash = self.hasher.hash(new).await?;
         let replaced = self
             .users

@@ -202,6 +202,7 @@ pub async fn put_updateusers(
         (status = 200, description = "Changed; every session signed out", body = crate::http::openapi::StatusBody),
         crate::http::openapi::BodyProblems,
         crate::http::openapi::UserTokenProblems,
+        (status = 429, description = "Too many wrong current passwords for this account", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `PUT /api/users/updatepassword`: logs the user out everywhere.

@@ -156,6 +156,12 @@ pub struct NewFamily {
     pub absolute_expires_at: UnixTime,
     /// Hash of the family's first refresh token.
     pub first_token: TokenHash,
+    /// The user's credential epoch when the sign-in that started it began.
+    pub epoch: u64,
+    /// Until when the family's state (its revocation above all) must be
+    /// kept: past its absolute expiry, as long as an access token minted
+    /// from it may still be presented.
+    pub keep_until: UnixTime,
 }
 
 /// A live family as the domain sees it.
@@ -168,6 +174,8 @@ pub struct FamilyView {
     pub created_at: UnixTime,
     /// When the current token stops working if unused (min of idle and absolute).
     pub expires_at: UnixTime,
+    /// The credential epoch the family was started in.
+    pub epoch: u64,
 }
 
 /// One rotation attempt: everything the backend needs to decide in one
@@ -218,6 +226,8 @@ pub struct CodeGrant {
     /// The family the exchange will create, fixed up front so that a replay
     /// of the code can revoke what the code issued.
     pub family_id: String,
+    /// The user's credential epoch in the browser session that approved it.
+    pub epoch: u64,
 }
 
 /// What redeeming a code found.
@@ -225,8 +235,12 @@ pub struct CodeGrant {
 pub enum CodeRedemption {
     /// First use: the grant, now marked used.
     Fresh(CodeGrant),
-    /// The code was used before: the family it issued (to revoke).
-    Replayed { family_id: String },
+    /// The code was used before: the family it issued (to revoke when the
+    /// replay comes from the client the code was issued to).
+    Replayed {
+        family_id: String,
+        client_id: String,
+    },
     /// Never issued, or expired.
     Unknown,
 }
@@ -237,8 +251,11 @@ pub enum CodeRedemption {
 pub struct AccessCheck<'a> {
     pub jti: &'a str,
     pub sub: &'a str,
-    pub sid: Option<&'a str>,
-    pub iat: UnixTime,
+    /// The refresh family the token came from.
+    pub family: Option<&'a str>,
+    /// The credential epoch the token was issued in: revoked when the
+    /// user's epoch has moved past it.
+    pub epoch: u64,
 }
 
 /// Refresh-token families and revoked access tokens.
@@ -263,10 +280,19 @@ pub trait FamilyStore: Send + Sync {
     ) -> Result<Option<FamilyView>, StoreError>;
     /// Revokes one family (all its refresh tokens and access tokens).
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError>;
-    /// Revokes every family of a user and every access token issued to the
-    /// user before `now` ("log out everywhere"), and forgets the user's
-    /// consents.
-    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError>;
+    /// The user's credential epoch (0 if it never moved).
+    async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Moves the user's credential epoch to `max(epoch + 1, floor)` (floor:
+    /// the wall clock in milliseconds, so an epoch that expired from a
+    /// store with TTLs never comes back lower), then revokes every family
+    /// of the user and forgets their consents: every token, family, code
+    /// and browser session of an earlier epoch is dead. Returns the new epoch.
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+        floor: u64,
+    ) -> Result<u64, StoreError>;
     /// Marks one access token revoked until it expires.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError>;
     /// Whether a signature-valid access token was revoked, in one round trip.
@@ -278,6 +304,13 @@ pub trait FamilyStore: Send + Sync {
 pub trait CodeStore: Send + Sync {
     /// Stores an authorization code's grant until `grant.expires_at`.
     async fn put_code(&self, code: &TokenHash, grant: &CodeGrant) -> Result<(), StoreError>;
+    /// The grant of an unused, unexpired code, without using it (so that a
+    /// request from the wrong client cannot burn the rightful one's code).
+    async fn peek_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<CodeGrant>, StoreError>;
     /// Marks a code used and returns its grant — at most once.
     async fn redeem_code(
         &self,

@@ -380,9 +380,13 @@ async fn logging_out_everywhere_forgets_consents() {
             .await,
     );
     app.state.tokens.revoke_user(&user.id).await.unwrap();
+    // The browser session ended with the epoch: the password is asked again…
     let page = browser.authorize(&query(&client_id, &challenge)).await;
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("Allow access?"));
+    assert!(page.text().await.unwrap().contains("name=\"password\""));
+    // …and after it, the consent is asked again too.
+    let again = log_in(&browser, &query(&client_id, &challenge), &user).await;
+    assert!(again.text().await.unwrap().contains("Allow access?"));
 }
 
 #[tokio::test]

@@ -481,6 +481,7 @@ async fn authorization_code_with_pkce(backend: Backend) {
         |challenge: Option<&'static str>, method: Option<&'static str>| AuthorizationRequest {
             client: &client,
             user_id: &user.id,
+            epoch: 0,
             redirect_uri: Some("https://app.example/callback"),
             scope: "email profile",
             code_challenge: challenge,
@@ -780,6 +781,7 @@ async fn pkce_downgrade_is_refused() {
             AuthorizationRequest {
                 client: &client,
                 user_id: &user.id,
+                epoch: 0,
                 redirect_uri: Some("https://app.example/callback"),
                 scope: "profile",
                 code_challenge: None,

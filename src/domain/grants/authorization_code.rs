@@ -1,13 +1,9 @@
-//! `authorization_code` (RFC 6749 §4.1) with PKCE (RFC 7636), using
-//! oxide-auth's PKCE extension for the challenge and its verification.
-
-use std::borrow::Cow;
-
-use oxide_auth::code_grant::extensions::Pkce;
-use oxide_auth::primitives::grant::Value;
+//! `authorization_code` (RFC 6749 §4.1) with PKCE (RFC 7636; the rule is
+//! `domain::pkce`).
 
 use crate::crypto::secret::{TokenHash, random_token, sha256_hex};
 use crate::domain::grants::{GrantError, Grants};
+use crate::domain::pkce::{self, VerifierError};
 use crate::domain::scope;
 use crate::domain::tokens::{IssuedTokens, UserGrant};
 use crate::store::{ClientRecord, CodeGrant, CodeRedemption};
@@ -23,19 +19,12 @@ pub const CODE_TTL: i64 = 60;
 pub struct AuthorizationRequest<'a> {
     pub client: &'a ClientRecord,
     pub user_id: &'a str,
+    /// The credential epoch of the browser session that approved it.
+    pub epoch: u64,
     pub redirect_uri: Option<&'a str>,
     pub scope: &'a str,
     pub code_challenge: Option<&'a str>,
     pub code_challenge_method: Option<&'a str>,
-}
-
-fn pkce_for(client: &ClientRecord) -> Pkce {
-    // Public clients cannot keep a secret, so the code must be bound to them.
-    if client.is_public() {
-        Pkce::required()
-    } else {
-        Pkce::optional()
-    }
 }
 
 fn code_hash(code: &str) -> TokenHash {
@@ -47,18 +36,12 @@ pub async fn issue_code(
     grants: &Grants,
     request: AuthorizationRequest<'_>,
 ) -> Result<String, GrantError> {
-    // Method defaults to `plain` in RFC 7636 when omitted; plain is refused.
-    let method = request
-        .code_challenge
-        .map(|_| request.code_challenge_method.unwrap_or("plain"));
-    let pkce = pkce_for(request.client)
-        .challenge(
-            method.map(Cow::Borrowed),
-            request.code_challenge.map(Cow::Borrowed),
-        )
-        .map_err(|()| GrantError::InvalidRequest("a code_challenge with method S256 is required"))?
-        .map(|value| value.into_private_value().ok().flatten())
-        .unwrap_or(None);
+    let pkce = pkce::accept_challenge(
+        request.client.is_public(),
+        request.code_challenge,
+        request.code_challenge_method,
+    )
+    .map_err(|_| GrantError::InvalidRequest("a code_challenge with method S256 is required"))?;
     let code = format!("{CODE_PREFIX}{}", random_token::<32>());
     let now = grants.tokens.clock().now();
     grants
@@ -73,33 +56,26 @@ pub async fn issue_code(
                 pkce,
                 expires_at: now + CODE_TTL,
                 family_id: grants.tokens.new_family_id(),
+                epoch: request.epoch,
             },
         )
         .await?;
     Ok(code)
 }
 
-pub(super) async fn apply(
-    grants: &Grants,
+/// Everything about the exchange that can be checked without using the
+/// code: the client it was issued to, the redirect URI and PKCE. A request
+/// that fails here leaves the code for its rightful client.
+fn check_exchange(
+    grant: &CodeGrant,
     client: &ClientRecord,
-    code: &str,
     redirect_uri: Option<&str>,
     code_verifier: Option<&str>,
-) -> Result<IssuedTokens, GrantError> {
-    let invalid = GrantError::InvalidGrant("the authorization code is invalid, expired or used");
-    let now = grants.tokens.clock().now();
-    let grant = match grants.store.redeem_code(&code_hash(code), now).await? {
-        CodeRedemption::Fresh(grant) => grant,
-        CodeRedemption::Replayed { family_id } => {
-            // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-            tracing::warn!(family_id = %family_id, client_id = %client.id, "authorization code replayed; revoking its tokens");
-            grants.tokens.revoke_family(&family_id).await?;
-            return Err(invalid);
-        }
-        CodeRedemption::Unknown => return Err(invalid),
-    };
+) -> Result<(), GrantError> {
     if grant.client_id != client.id {
-        return Err(invalid);
+        return Err(GrantError::InvalidGrant(
+            "the authorization code is invalid, expired or used",
+        ));
     }
     if grant
         .redirect_uri
@@ -110,26 +86,57 @@ pub(super) async fn apply(
             "redirect_uri does not match the authorization request",
         ));
     }
-    // RFC 9700 §4.8.2 (PKCE downgrade): a verifier for a code issued
-    // without a challenge means someone stripped the challenge. oxide-auth
-    // accepts that case, so it is refused here.
-    if grant.pkce.is_none() && code_verifier.is_some() {
-        return Err(GrantError::InvalidGrant(
+    pkce::verify(grant.pkce.as_deref(), code_verifier).map_err(|e| match e {
+        VerifierError::Downgrade => GrantError::InvalidGrant(
             "a code_verifier was sent but the authorization request had no code_challenge",
-        ));
-    }
-    pkce_for(client)
-        .verify(
-            grant.pkce.map(|p| Value::private(Some(p))),
-            code_verifier.map(Cow::Borrowed),
-        )
-        .map_err(|()| {
+        ),
+        VerifierError::Missing | VerifierError::Mismatch => {
             GrantError::InvalidGrant("the code_verifier does not match the code_challenge")
-        })?;
-    let scope = scope::narrow(None, &grant.scope).unwrap_or_default();
+        }
+    })
+}
+
+pub(super) async fn apply(
+    grants: &Grants,
+    client: &ClientRecord,
+    code: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+) -> Result<IssuedTokens, GrantError> {
+    let invalid = GrantError::InvalidGrant("the authorization code is invalid, expired or used");
+    let hash = code_hash(code);
+    let now = grants.tokens.clock().now();
+    // Checked before the code is used: a wrong client, redirect URI or
+    // verifier must not burn the victim's code.
+    if let Some(grant) = grants.store.peek_code(&hash, now).await? {
+        check_exchange(&grant, client, redirect_uri, code_verifier)?;
+    }
+    let grant = match grants.store.redeem_code(&hash, now).await? {
+        CodeRedemption::Fresh(grant) => grant,
+        CodeRedemption::Replayed {
+            family_id,
+            client_id,
+        } => {
+            // RFC 6749 §4.1.2: a code used twice revokes what it issued —
+            // when its own client replays it; anyone else who learnt a used
+            // code must not be able to sign the user out with it.
+            if client_id == client.id {
+                tracing::warn!(family_id = %family_id, client_id = %client.id, "authorization code replayed; revoking its tokens");
+                grants.tokens.revoke_family(&family_id).await?;
+            }
+            return Err(invalid);
+        }
+        CodeRedemption::Unknown => return Err(invalid),
+    };
+    // Again on what was redeemed (the peek and the redemption are two steps).
+    check_exchange(&grant, client, redirect_uri, code_verifier)?;
     let Some(role) = grants.current_role(&grant.user_id).await? else {
         return Err(invalid);
     };
+    let scope = scope::for_role(
+        &scope::narrow(None, &grant.scope).unwrap_or_default(),
+        &role,
+    );
     grants
         .tokens
         .start_session(
@@ -139,6 +146,7 @@ pub(super) async fn apply(
                 client,
                 scope: &scope,
                 with_refresh: client.grant_types.iter().any(|g| g == "refresh_token"),
+                epoch: grant.epoch,
             },
             grant.family_id,
         )

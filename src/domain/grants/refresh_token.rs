@@ -30,13 +30,24 @@ pub(super) async fn apply(
     let scope = scope::narrow(requested_scope, &family.scope).ok_or(GrantError::InvalidScope(
         "a refresh may narrow the scope, never widen it",
     ))?;
-    let Some(role) = grants.current_role(&family.user_id).await? else {
-        // The user is gone: so is every session of theirs.
-        grants.tokens.revoke_family(&family.id).await?;
-        return Err(GrantError::InvalidGrant(
-            "the refresh token is invalid, expired or revoked",
-        ));
+    // Both reads at once: the role decides `admin`, the epoch whether the
+    // family outlived a password change or "sign out everywhere".
+    let (role, epoch) = tokio::try_join!(
+        grants.current_role(&family.user_id),
+        grants.tokens.credential_epoch(&family.user_id),
+    )?;
+    let role = match role {
+        Some(role) if epoch <= family.epoch => role,
+        // The user is gone, or their credentials changed after the family
+        // began: so is the session.
+        _ => {
+            grants.tokens.revoke_family(&family.id).await?;
+            return Err(GrantError::InvalidGrant(
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
     };
+    let scope = scope::for_role(&scope, &role);
     grants
         .tokens
         .refreshed_access(client, &family, &role, &scope, successor)

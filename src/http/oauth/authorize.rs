@@ -15,9 +15,9 @@ use crate::crypto::secret::{constant_time_eq, random_token};
 use crate::domain::DomainError;
 use crate::domain::authorize::{AuthorizeError, Prompt, REQUEST_PARAMS, ValidRequest};
 use crate::domain::grants::Params;
+use crate::domain::users::SignedIn;
 use crate::http::AppState;
 use crate::http::extract::{ClientAddr, parse_form};
-use crate::store::UserRecord;
 
 const SESSION_COOKIE: &str = "tessera_session";
 const CSRF_COOKIE: &str = "tessera_csrf";
@@ -165,29 +165,39 @@ fn csrf_token(state: &AppState, jar: PrivateCookieJar) -> (PrivateCookieJar, Str
     }
 }
 
-/// The signed-in user of this browser, if the session is live.
+/// The signed-in user of this browser, if the session is live: not
+/// expired, and begun in the user's current credential epoch.
 async fn session_user(
     state: &AppState,
     jar: &PrivateCookieJar,
-) -> Result<Option<UserRecord>, AuthorizeError> {
+) -> Result<Option<SignedIn>, AuthorizeError> {
     let Some(session) = jar.get(SESSION_COOKIE) else {
         return Ok(None);
     };
-    let Some((user_id, expires)) = session.value().split_once('.') else {
+    let mut parts = session.value().split('.');
+    let (Some(user_id), Some(expires), Some(epoch), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Ok(None);
     };
-    if expires
-        .parse::<i64>()
-        .map_or(true, |at| at <= state.clock.now())
-    {
+    let (Ok(expires), Ok(epoch)) = (expires.parse::<i64>(), epoch.parse::<u64>()) else {
+        return Ok(None);
+    };
+    if expires <= state.clock.now() {
         return Ok(None);
     }
-    match state.users.profile(user_id).await {
-        Ok(user) => Ok(Some(user)),
-        Err(DomainError::UserNotFound) => Ok(None),
+    match state.users.session_user(user_id, epoch).await {
+        Ok(user) => Ok(user),
         Err(DomainError::Store(e)) => Err(AuthorizeError::Store(e)),
         Err(_) => Ok(None),
     }
+}
+
+/// The session cookie's value: who, until when, and in which credential
+/// epoch (the cookie is encrypted and authenticated, so none of it can be
+/// forged or changed).
+fn session_value(signed_in: &SignedIn, expires: i64) -> String {
+    format!("{}.{expires}.{}", signed_in.user.id, signed_in.epoch)
 }
 
 /// The request's own parameters, to carry through the forms.
@@ -235,7 +245,7 @@ async fn proceed(
     jar: PrivateCookieJar,
     request: ValidRequest,
     params: &Params,
-    user: Option<UserRecord>,
+    user: Option<SignedIn>,
 ) -> Response {
     let Some(user) = user else {
         if request.prompt == Prompt::None {
@@ -246,7 +256,7 @@ async fn proceed(
         }
         return login_page(state, jar, &request, params, StatusCode::OK, None, "");
     };
-    match state.authorizer.consented(&request, &user.id).await {
+    match state.authorizer.consented(&request, &user.user.id).await {
         Ok(true) => issue_code(state, jar, &request, &user).await,
         Ok(false) if request.prompt == Prompt::None => answer_error(
             state,
@@ -259,7 +269,7 @@ async fn proceed(
                 "scopes": scopes_of(&request),
                 "params": carried(params),
                 "csrf": csrf,
-                "email": user.email,
+                "email": user.user.email,
             });
             (
                 jar,
@@ -275,11 +285,15 @@ async fn issue_code(
     state: &AppState,
     jar: PrivateCookieJar,
     request: &ValidRequest,
-    user: &UserRecord,
+    user: &SignedIn,
 ) -> Response {
-    match state.authorizer.approve(request, &user.id).await {
+    match state
+        .authorizer
+        .approve(request, &user.user.id, user.epoch)
+        .await
+    {
         Ok(code) => {
-            tracing::info!(client_id = %request.client.id, user_id = %user.id, "authorization code issued");
+            tracing::info!(client_id = %request.client.id, user_id = %user.user.id, "authorization code issued");
             let mut params = vec![("code", code.as_str())];
             if let Some(s) = request.state.as_deref() {
                 params.push(("state", s));
@@ -371,7 +385,7 @@ pub async fn post_authorize(
                     let jar = jar.add(cookie(
                         &state,
                         SESSION_COOKIE,
-                        format!("{}.{expires}", user.id),
+                        session_value(&user, expires),
                     ));
                     proceed(&state, jar, request, &params, Some(user)).await
                 }
@@ -427,7 +441,11 @@ pub async fn post_authorize(
             };
             match params.get("decision").map(String::as_str) {
                 Some("approve") => {
-                    if let Err(e) = state.authorizer.remember_consent(&request, &user.id).await {
+                    if let Err(e) = state
+                        .authorizer
+                        .remember_consent(&request, &user.user.id)
+                        .await
+                    {
                         return answer_error(&state, AuthorizeError::Store(e));
                     }
                     issue_code(&state, jar, &request, &user).await

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::keys::{
-    consents_key, family_key, family_tokens_key, revoked_access_key, user_families_key,
-    user_not_before_key,
+    consents_key, family_key, family_tokens_key, revoked_access_key, user_epoch_key,
+    user_families_key,
 };
 use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
-    let [_, user, client, scope, created, expires, ..] = reply else {
+    let [_, user, client, scope, created, expires, epoch] = reply else {
         return Err(corrupt("rotate"));
     };
     Ok(FamilyView {
@@ -25,7 +25,18 @@ fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
         scope: scope.clone(),
         created_at: created.parse().map_err(|_| corrupt("rotate"))?,
         expires_at: expires.parse().map_err(|_| corrupt("rotate"))?,
+        epoch: epoch.parse().map_err(|_| corrupt("rotate"))?,
     })
+}
+
+/// An epoch as stored. Values below 10^11 are whole-second "not before"
+/// marks written by an older version, read as milliseconds.
+fn stored_epoch(value: Option<u64>) -> u64 {
+    match value {
+        Some(v) if v < 100_000_000_000 => v * 1000,
+        Some(v) => v,
+        None => 0,
+    }
 }
 
 impl RedisStore {
@@ -41,7 +52,7 @@ impl RedisStore {
                     .arg(key)
                     .arg(&[
                         "user", "client", "scope", "created", "idle_exp", "abs_exp", "revoked",
-                        "current",
+                        "current", "epoch",
                     ])
                     .query_async(&mut conn)
                     .await
@@ -56,7 +67,8 @@ impl RedisStore {
             Some(abs),
             Some(revoked),
             Some(current),
-        ] = <[Option<String>; 8]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
+            epoch,
+        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
         else {
             return Ok(None);
         };
@@ -68,6 +80,7 @@ impl RedisStore {
             scope,
             created_at: number(&created)?,
             expires_at: number(&idle)?.min(number(&abs)?),
+            epoch: epoch.map_or(Ok(0), |e| e.parse().map_err(|_| corrupt("HMGET")))?,
         };
         Ok(Some((view, revoked, current)))
     }
@@ -84,11 +97,21 @@ impl FamilyStore for RedisStore {
         );
         let f = f.clone();
         self.run(async move {
-            // The user index first: "log out everywhere" must never miss a family.
+            // The user index first: "log out everywhere" must never miss a
+            // family. Its expiry only ever moves later (NX sets the first, GT
+            // extends), so an index never expires before a family in it.
             redis::pipe()
                 .sadd(&index, &f.id)
                 .ignore()
-                .expire_at(&index, f.absolute_expires_at)
+                .cmd("EXPIREAT")
+                .arg(&index)
+                .arg(f.keep_until)
+                .arg("NX")
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&index)
+                .arg(f.keep_until)
+                .arg("GT")
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await?;
@@ -105,14 +128,17 @@ impl FamilyStore for RedisStore {
                         ("abs_exp", f.absolute_expires_at.to_string()),
                         ("revoked", "0".to_owned()),
                         ("current", f.first_token.as_str().to_owned()),
+                        ("epoch", f.epoch.to_string()),
                     ],
                 )
                 .ignore()
                 .hset(&tokens, f.first_token.as_str(), "0")
                 .ignore()
-                .expire_at(&family, f.absolute_expires_at)
+                // Kept past the family's expiry while access tokens minted
+                // from it live, so its revocation is never forgotten early.
+                .expire_at(&family, f.keep_until)
                 .ignore()
-                .expire_at(&tokens, f.absolute_expires_at)
+                .expire_at(&tokens, f.keep_until)
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await
@@ -181,23 +207,36 @@ impl FamilyStore for RedisStore {
             .map(|_| ())
     }
 
-    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError> {
+    async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        let (nbf, index) = (user_not_before_key(user_id), user_families_key(user_id));
-        let consents = consents_key(user_id);
-        let ttl = self.not_before_ttl;
-        let families: Vec<String> = self
-            .run(async move {
-                // The mark first: from here on every older access token fails.
-                let _: () = conn.set_ex(&nbf, now, ttl).await?;
-                let _: () = conn.del(&consents).await?;
-                conn.smembers(&index).await
-            })
+        let key = user_epoch_key(user_id);
+        let stored: Option<u64> = self.run(async move { conn.get(&key).await }).await?;
+        Ok(stored_epoch(stored))
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+        floor: u64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.move_epoch.prepare_invoke();
+        invocation
+            .key(user_epoch_key(user_id))
+            .key(consents_key(user_id))
+            .key(user_families_key(user_id))
+            .arg(floor)
+            .arg(self.epoch_ttl.max(1));
+        // The epoch first: from here on every older token, family and
+        // session fails, even before each family below is marked.
+        let (epoch, families): (String, Vec<String>) = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
         for family in families {
             self.revoke_family(&family, now).await?;
         }
-        Ok(())
+        epoch.parse().map_err(|_| corrupt("move_epoch"))
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
@@ -219,16 +258,13 @@ impl FamilyStore for RedisStore {
         // Three keys in three hash slots: three commands sent together on
         // the multiplexed connection (a pipeline may not cross slots).
         let (mut a, mut b, mut c) = (self.conn.clone(), self.conn.clone(), self.conn.clone());
-        let (jti, nbf) = (
-            revoked_access_key(check.jti),
-            user_not_before_key(check.sub),
-        );
-        let family = check.sid.map(family_key);
-        let (jti_revoked, not_before, family_revoked) = self
+        let (jti, epoch_key) = (revoked_access_key(check.jti), user_epoch_key(check.sub));
+        let family = check.family.map(family_key);
+        let (jti_revoked, stored, family_revoked) = self
             .run(async move {
                 tokio::try_join!(
                     async move { a.exists::<_, bool>(jti).await },
-                    async move { b.get::<_, Option<i64>>(nbf).await },
+                    async move { b.get::<_, Option<u64>>(epoch_key).await },
                     async move {
                         match family {
                             Some(key) => c.hget::<_, _, Option<i64>>(key, "revoked").await,
@@ -238,7 +274,7 @@ impl FamilyStore for RedisStore {
                 )
             })
             .await?;
-        let logged_out = not_before.is_some_and(|nbf| nbf > check.iat);
+        let logged_out = stored_epoch(stored) > check.epoch;
         let family_revoked = family_revoked.is_some_and(|at| at != 0);
         Ok(jti_revoked || logged_out || family_revoked)
     }

@@ -15,7 +15,9 @@ pub(super) fn user_families_key(uid: &str) -> String {
     format!("tessera:user:{{{uid}}}:fams")
 }
 
-pub(super) fn user_not_before_key(uid: &str) -> String {
+/// The user's credential epoch. (The name is older than the epoch: the key
+/// held a whole-second "not before" mark, which `stored_epoch` still reads.)
+pub(super) fn user_epoch_key(uid: &str) -> String {
     format!("tessera:user:{{{uid}}}:nbf")
 }
 

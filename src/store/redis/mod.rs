@@ -46,6 +46,8 @@ const REDEEM_CODE: &str = include_str!("scripts/redeem_code.lua");
 const CHECK_OTP: &str = include_str!("scripts/check_otp.lua");
 /// Undoes one hit of a counter, never below zero, never creating a key.
 const RELEASE_COUNTER: &str = include_str!("scripts/release_counter.lua");
+/// Moves a user's credential epoch (see `FamilyStore::revoke_user`).
+const MOVE_EPOCH: &str = include_str!("scripts/move_epoch.lua");
 
 /// Where the store's commands go: one server (or a Sentinel-less primary)
 /// through a reconnecting manager, or a Redis Cluster.
@@ -118,8 +120,10 @@ pub struct RedisStore {
     redeem_code: Script,
     check_otp: Script,
     release_counter: Script,
-    /// How long a "logged out everywhere" mark must outlive the tokens it kills.
-    not_before_ttl: u64,
+    move_epoch: Script,
+    /// How long a moved credential epoch is kept: as long as anything of an
+    /// earlier epoch (a family, an access token minted from one) may live.
+    epoch_ttl: u64,
 }
 
 fn map_redis(e: RedisError) -> StoreError {
@@ -159,10 +163,7 @@ impl RedisStore {
     /// Connects to one server or a cluster (`redis://` or `rediss://` URLs).
     /// Reconnects by itself after an outage; each operation is bounded by a
     /// timeout.
-    pub async fn connect(
-        topology: &RedisTopology,
-        not_before_ttl: u64,
-    ) -> Result<Self, StoreError> {
+    pub async fn connect(topology: &RedisTopology, epoch_ttl: u64) -> Result<Self, StoreError> {
         let invalid = |e: RedisError| StoreError::Unavailable {
             backend: BACKEND,
             reason: format!("not a valid Redis URL ({:?})", e.kind()),
@@ -210,7 +211,8 @@ impl RedisStore {
             redeem_code: Script::new(REDEEM_CODE),
             check_otp: Script::new(CHECK_OTP),
             release_counter: Script::new(RELEASE_COUNTER),
-            not_before_ttl,
+            move_epoch: Script::new(MOVE_EPOCH),
+            epoch_ttl,
         })
     }
 

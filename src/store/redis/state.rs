@@ -31,6 +31,7 @@ impl CodeStore for RedisStore {
                         ("exp", g.expires_at.to_string()),
                         ("family", g.family_id.clone()),
                         ("used", "0".to_owned()),
+                        ("epoch", g.epoch.to_string()),
                     ],
                 )
                 .ignore()
@@ -41,6 +42,52 @@ impl CodeStore for RedisStore {
                 .await
         })
         .await
+    }
+
+    async fn peek_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<CodeGrant>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = code_key(code);
+        let fields: Vec<Option<String>> = self
+            .run(async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&[
+                        "client", "user", "redirect", "scope", "pkce", "exp", "family", "epoch",
+                        "used",
+                    ])
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let [
+            Some(client),
+            Some(user),
+            Some(redirect),
+            Some(scope),
+            Some(pkce),
+            Some(exp),
+            Some(family),
+            epoch,
+            Some(used),
+        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| corrupt("peek"))?
+        else {
+            return Ok(None);
+        };
+        let grant = code_grant([
+            &client,
+            &user,
+            &redirect,
+            &scope,
+            &pkce,
+            &exp,
+            &family,
+            epoch.as_deref().unwrap_or("0"),
+        ])?;
+        Ok((used == "0" && grant.expires_at > now).then_some(grant))
     }
 
     async fn redeem_code(
@@ -54,26 +101,45 @@ impl CodeStore for RedisStore {
         let reply: Vec<String> = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
-        let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
         match reply.as_slice() {
             [kind] if kind == "unknown" => Ok(CodeRedemption::Unknown),
-            [kind, family] if kind == "replayed" => Ok(CodeRedemption::Replayed {
+            [kind, family, client] if kind == "replayed" => Ok(CodeRedemption::Replayed {
                 family_id: family.clone(),
+                client_id: client.clone(),
             }),
-            [kind, client, user, redirect, scope, pkce, exp, family] if kind == "fresh" => {
-                Ok(CodeRedemption::Fresh(CodeGrant {
-                    client_id: client.clone(),
-                    user_id: user.clone(),
-                    redirect_uri: non_empty(redirect),
-                    scope: scope.clone(),
-                    pkce: non_empty(pkce),
-                    expires_at: exp.parse().map_err(|_| corrupt("redeem"))?,
-                    family_id: family.clone(),
-                }))
-            }
+            [
+                kind,
+                client,
+                user,
+                redirect,
+                scope,
+                pkce,
+                exp,
+                family,
+                epoch,
+            ] if kind == "fresh" => Ok(CodeRedemption::Fresh(code_grant([
+                client, user, redirect, scope, pkce, exp, family, epoch,
+            ])?)),
             _ => Err(corrupt("redeem")),
         }
     }
+}
+
+/// A code's grant from its stored fields: client, user, redirect URI, scope,
+/// PKCE challenge, expiry, family, epoch (empty strings for absent values).
+fn code_grant(fields: [&str; 8]) -> Result<CodeGrant, StoreError> {
+    let [client, user, redirect, scope, pkce, exp, family, epoch] = fields;
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(CodeGrant {
+        client_id: client.to_owned(),
+        user_id: user.to_owned(),
+        redirect_uri: non_empty(redirect),
+        scope: scope.to_owned(),
+        pkce: non_empty(pkce),
+        expires_at: exp.parse().map_err(|_| corrupt("code"))?,
+        family_id: family.to_owned(),
+        epoch: epoch.parse().map_err(|_| corrupt("code"))?,
+    })
 }
 
 #[async_trait]

@@ -11,7 +11,7 @@ use crate::store::{
 };
 
 const FAMILY_COLUMNS: &str = "f.id, f.user_id, f.client_id, f.scope, f.created_at, \
-     MIN(f.idle_expires_at, f.absolute_expires_at)";
+     MIN(f.idle_expires_at, f.absolute_expires_at), f.epoch";
 
 fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
     Ok(FamilyView {
@@ -21,7 +21,13 @@ fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
         scope: row.get(3)?,
         created_at: row.get(4)?,
         expires_at: row.get(5)?,
+        epoch: row.get::<_, i64>(6)?.max(0) as u64,
     })
+}
+
+/// Epochs are stored as SQLite integers (milliseconds fit many times over).
+fn epoch_sql(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
 }
 
 fn absolute_expiry(c: &Connection, family_id: &str) -> Result<i64, StoreError> {
@@ -41,8 +47,8 @@ impl FamilyStore for SqliteStore {
             let tx = c.transaction().map_err(map_sqlite)?;
             tx.cached_execute(
                 "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
-                 idle_expires_at, absolute_expires_at, current_hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 idle_expires_at, absolute_expires_at, current_hash, epoch, keep_until) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     f.id,
                     f.user_id,
@@ -51,7 +57,9 @@ impl FamilyStore for SqliteStore {
                     f.created_at,
                     f.idle_expires_at,
                     f.absolute_expires_at,
-                    f.first_token.as_str()
+                    f.first_token.as_str(),
+                    epoch_sql(f.epoch),
+                    f.keep_until
                 ],
             )
             .map_err(map_sqlite)?;
@@ -88,9 +96,9 @@ impl FamilyStore for SqliteStore {
                     |r| {
                         Ok((
                             family_from_row(r)?,
-                            r.get::<_, Option<i64>>(6)?,
-                            r.get::<_, String>(7)?,
-                            r.get::<_, Option<i64>>(8)?,
+                            r.get::<_, Option<i64>>(7)?,
+                            r.get::<_, String>(8)?,
+                            r.get::<_, Option<i64>>(9)?,
                         ))
                     },
                 )
@@ -199,10 +207,41 @@ impl FamilyStore for SqliteStore {
         .await
     }
 
-    async fn revoke_user(&self, user_id: &str, now: UnixTime) -> Result<(), StoreError> {
+    async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_reader(move |c| {
+            c.cached_row(
+                "SELECT epoch FROM user_epochs WHERE user_id = ?1",
+                [&user_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|e| e.unwrap_or(0).max(0) as u64)
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+        floor: u64,
+    ) -> Result<u64, StoreError> {
         let user_id = user_id.to_owned();
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(map_sqlite)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_sqlite)?;
+            let epoch = tx
+                .cached_row(
+                    "INSERT INTO user_epochs (user_id, epoch) VALUES (?1, ?2) \
+                     ON CONFLICT(user_id) DO UPDATE SET epoch = MAX(epoch + 1, excluded.epoch) \
+                     RETURNING epoch",
+                    params![user_id, epoch_sql(floor)],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(map_sqlite)?;
             tx.cached_execute("DELETE FROM consents WHERE user_id = ?1", [&user_id])
                 .map_err(map_sqlite)?;
             tx.cached_execute(
@@ -210,13 +249,8 @@ impl FamilyStore for SqliteStore {
                 params![user_id, now],
             )
             .map_err(map_sqlite)?;
-            tx.cached_execute(
-                "INSERT INTO user_not_before (user_id, not_before) VALUES (?1, ?2) \
-                 ON CONFLICT(user_id) DO UPDATE SET not_before = MAX(not_before, excluded.not_before)",
-                params![user_id, now],
-            )
-            .map_err(map_sqlite)?;
-            tx.commit().map_err(map_sqlite)
+            tx.commit().map_err(map_sqlite)?;
+            Ok(epoch.max(0) as u64)
         })
         .await
     }
@@ -235,18 +269,18 @@ impl FamilyStore for SqliteStore {
     }
 
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
-        let (jti, sub, sid, iat) = (
+        let (jti, sub, family, epoch) = (
             check.jti.to_owned(),
             check.sub.to_owned(),
-            check.sid.map(str::to_owned),
-            check.iat,
+            check.family.map(str::to_owned),
+            epoch_sql(check.epoch),
         );
         self.with_reader(move |c| {
             c.cached_row(
                 "SELECT EXISTS(SELECT 1 FROM revoked_access_tokens WHERE jti = ?1) \
                  OR EXISTS(SELECT 1 FROM refresh_families WHERE id = ?3 AND revoked_at IS NOT NULL) \
-                 OR EXISTS(SELECT 1 FROM user_not_before WHERE user_id = ?2 AND not_before > ?4)",
-                params![jti, sub, sid, iat],
+                 OR EXISTS(SELECT 1 FROM user_epochs WHERE user_id = ?2 AND epoch > ?4)",
+                params![jti, sub, family, epoch],
                 |r| r.get::<_, bool>(0),
             )
             .map_err(map_sqlite)

@@ -11,6 +11,26 @@ use crate::store::{
     CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpStore, StoreError,
 };
 
+const CODE_SELECT: &str = "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, \
+     family_id, epoch, used_at FROM auth_codes";
+
+/// A code's grant and when it was used, if it was.
+fn code_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CodeGrant, Option<i64>)> {
+    Ok((
+        CodeGrant {
+            client_id: r.get(0)?,
+            user_id: r.get(1)?,
+            redirect_uri: r.get(2)?,
+            scope: r.get(3)?,
+            pkce: r.get(4)?,
+            expires_at: r.get(5)?,
+            family_id: r.get(6)?,
+            epoch: r.get::<_, i64>(7)?.max(0) as u64,
+        },
+        r.get(8)?,
+    ))
+}
+
 #[async_trait]
 impl CodeStore for SqliteStore {
     async fn put_code(&self, code: &TokenHash, grant: &CodeGrant) -> Result<(), StoreError> {
@@ -18,7 +38,7 @@ impl CodeStore for SqliteStore {
         self.with_conn(move |c| {
             c.cached_execute(
                 "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, pkce, \
-                 expires_at, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 expires_at, family_id, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     code,
                     g.client_id,
@@ -27,11 +47,34 @@ impl CodeStore for SqliteStore {
                     g.scope,
                     g.pkce,
                     g.expires_at,
-                    g.family_id
+                    g.family_id,
+                    i64::try_from(g.epoch).unwrap_or(i64::MAX)
                 ],
             )
             .map_err(map_sqlite)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn peek_code(
+        &self,
+        code: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<CodeGrant>, StoreError> {
+        let code = code.as_str().to_owned();
+        self.with_reader(move |c| {
+            c.cached_row(
+                &format!("{CODE_SELECT} WHERE hash = ?1"),
+                [&code],
+                code_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite)
+            .map(|found| match found {
+                Some((grant, None)) if grant.expires_at > now => Some(grant),
+                _ => None,
+            })
         })
         .await
     }
@@ -48,33 +91,25 @@ impl CodeStore for SqliteStore {
                 .map_err(map_sqlite)?;
             let found = tx
                 .cached_row(
-                    "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, family_id, used_at \
-                     FROM auth_codes WHERE hash = ?1",
+                    &format!("{CODE_SELECT} WHERE hash = ?1"),
                     [&code],
-                    |r| {
-                        Ok((
-                            CodeGrant {
-                                client_id: r.get(0)?,
-                                user_id: r.get(1)?,
-                                redirect_uri: r.get(2)?,
-                                scope: r.get(3)?,
-                                pkce: r.get(4)?,
-                                expires_at: r.get(5)?,
-                                family_id: r.get(6)?,
-                            },
-                            r.get::<_, Option<i64>>(7)?,
-                        ))
-                    },
+                    code_from_row,
                 )
                 .optional()
                 .map_err(map_sqlite)?;
             let outcome = match found {
                 None => CodeRedemption::Unknown,
-                Some((grant, Some(_))) => CodeRedemption::Replayed { family_id: grant.family_id },
+                Some((grant, Some(_))) => CodeRedemption::Replayed {
+                    family_id: grant.family_id,
+                    client_id: grant.client_id,
+                },
                 Some((grant, None)) if grant.expires_at <= now => CodeRedemption::Unknown,
                 Some((grant, None)) => {
-                    tx.cached_execute("UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1", params![code, now])
-                        .map_err(map_sqlite)?;
+                    tx.cached_execute(
+                        "UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1",
+                        params![code, now],
+                    )
+                    .map_err(map_sqlite)?;
                     CodeRedemption::Fresh(grant)
                 }
             };

@@ -22,13 +22,15 @@ impl TokenStore for SqliteStore {
             // still finds (and revokes) what they issued.
             tx.cached_execute("DELETE FROM auth_codes WHERE expires_at < ?1 - 600", [now])
                 .map_err(map_sqlite)?;
-            tx.cached_execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?1", [now])
-                .map_err(map_sqlite)?;
             tx.cached_execute(
-                "DELETE FROM refresh_families WHERE absolute_expires_at < ?1 OR idle_expires_at < ?1",
+                "DELETE FROM revoked_access_tokens WHERE expires_at < ?1",
                 [now],
             )
             .map_err(map_sqlite)?;
+            // A family's revocation must outlive the access tokens minted
+            // from it, so a family goes at `keep_until`, not at its expiry.
+            tx.cached_execute("DELETE FROM refresh_families WHERE keep_until < ?1", [now])
+                .map_err(map_sqlite)?;
             tx.commit().map_err(map_sqlite)
         })
         .await
