@@ -541,3 +541,76 @@ fn the_docker_build_stage_has_everything_cargo_needs() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+// --- The documentation -----------------------------------------------------
+
+#[test]
+fn the_readme_configuration_table_lists_every_setting() {
+    let readme = repo_file("README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("a Configuration section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    // The first column of the table's rows.
+    let first_column: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .collect();
+    let documented = variables_in(&first_column.join(" "));
+    let settings = settings();
+    for name in &settings {
+        if name == "TESSERA_CONFIG_FILE" {
+            assert!(section.contains(name), "the section names {name}");
+        } else {
+            assert!(documented.contains(name), "README's table lacks {name}");
+        }
+    }
+    for name in &documented {
+        assert!(
+            settings.contains(name),
+            "README documents {name}, not a setting"
+        );
+    }
+}
+
+/// README and docs/ point at nothing outside the repository, and every
+/// relative link resolves.
+#[test]
+fn the_docs_stand_on_their_own() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![repo.join("README.md")];
+    for entry in std::fs::read_dir(repo.join("docs")).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "md") {
+            files.push(entry.path());
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.strip_prefix(repo).unwrap().display().to_string();
+        assert!(
+            !text.contains("../shared"),
+            "{name} points at ../shared, outside the repository"
+        );
+        for (start, _) in text.match_indices("](") {
+            let target = &text[start + 2..];
+            let target = &target[..target.find(')').unwrap_or(target.len())];
+            let path = target.split('#').next().unwrap();
+            if path.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let resolved = file.parent().unwrap().join(path);
+            assert!(
+                resolved.exists(),
+                "{name} links to {target}, which does not exist"
+            );
+            assert!(
+                resolved.canonicalize().unwrap().starts_with(repo),
+                "{name} links to {target}, outside the repository"
+            );
+        }
+    }
+}
