@@ -525,7 +525,29 @@ fn the_docker_build_stage_has_everything_cargo_needs() {
     }
     materialise(&stage, &context, &root);
     let workdir = root.join(stage.workdir.trim_start_matches('/'));
-    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // Not the variables cargo sets for this test process: build scripts
+    // track some (ring's reads CARGO_MANIFEST_DIR), and seeing them would
+    // make the next ordinary build of the suite rebuild those crates.
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        let set_for_tests = name_text.starts_with("CARGO_PKG_")
+            || name_text.starts_with("CARGO_BIN_")
+            || matches!(
+                &*name_text,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if set_for_tests {
+            cargo.env_remove(&name);
+        }
+    }
+    let output = cargo
         .current_dir(&workdir)
         .args(["check", "--locked", "--offline", "--bin", "tessera"])
         .env("CARGO_TARGET_DIR", &target)
