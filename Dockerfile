@@ -3,9 +3,16 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src src
-COPY templates templates
+# The whole context, filtered by .dockerignore, rather than a list of
+# directories: Cargo reads every target the manifest declares (the `tokens`
+# bench in benches/, the `loadgen` example in examples/, and the members of a
+# workspace under crates/ if one is added) before it builds even one binary,
+# so a hand-kept list breaks the build each time the manifest grows; that is
+# how this file once failed. .dockerignore keeps build output, local data,
+# signing keys, test tools and .git out of the context (and the image).
+# `tests/api/deploy.rs` copies what these COPY lines copy, honouring
+# .dockerignore, and runs `cargo check --locked --offline` on it.
+COPY . .
 RUN cargo build --release --locked --bin tessera
 
 FROM debian:bookworm-slim

@@ -10,6 +10,7 @@ use crate::config::{Config, LogFormat, SigningAlg};
 use crate::crypto::keys::{KeyDir, KeySet};
 use crate::domain::DomainError;
 use crate::domain::clients::NewClient;
+use crate::domain::tokens::USER_API_SCOPE;
 use crate::{App, StartError};
 
 #[derive(Debug, Parser)]
@@ -66,8 +67,12 @@ pub enum ClientsCommand {
         /// Registered redirect URIs (exact match).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
-        /// Allowed scopes.
-        #[arg(long = "scope", required = true)]
+        /// Scopes the client may request (repeat for several). Default for
+        /// clients with only user grants (authorization_code, refresh_token):
+        /// `email profile`, what the user API needs, as for the built-in
+        /// client. Required with client_credentials: a client's own tokens
+        /// carry only the scopes named here, and no default fits every API.
+        #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Access-token lifetime for this client, seconds.
         #[arg(long)]
@@ -315,7 +320,29 @@ async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartEr
     }
 }
 
+/// The scopes of `clients create`: as given, else `email profile` for a
+/// client that only acts for users; a client_credentials client must name
+/// its scopes.
+fn scopes_or_default(scopes: Vec<String>, grants: &[String]) -> Result<Vec<String>, StartError> {
+    if !scopes.is_empty() {
+        return Ok(scopes);
+    }
+    if grants.iter().any(|g| g == "client_credentials") {
+        return Err(StartError::Unsupported(
+            "clients: a client_credentials client needs --scope: name the scopes its \
+             tokens may carry (e.g. --scope reports.read)"
+                .into(),
+        ));
+    }
+    Ok(USER_API_SCOPE.split(' ').map(str::to_owned).collect())
+}
+
 async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {
+    let mut command = command;
+    if let ClientsCommand::Create { scopes, grants, .. } = &mut command {
+        // Settled (or refused) before any store is opened.
+        *scopes = scopes_or_default(std::mem::take(scopes), grants)?;
+    }
     let app = App::build(config, Clock::system()).await?;
     let clients = &app.state.clients;
     let failed = |e: &dyn std::fmt::Display| StartError::Unsupported(format!("clients: {e}"));

@@ -222,6 +222,78 @@ fn clients_create_list_show_delete() {
     assert!(!invalid.status.success());
 }
 
+#[test]
+fn clients_create_scope_is_optional_for_user_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = tessera(dir.path())
+        .args(["clients", "create", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--scope") && help.contains("email profile"),
+        "--help documents the default: {help}"
+    );
+
+    // A browser app without --scope may ask for what the user API needs.
+    let output = tessera(dir.path())
+        .args([
+            "clients",
+            "create",
+            "--name",
+            "web",
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--redirect-uri",
+            "https://web.example/cb",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let id = created["client_id"].as_str().unwrap();
+    let shown = tessera(dir.path())
+        .args(["clients", "show", id])
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["scopes"], serde_json::json!(["email", "profile"]));
+
+    // A client_credentials client must name its scopes; nothing is stored.
+    let refused = tessera(dir.path())
+        .args([
+            "clients",
+            "create",
+            "--name",
+            "svc",
+            "--grant",
+            "client_credentials",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--scope") && stderr.contains("client_credentials"),
+        "{stderr}"
+    );
+    let listing = tessera(dir.path())
+        .args(["clients", "list"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+}
+
 #[tokio::test]
 async fn healthcheck_reports_readiness() {
     let app = crate::common::TestApp::spawn().await;

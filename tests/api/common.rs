@@ -267,12 +267,10 @@ pub fn smtp_server() -> &'static SmtpServer {
             venv_python().display(),
             maildir.display()
         ));
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            wait_for_port(port, Duration::from_secs(60)),
+            "aiosmtpd did not start"
+        );
         SmtpServer {
             port,
             maildir,
@@ -311,16 +309,22 @@ impl SmtpServer {
         found.into_iter().map(|(_, text)| text).collect()
     }
 
-    /// Waits (bounded) until `email` has received `count` messages.
+    /// Waits until `email` has received `count` messages; the deadline (a
+    /// minute) only matters when a delivery is lost, so it is generous
+    /// enough for a loaded machine.
     pub async fn wait_for(&self, email: &str, count: usize) -> Vec<String> {
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
             let messages = self.messages_to(email);
             if messages.len() >= count {
                 return messages;
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{email} did not receive {count} message(s)"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{email} did not receive {count} message(s)");
     }
 }
 
