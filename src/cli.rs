@@ -9,8 +9,8 @@ use crate::clock::Clock;
 use crate::config::{Config, LogFormat, SigningAlg};
 use crate::crypto::keys::{KeyDir, KeySet};
 use crate::domain::DomainError;
+use crate::domain::clients::DEFAULT_USER_CLIENT_SCOPES;
 use crate::domain::clients::NewClient;
-use crate::domain::tokens::USER_API_SCOPE;
 use crate::{App, StartError};
 
 #[derive(Debug, Parser)]
@@ -334,7 +334,10 @@ fn scopes_or_default(scopes: Vec<String>, grants: &[String]) -> Result<Vec<Strin
                 .into(),
         ));
     }
-    Ok(USER_API_SCOPE.split(' ').map(str::to_owned).collect())
+    Ok(DEFAULT_USER_CLIENT_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect())
 }
 
 async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {

@@ -14,6 +14,10 @@ use crate::domain::validate::Checks;
 use crate::domain::{DomainError, scope};
 use crate::store::{ClientRecord, ClientStore, StoreError};
 
+/// The scopes a client that acts for users is registered with when none
+/// are named (`tessera clients create` without `--scope`).
+pub const DEFAULT_USER_CLIENT_SCOPES: &[&str] = &[scope::EMAIL, scope::PROFILE];
+
 /// The grant types a client may be allowed.
 pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
 
