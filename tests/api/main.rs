@@ -18,6 +18,7 @@ mod oauth;
 mod ops;
 mod otp;
 mod scale;
+mod security;
 mod schema;
 mod tokens;
 mod users;
