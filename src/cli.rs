@@ -80,6 +80,12 @@ pub enum ClientsCommand {
         /// Refresh-token idle lifetime for this client, seconds.
         #[arg(long)]
         refresh_token_ttl: Option<u64>,
+        /// Where `/logout` may send the browser back to (exact match; repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Where a back-channel `logout_token` is POSTed when a session ends.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
         /// Print `{"client_id", "client_secret"}` as JSON.
         #[arg(long)]
         json: bool,
@@ -359,6 +365,8 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartErr
             scopes,
             access_token_ttl,
             refresh_token_ttl,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
             json,
         } => {
             let registered = clients
@@ -371,6 +379,8 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartErr
                     scopes,
                     access_token_ttl,
                     refresh_token_ttl,
+                    post_logout_redirect_uris,
+                    backchannel_logout_uri,
                 })
                 .await
                 .map_err(|e| match e {

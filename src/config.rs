@@ -123,6 +123,8 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// `TESSERA_ACCESS_TOKEN_TTL`: seconds. Default 900.
     pub access_token_ttl: u64,
+    /// `TESSERA_ID_TOKEN_TTL`: seconds an OpenID Connect ID token lives. Default 3600.
+    pub id_token_ttl: u64,
     /// `TESSERA_REFRESH_IDLE_TTL`: seconds. Default 1,209,600 (14 days).
     pub refresh_idle_ttl: u64,
     /// `TESSERA_REFRESH_ABSOLUTE_TTL`: seconds. Default 2,592,000 (30 days).
@@ -193,6 +195,7 @@ impl Default for Config {
             mail_from: "Tessera <no-reply@localhost>".into(),
             bcrypt_cost: 12,
             access_token_ttl: 900,
+            id_token_ttl: 3600,
             refresh_idle_ttl: 14 * 24 * 3600,
             refresh_absolute_ttl: 30 * 24 * 3600,
             refresh_reuse_grace: 0,
@@ -325,6 +328,9 @@ impl Config {
         }
         if self.access_token_ttl == 0 || self.access_token_ttl > MAX_ACCESS_TOKEN_TTL {
             return bad("ACCESS_TOKEN_TTL", "must be between 1 and 86400 seconds");
+        }
+        if self.id_token_ttl == 0 || self.id_token_ttl > MAX_ACCESS_TOKEN_TTL {
+            return bad("ID_TOKEN_TTL", "must be between 1 and 86400 seconds");
         }
         if self.refresh_idle_ttl == 0 {
             return bad("REFRESH_IDLE_TTL", "must be positive");

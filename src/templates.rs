@@ -36,6 +36,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "html/error.html",
         include_str!("../templates/html/error.html"),
     ),
+    (
+        "html/form_post.html",
+        include_str!("../templates/html/form_post.html"),
+    ),
 ];
 
 /// The stylesheet of the HTML pages (served, never inlined, so the CSP can

@@ -9,12 +9,14 @@ use crate::domain::clients::ClientService;
 use crate::domain::grants::{AuthorizationRequest, GrantError, Grants, Params, issue_code};
 use crate::domain::pkce::{self, ChallengeError};
 use crate::domain::scope;
+use crate::domain::users::SignedIn;
 use crate::store::{ClientRecord, StoreError, TokenStore};
 
 /// How long a remembered consent lasts, in seconds.
 pub const CONSENT_TTL: i64 = 30 * 24 * 3600;
 
-/// The parameters of an authorization request that the pages carry along.
+/// The parameters of an authorization request that the pages carry along
+/// (through the sign-in and consent forms, to be validated again).
 pub const REQUEST_PARAMS: &[&str] = &[
     "response_type",
     "client_id",
@@ -24,16 +26,36 @@ pub const REQUEST_PARAMS: &[&str] = &[
     "code_challenge",
     "code_challenge_method",
     "prompt",
+    "nonce",
+    "max_age",
+    "login_hint",
+    "id_token_hint",
+    "response_mode",
+    "display",
+    "ui_locales",
+    "claims_locales",
+    "acr_values",
 ];
 
 /// `prompt` (OpenID Connect Core §3.1.2.1), as OAuth libraries send it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prompt {
     Default,
-    /// Ask for the password even with a session.
+    /// Ask for the password even with a session (`login`, `select_account`:
+    /// one browser holds one account here, so choosing one is signing in).
     Login,
     /// Never show a page: fail with `login_required` / `consent_required`.
     None,
+    /// Ask for consent even when it is remembered.
+    Consent,
+}
+
+/// How the authorization response reaches the client (OAuth 2.0 Multiple
+/// Response Types §2.1, Form Post Response Mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    Query,
+    FormPost,
 }
 
 /// Why a request cannot proceed.
@@ -46,6 +68,7 @@ pub enum AuthorizeError {
     Redirect {
         redirect_uri: String,
         state: Option<String>,
+        response_mode: ResponseMode,
         error: &'static str,
         description: &'static str,
     },
@@ -70,6 +93,15 @@ pub struct ValidRequest {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub prompt: Prompt,
+    /// OpenID Connect `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// Seconds since sign-in after which the user must sign in again.
+    pub max_age: Option<i64>,
+    /// An email to prefill on the sign-in page.
+    pub login_hint: Option<String>,
+    /// The `sub` of a valid `id_token_hint`: the user the client expects.
+    pub hinted_user: Option<String>,
+    pub response_mode: ResponseMode,
 }
 
 impl ValidRequest {
@@ -78,10 +110,40 @@ impl ValidRequest {
         AuthorizeError::Redirect {
             redirect_uri: self.redirect_uri.clone(),
             state: self.state.clone(),
+            response_mode: self.response_mode,
             error,
             description,
         }
     }
+}
+
+/// `prompt` as a space-separated set (Core §3.1.2.1); `None` when a value
+/// is unknown or `none` comes with another.
+fn parse_prompt(raw: Option<&str>) -> Option<Prompt> {
+    let values: Vec<&str> = raw
+        .unwrap_or("")
+        .split(' ')
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values
+        .iter()
+        .any(|v| !matches!(*v, "none" | "login" | "consent" | "select_account"))
+    {
+        return None;
+    }
+    let has = |name: &str| values.contains(&name);
+    Some(if has("none") {
+        if values.len() > 1 {
+            return None;
+        }
+        Prompt::None
+    } else if has("login") || has("select_account") {
+        Prompt::Login
+    } else if has("consent") {
+        Prompt::Consent
+    } else {
+        Prompt::Default
+    })
 }
 
 /// Validates and approves authorization requests.
@@ -147,7 +209,35 @@ impl Authorizer {
             code_challenge: get("code_challenge"),
             code_challenge_method: get("code_challenge_method"),
             prompt: Prompt::Default,
+            nonce: get("nonce"),
+            max_age: None,
+            login_hint: get("login_hint"),
+            hinted_user: None,
+            response_mode: ResponseMode::Query,
         };
+        request.response_mode = match get("response_mode").as_deref() {
+            None | Some("query") => ResponseMode::Query,
+            Some("form_post") => ResponseMode::FormPost,
+            Some(_) => {
+                return Err(request.redirect_error(
+                    "invalid_request",
+                    "response_mode must be query or form_post",
+                ));
+            }
+        };
+        // OpenID Connect Core §6: request objects are not supported.
+        if params.contains_key("request") {
+            return Err(request.redirect_error(
+                "request_not_supported",
+                "request objects are not supported",
+            ));
+        }
+        if params.contains_key("request_uri") {
+            return Err(request.redirect_error(
+                "request_uri_not_supported",
+                "request_uri is not supported",
+            ));
+        }
         if get("response_type").as_deref() != Some("code") {
             return Err(
                 request.redirect_error("unsupported_response_type", "response_type must be code")
@@ -164,15 +254,19 @@ impl Authorizer {
                 "the client may not use the authorization code flow",
             ));
         }
-        request.prompt = match get("prompt").as_deref() {
-            None | Some("consent") | Some("select_account") => Prompt::Default,
-            Some("login") => Prompt::Login,
-            Some("none") => Prompt::None,
-            Some(_) => {
-                return Err(request
-                    .redirect_error("invalid_request", "prompt must be none, login or consent"));
-            }
-        };
+        request.prompt = parse_prompt(get("prompt").as_deref())
+            .ok_or_else(|| request.redirect_error("invalid_request", "prompt is invalid: none cannot be combined, and only none, login, consent and select_account exist"))?;
+        if let Some(raw) = get("max_age") {
+            request.max_age = Some(raw.parse::<u32>().map(i64::from).map_err(|_| {
+                request.redirect_error("invalid_request", "max_age must be a number of seconds")
+            })?);
+        }
+        if let Some(hint) = get("id_token_hint") {
+            let sub = self.grants.tokens.id_token_subject(&hint).await;
+            request.hinted_user = Some(sub.ok_or_else(|| {
+                request.redirect_error("invalid_request", "id_token_hint is not an ID token of this server")
+            })?);
+        }
         request.scope = scope::narrow(get("scope").as_deref(), &request.client.scopes.join(" "))
             .ok_or_else(|| {
                 request.redirect_error(
@@ -196,7 +290,7 @@ impl Authorizer {
     }
 
     /// Whether the user already agreed to this exact request (first-party
-    /// clients never ask).
+    /// clients never ask; `prompt=consent` always asks the others).
     pub async fn consented(
         &self,
         request: &ValidRequest,
@@ -204,6 +298,9 @@ impl Authorizer {
     ) -> Result<bool, StoreError> {
         if request.client.first_party {
             return Ok(true);
+        }
+        if request.prompt == Prompt::Consent {
+            return Ok(false);
         }
         self.store
             .has_consent(
@@ -226,20 +323,41 @@ impl Authorizer {
             .await
     }
 
+    /// Whether the browser session can answer this request, or the user
+    /// must sign in (again): `prompt=login`, a session older than `max_age`
+    /// (`max_age=0` always), or a session of another user than the
+    /// `id_token_hint` names.
+    pub fn session_suits(&self, request: &ValidRequest, session: &SignedIn) -> bool {
+        if request.prompt == Prompt::Login {
+            return false;
+        }
+        if let Some(max_age) = request.max_age
+            && (max_age == 0 || self.clock.now() - session.auth_time > max_age)
+        {
+            return false;
+        }
+        request
+            .hinted_user
+            .as_deref()
+            .is_none_or(|sub| sub == session.user.id)
+    }
+
     /// Issues the single-use code for an approved request, in the browser
-    /// session's credential epoch.
+    /// session (its credential epoch, id and sign-in time).
     pub async fn approve(
         &self,
         request: &ValidRequest,
-        user_id: &str,
-        epoch: u64,
+        session: &SignedIn,
     ) -> Result<String, GrantError> {
         issue_code(
             &self.grants,
             AuthorizationRequest {
                 client: &request.client,
-                user_id,
-                epoch,
+                user_id: &session.user.id,
+                epoch: session.epoch,
+                session_id: &session.session_id,
+                auth_time: session.auth_time,
+                nonce: request.nonce.as_deref(),
                 redirect_uri: request
                     .redirect_uri_given
                     .then_some(request.redirect_uri.as_str()),

@@ -85,6 +85,10 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     pub access_token_ttl: Option<u64>,
     pub refresh_token_ttl: Option<u64>,
+    /// Where `/logout` may redirect after signing out (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout tokens are POSTed.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A freshly registered client and its secret, which is never shown again.
@@ -129,6 +133,8 @@ pub fn first_party_client() -> ClientRecord {
             .collect(),
         access_token_ttl: None,
         refresh_token_ttl: None,
+        post_logout_redirect_uris: Vec::new(),
+        backchannel_logout_uri: None,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
     }
 }
@@ -156,6 +162,8 @@ impl ClientService {
             scopes: dedup(new.scopes),
             access_token_ttl: new.access_token_ttl,
             refresh_token_ttl: new.refresh_token_ttl,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            backchannel_logout_uri: new.backchannel_logout_uri,
             created_at: self.clock.now_datetime(),
         };
         self.store.create_client(&client).await?;
@@ -285,6 +293,28 @@ fn validate(new: &NewClient) -> Result<(), crate::domain::FieldErrors> {
     {
         let why = redirect_uri_problem(bad).unwrap_or("is invalid");
         checks.check::<(), _>("redirect_uris", Err(why));
+    }
+    if let Some(bad) = new
+        .post_logout_redirect_uris
+        .iter()
+        .find(|u| redirect_uri_problem(u).is_some())
+    {
+        let why = redirect_uri_problem(bad).unwrap_or("is invalid");
+        checks.check::<(), _>("post_logout_redirect_uris", Err(why));
+    }
+    if let Some(uri) = &new.backchannel_logout_uri {
+        // Back-Channel Logout §2.2: an absolute http(s) URI without a fragment.
+        let web = url::Url::parse(uri)
+            .ok()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+        match redirect_uri_problem(uri) {
+            Some(why) => checks.check::<(), _>("backchannel_logout_uri", Err(why)),
+            None if !web => checks.check::<(), _>(
+                "backchannel_logout_uri",
+                Err("must be an http(s) URL"),
+            ),
+            None => None,
+        };
     }
     if new.scopes.is_empty()
         || new

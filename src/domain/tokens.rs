@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
-use crate::crypto::jwt::{self, AccessClaims};
+use crate::crypto::jwt::{self, AccessClaims, IdClaims};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::secret::{RefreshToken, random_token};
 use crate::domain::grants::GrantError;
@@ -34,6 +34,8 @@ pub struct IssuedTokens {
     pub expires_in: u64,
     pub scope: String,
     pub refresh_token: Option<RefreshToken>,
+    /// An OpenID Connect ID token, when the scope has `openid`.
+    pub id_token: Option<String>,
 }
 
 /// Who a user token is for.
@@ -48,6 +50,13 @@ pub struct UserGrant<'a> {
     /// The user's credential epoch read when the sign-in began (before the
     /// password was checked).
     pub epoch: u64,
+    /// The sign-in session: the browser session of `/authorize`, or the
+    /// login itself for the user API.
+    pub session_id: &'a str,
+    /// When the user signed in to that session.
+    pub auth_time: UnixTime,
+    /// The authorization request's `nonce`, for the ID token.
+    pub nonce: Option<&'a str>,
 }
 
 /// What introspection reports about a live token (RFC 7662 §2.2).
@@ -65,8 +74,18 @@ pub struct TokenInfo {
 #[derive(Clone, Copy)]
 struct UserClaims<'a> {
     role: &'a str,
+    session: &'a str,
     family: &'a str,
     epoch: u64,
+}
+
+/// What an ID token says beyond the access token it comes with.
+struct IdTokenFor<'a> {
+    user_id: &'a str,
+    client: &'a ClientRecord,
+    session_id: &'a str,
+    auth_time: UnixTime,
+    nonce: Option<&'a str>,
 }
 
 /// Signs access tokens and keeps refresh-token families.
@@ -84,6 +103,8 @@ pub struct TokenService {
     keep_after_expiry: u64,
     /// The verifiers' clock leeway: a revocation marker must outlive it.
     leeway: u64,
+    /// Seconds an ID token lives.
+    id_token_ttl: u64,
 }
 
 impl TokenService {
@@ -109,6 +130,7 @@ impl TokenService {
             successor_key,
             keep_after_expiry: config.retired_key_window(),
             leeway: config.clock_leeway,
+            id_token_ttl: config.id_token_ttl,
         }
     }
 
@@ -146,11 +168,72 @@ impl TokenService {
             client_id: client.id.clone(),
             scope: scope.to_owned(),
             role: user.map(|u| u.role.to_owned()),
-            sid: user.map(|u| u.family.to_owned()),
+            sid: user.map(|u| u.session.to_owned()),
             fid: user.map(|u| u.family.to_owned()),
             cep: user.map(|u| u.epoch),
         };
         Ok(jwt::sign(&claims, self.keys.current().active())?)
+    }
+
+    /// An ID token to go with `access_token` when `scope` has `openid`,
+    /// signed with the RS256 key (OpenID Discovery §3).
+    fn id_token_if_openid(
+        &self,
+        scope: &str,
+        access_token: &str,
+        id: IdTokenFor<'_>,
+        now: UnixTime,
+    ) -> Result<Option<String>, GrantError> {
+        if !scope.split(' ').any(|s| s == crate::domain::scope::OPENID) {
+            return Ok(None);
+        }
+        let keys = self.keys.current();
+        let key = keys.id_token_key();
+        let claims = IdClaims {
+            iss: self.issuer.clone(),
+            sub: id.user_id.to_owned(),
+            aud: id.client.id.clone(),
+            exp: now + self.id_token_ttl as i64,
+            iat: now,
+            auth_time: id.auth_time,
+            nonce: id.nonce.map(str::to_owned),
+            at_hash: Some(jwt::left_half_hash(access_token, key.alg())),
+            azp: id.client.id.clone(),
+            sid: id.session_id.to_owned(),
+            amr: vec!["pwd".to_owned()],
+        };
+        Ok(Some(jwt::sign_jws(&claims, jwt::ID_TOKEN_TYP, key)?))
+    }
+
+    /// The claims of an ID token this server signed, `iss` checked, whether
+    /// or not it has expired (RP-Initiated Logout §2 and `id_token_hint`
+    /// accept expired ones); `None` for anything else.
+    pub fn verify_id_token(&self, token: &str) -> Option<IdClaims> {
+        if token.len() > 8 * 1024 {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some(jwt::ID_TOKEN_TYP) {
+            return None;
+        }
+        let (alg, key) = self.keys.current().decoding_key(header.kid.as_deref()?)?;
+        if header.alg != alg {
+            return None;
+        }
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+        validation.set_issuer(&[&self.issuer]);
+        jsonwebtoken::decode::<IdClaims>(token, &key, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// The user an `id_token_hint` names, if it is an ID token of ours.
+    pub async fn id_token_subject(&self, token: &str) -> Option<String> {
+        self.verify_id_token(token).map(|claims| claims.sub)
     }
 
     /// An access token for a client acting on its own behalf (`client_credentials`).
@@ -165,6 +248,7 @@ impl TokenService {
             expires_in: self.access_ttl(client),
             scope: scope.to_owned(),
             refresh_token: None,
+            id_token: None,
         })
     }
 
@@ -204,6 +288,8 @@ impl TokenService {
                     absolute_expires_at: absolute,
                     first_token: refresh.hash(),
                     epoch: grant.epoch,
+                    session_id: grant.session_id.to_owned(),
+                    auth_time: grant.auth_time,
                     keep_until: absolute + self.keep_after_expiry as i64,
                 })
                 .await?;
@@ -223,9 +309,22 @@ impl TokenService {
             grant.scope,
             Some(UserClaims {
                 role: grant.role,
+                session: grant.session_id,
                 family: &family_id,
                 epoch: grant.epoch,
             }),
+            now,
+        )?;
+        let id_token = self.id_token_if_openid(
+            grant.scope,
+            &access_token,
+            IdTokenFor {
+                user_id: grant.user_id,
+                client: grant.client,
+                session_id: grant.session_id,
+                auth_time: grant.auth_time,
+                nonce: grant.nonce,
+            },
             now,
         )?;
         Ok(IssuedTokens {
@@ -233,6 +332,7 @@ impl TokenService {
             expires_in: self.access_ttl(grant.client),
             scope: grant.scope.to_owned(),
             refresh_token,
+            id_token,
         })
     }
 
@@ -295,9 +395,23 @@ impl TokenService {
             scope,
             Some(UserClaims {
                 role,
+                session: &family.session_id,
                 family: &family.id,
                 epoch: family.epoch,
             }),
+            self.clock.now(),
+        )?;
+        // OIDC Core §12.2: a new ID token on refresh, same `sub`, no nonce.
+        let id_token = self.id_token_if_openid(
+            scope,
+            &access_token,
+            IdTokenFor {
+                user_id: &family.user_id,
+                client,
+                session_id: &family.session_id,
+                auth_time: family.auth_time,
+                nonce: None,
+            },
             self.clock.now(),
         )?;
         Ok(IssuedTokens {
@@ -305,6 +419,7 @@ impl TokenService {
             expires_in: self.access_ttl(client),
             scope: scope.to_owned(),
             refresh_token: Some(successor),
+            id_token,
         })
     }
 

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, UnixTime};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{new_object_id, sha256_hex};
 use crate::domain::DomainError;
@@ -37,12 +37,15 @@ pub const PASSWORD_CHECK_FAILURES_PER_ACCOUNT: Limit = Limit {
 /// login with an unknown email.
 const UNKNOWN_USER: &str = "-";
 
-/// A user whose password was just checked, and their credential epoch
-/// from before the check.
+/// A signed-in user: who, in which credential epoch (read before the
+/// password was checked), in which sign-in session, since when.
 #[derive(Debug)]
 pub struct SignedIn {
     pub user: UserRecord,
     pub epoch: u64,
+    /// A new id per sign-in (24 hex digits, like family ids).
+    pub session_id: String,
+    pub auth_time: UnixTime,
 }
 
 /// The role every new account gets.
@@ -145,6 +148,7 @@ impl UserService {
             gender,
             mobile,
             role: DEFAULT_ROLE.to_owned(),
+            email_verified: false,
             created_at: now,
             updated_at: now,
         };
@@ -163,18 +167,23 @@ impl UserService {
         password: &str,
         client: IpAddr,
     ) -> Result<IssuedTokens, DomainError> {
-        let SignedIn { user, epoch } = self.authenticate(email, password, client).await?;
+        let signed_in = self.authenticate(email, password, client).await?;
         let client = first_party_client();
         let grant = UserGrant {
-            user_id: &user.id,
-            role: &user.role,
+            user_id: &signed_in.user.id,
+            role: &signed_in.user.role,
             client: &client,
-            scope: scope::login_scope(&user.role),
+            scope: scope::login_scope(&signed_in.user.role),
             with_refresh: true,
-            epoch,
+            epoch: signed_in.epoch,
+            session_id: &signed_in.session_id,
+            auth_time: signed_in.auth_time,
+            nonce: None,
         };
+        // A login through the user API is its own sign-in session: its one
+        // family has the session's id.
         self.tokens
-            .start_session(grant, self.tokens.new_family_id())
+            .start_session(grant, signed_in.session_id.clone())
             .await
             .map_err(|e| match e {
                 // The password checked was replaced while it was checked.
@@ -247,7 +256,12 @@ impl UserService {
             return Err(DomainError::InvalidCredentials);
         }
         self.rehash_if_needed(&user, password).await;
-        Ok(SignedIn { user, epoch })
+        Ok(SignedIn {
+            user,
+            epoch,
+            session_id: self.tokens.new_family_id(),
+            auth_time: self.clock.now(),
+        })
     }
 
     /// Brings a hash to the configured cost after a successful login.
@@ -280,12 +294,17 @@ impl UserService {
         &self,
         id: &str,
         epoch: u64,
+        session_id: &str,
+        auth_time: UnixTime,
     ) -> Result<Option<SignedIn>, DomainError> {
         let (user, current) =
             tokio::try_join!(self.users.user_by_id(id), self.tokens.credential_epoch(id))?;
-        Ok(user
-            .filter(|_| current == epoch)
-            .map(|user| SignedIn { user, epoch }))
+        Ok(user.filter(|_| current == epoch).map(|user| SignedIn {
+            user,
+            epoch,
+            session_id: session_id.to_owned(),
+            auth_time,
+        }))
     }
 
     /// The user with `id` (from a verified token).

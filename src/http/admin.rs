@@ -65,6 +65,8 @@ pub struct ClientView {
     pub scopes: Vec<String>,
     pub access_token_ttl: Option<u64>,
     pub refresh_token_ttl: Option<u64>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -82,6 +84,8 @@ impl From<ClientRecord> for ClientView {
             scopes: c.scopes,
             access_token_ttl: c.access_token_ttl,
             refresh_token_ttl: c.refresh_token_ttl,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            backchannel_logout_uri: c.backchannel_logout_uri,
             created_at: c.created_at,
         }
     }
@@ -101,6 +105,9 @@ pub struct NewClientBody {
     scopes: Vec<String>,
     access_token_ttl: Option<u64>,
     refresh_token_ttl: Option<u64>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    backchannel_logout_uri: Option<String>,
 }
 
 #[utoipa::path(
@@ -150,6 +157,8 @@ pub async fn post_client(
             scopes: body.scopes,
             access_token_ttl: body.access_token_ttl,
             refresh_token_ttl: body.refresh_token_ttl,
+            post_logout_redirect_uris: body.post_logout_redirect_uris,
+            backchannel_logout_uri: body.backchannel_logout_uri,
         })
         .await?;
     tracing::info!(client_id = %registered.client.id, by = %admin.0.claims.sub, "client registered");

@@ -50,6 +50,9 @@ pub struct UserRecord {
     pub gender: Option<String>,
     pub mobile: Option<String>,
     pub role: String,
+    /// Whether the user proved control of the email address (a mailed code:
+    /// a completed password reset or email verification).
+    pub email_verified: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -75,6 +78,10 @@ pub struct ClientRecord {
     pub scopes: Vec<String>,
     pub access_token_ttl: Option<u64>,
     pub refresh_token_ttl: Option<u64>,
+    /// Where `/logout` may send the browser back to (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where a back-channel `logout_token` is POSTed when a session ends.
+    pub backchannel_logout_uri: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -111,6 +118,13 @@ pub trait UserStore: Send + Sync {
         &self,
         id: &str,
         mobile: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Marks the user's email as proven; the updated user, `None` if there
+    /// is no such user.
+    async fn mark_email_verified(
+        &self,
+        id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Sets the role of the user with `email`; false if there is none.
@@ -158,6 +172,11 @@ pub struct NewFamily {
     pub first_token: TokenHash,
     /// The user's credential epoch when the sign-in that started it began.
     pub epoch: u64,
+    /// The sign-in session it belongs to (the browser session of
+    /// `/authorize`, or the login itself for `/api/users/login`).
+    pub session_id: String,
+    /// When the user signed in to that session (OIDC `auth_time`).
+    pub auth_time: UnixTime,
     /// Until when the family's state (its revocation above all) must be
     /// kept: past its absolute expiry, as long as an access token minted
     /// from it may still be presented.
@@ -176,6 +195,10 @@ pub struct FamilyView {
     pub expires_at: UnixTime,
     /// The credential epoch the family was started in.
     pub epoch: u64,
+    /// The sign-in session it belongs to.
+    pub session_id: String,
+    /// When the user signed in to that session.
+    pub auth_time: UnixTime,
 }
 
 /// One rotation attempt: everything the backend needs to decide in one
@@ -228,6 +251,11 @@ pub struct CodeGrant {
     pub family_id: String,
     /// The user's credential epoch in the browser session that approved it.
     pub epoch: u64,
+    /// The OpenID Connect `nonce` of the request, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// The browser session that approved it, and when its user signed in.
+    pub session_id: String,
+    pub auth_time: UnixTime,
 }
 
 /// What redeeming a code found.
@@ -256,6 +284,22 @@ pub struct AccessCheck<'a> {
     /// The credential epoch the token was issued in: revoked when the
     /// user's epoch has moved past it.
     pub epoch: u64,
+}
+
+/// Whether a family's scope keeps it alive past the end of its sign-in
+/// session (OIDC Core §11: `offline_access`).
+pub fn has_offline_access(scope: &str) -> bool {
+    scope.split(' ').any(|s| s == "offline_access")
+}
+
+/// A family of a sign-in session that ended (see `FamilyStore::end_session`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionFamily {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    /// Whether it was kept (it has `offline_access`) rather than revoked.
+    pub kept: bool,
 }
 
 /// Refresh-token families and revoked access tokens.
@@ -293,6 +337,14 @@ pub trait FamilyStore: Send + Sync {
         now: UnixTime,
         floor: u64,
     ) -> Result<u64, StoreError>;
+    /// Ends a sign-in session: revokes its live families except those whose
+    /// scope has `offline_access`, and returns every live family it had
+    /// (to tell their clients).
+    async fn end_session(
+        &self,
+        session_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<SessionFamily>, StoreError>;
     /// Marks one access token revoked until it expires.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError>;
     /// Whether a signature-valid access token was revoked, in one round trip.

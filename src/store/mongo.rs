@@ -119,6 +119,7 @@ fn user_from(document: &Document) -> Result<UserRecord, StoreError> {
         gender: text(document, "gender"),
         mobile,
         role: text(document, "role").unwrap_or_else(|| "user".to_owned()),
+        email_verified: document.get_bool("email_verified").unwrap_or(false),
         created_at: from_bson_time(document.get("createdAt")),
         updated_at: from_bson_time(document.get("updatedAt").or(document.get("createdAt"))),
     })
@@ -151,6 +152,11 @@ fn client_from(document: &Document) -> Result<ClientRecord, StoreError> {
         scopes: list("scopes"),
         access_token_ttl: ttl("access_token_ttl"),
         refresh_token_ttl: ttl("refresh_token_ttl"),
+        post_logout_redirect_uris: list("post_logout_redirect_uris"),
+        backchannel_logout_uri: document
+            .get_str("backchannel_logout_uri")
+            .ok()
+            .map(str::to_owned),
         created_at: from_bson_time(document.get("createdAt")),
     })
 }
@@ -238,6 +244,7 @@ impl UserStore for MongoStore {
             "fname": &user.fname,
             "lname": &user.lname,
             "role": &user.role,
+            "email_verified": user.email_verified,
             "createdAt": to_bson_time(user.created_at),
             "updatedAt": to_bson_time(user.updated_at),
         };
@@ -310,6 +317,18 @@ impl UserStore for MongoStore {
             .await
     }
 
+    async fn mark_email_verified(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.update_returning(
+            id,
+            doc! {"email_verified": true, "updatedAt": to_bson_time(now)},
+        )
+        .await
+    }
+
     async fn set_role(
         &self,
         email: &str,
@@ -335,10 +354,14 @@ impl ClientStore for MongoStore {
             "redirect_uris": &client.redirect_uris,
             "grant_types": &client.grant_types,
             "scopes": &client.scopes,
+            "post_logout_redirect_uris": &client.post_logout_redirect_uris,
             "createdAt": to_bson_time(client.created_at),
         };
         if let Some(hash) = &client.secret_hash {
             document.insert("secret_hash", hash);
+        }
+        if let Some(uri) = &client.backchannel_logout_uri {
+            document.insert("backchannel_logout_uri", uri);
         }
         for (key, ttl) in [
             ("access_token_ttl", client.access_token_ttl),

@@ -16,6 +16,8 @@ use crate::config::SigningAlg;
 pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
     active: Arc<SigningKey>,
+    /// The newest signing RS256 key, else `active`.
+    id_key: Arc<SigningKey>,
     jwks: serde_json::Value,
     /// The JWKS serialized once: `/.well-known/jwks.json` serves these bytes.
     jwks_json: axum::body::Bytes,
@@ -42,6 +44,12 @@ impl KeySet {
             .max_by_key(|k| (k.meta.activate_at, k.meta.created_at))
             .cloned()
             .ok_or(KeyError::NoActiveKey)?;
+        let id_key = keys
+            .iter()
+            .filter(|k| k.meta.alg == SigningAlg::RS256 && k.meta.signs_at(now))
+            .max_by_key(|k| (k.meta.activate_at, k.meta.created_at))
+            .cloned()
+            .unwrap_or_else(|| active.clone());
         let jwks = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
         let decoding = serde_json::from_value(jwks.clone())
             .map(|set| crate::resource::decoding_keys(&set))
@@ -50,6 +58,7 @@ impl KeySet {
         Ok(Self {
             keys,
             active,
+            id_key,
             jwks,
             jwks_json,
             decoding,
@@ -59,6 +68,23 @@ impl KeySet {
     /// The key that signs new tokens.
     pub fn active(&self) -> &Arc<SigningKey> {
         &self.active
+    }
+
+    /// The key that signs ID tokens: the newest signing RS256 key (OpenID
+    /// Discovery §3: RS256 must be supported), else the active key.
+    pub fn id_token_key(&self) -> &Arc<SigningKey> {
+        &self.id_key
+    }
+
+    /// The algorithms ID tokens may be signed with (for Discovery).
+    pub fn id_token_algs(&self) -> Vec<&'static str> {
+        let mut algs = vec![SigningAlg::RS256.as_str()];
+        for key in &self.keys {
+            if !algs.contains(&key.alg().as_str()) {
+                algs.push(key.alg().as_str());
+            }
+        }
+        algs
     }
 
     /// A published key by `kid`.
@@ -119,6 +145,12 @@ impl KeyRing {
     ) -> Result<(Self, Option<KeyMeta>), KeyError> {
         let mut generated = None;
         if dir.list()?.is_empty() {
+            if alg != SigningAlg::RS256 {
+                // ID tokens need an RS256 key whatever signs access tokens
+                // (OpenID Discovery §3); made a second older, so the key of
+                // the configured algorithm is the newest and signs those.
+                dir.generate(SigningAlg::RS256, now - 1, now - 1)?;
+            }
             generated = Some(dir.generate(alg, now, now)?);
         }
         let set = KeySet::new(dir.load()?, now, retired_window)?;

@@ -21,6 +21,11 @@ pub struct AuthorizationRequest<'a> {
     pub user_id: &'a str,
     /// The credential epoch of the browser session that approved it.
     pub epoch: u64,
+    /// The browser session that approved it, and when its user signed in.
+    pub session_id: &'a str,
+    pub auth_time: crate::clock::UnixTime,
+    /// The request's OpenID Connect `nonce`.
+    pub nonce: Option<&'a str>,
     pub redirect_uri: Option<&'a str>,
     pub scope: &'a str,
     pub code_challenge: Option<&'a str>,
@@ -57,6 +62,9 @@ pub async fn issue_code(
                 expires_at: now + CODE_TTL,
                 family_id: grants.tokens.new_family_id(),
                 epoch: request.epoch,
+                nonce: request.nonce.map(str::to_owned),
+                session_id: request.session_id.to_owned(),
+                auth_time: request.auth_time,
             },
         )
         .await?;
@@ -147,6 +155,9 @@ pub(super) async fn apply(
                 scope: &scope,
                 with_refresh: client.grant_types.iter().any(|g| g == "refresh_token"),
                 epoch: grant.epoch,
+                session_id: &grant.session_id,
+                auth_time: grant.auth_time,
+                nonce: grant.nonce.as_deref(),
             },
             grant.family_id,
         )

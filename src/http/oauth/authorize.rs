@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::crypto::secret::{constant_time_eq, random_token};
 use crate::domain::DomainError;
-use crate::domain::authorize::{AuthorizeError, Prompt, REQUEST_PARAMS, ValidRequest};
+use crate::domain::authorize::{AuthorizeError, Prompt, REQUEST_PARAMS, ResponseMode, ValidRequest};
 use crate::domain::grants::Params;
 use crate::domain::users::SignedIn;
 use crate::http::AppState;
@@ -88,9 +88,16 @@ fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
     )
 }
 
-/// 303 to the client's redirect URI with `params` added (RFC 6749 §4.1.2),
-/// plus `iss` (RFC 9207) so clients can tell servers apart.
-fn redirect_to_client(state: &AppState, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+/// The authorization response (RFC 6749 §4.1.2) in the request's response
+/// mode: a 303 to the redirect URI with `params` in the query, or a page
+/// that posts them there (`form_post`). Always with `iss` (RFC 9207) so
+/// clients can tell servers apart.
+fn respond_to_client(
+    state: &AppState,
+    redirect_uri: &str,
+    mode: ResponseMode,
+    params: &[(&str, &str)],
+) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
         return error_page(
             state,
@@ -98,12 +105,16 @@ fn redirect_to_client(state: &AppState, redirect_uri: &str, params: &[(&str, &st
             "The redirect URI is invalid.",
         );
     };
+    let mut fields: Vec<(&str, &str)> = params.to_vec();
+    fields.push(("iss", &state.config.issuer));
+    if mode == ResponseMode::FormPost {
+        return form_post_page(state, &url, &fields);
+    }
     {
         let mut query = url.query_pairs_mut();
-        for (name, value) in params {
+        for (name, value) in &fields {
             query.append_pair(name, value);
         }
-        query.append_pair("iss", &state.config.issuer);
     }
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(location) = HeaderValue::from_str(url.as_str()) {
@@ -115,12 +126,37 @@ fn redirect_to_client(state: &AppState, redirect_uri: &str, params: &[(&str, &st
     response
 }
 
+/// OAuth 2.0 Form Post Response Mode: a page whose one script (allowed by
+/// its nonce, nothing else runs) submits the fields to the redirect URI; a
+/// button does it without JavaScript.
+fn form_post_page(state: &AppState, target: &url::Url, fields: &[(&str, &str)]) -> Response {
+    let script_nonce = random_token::<16>();
+    let context = json!({
+        "action": target.as_str(),
+        "fields": fields,
+        "script_nonce": script_nonce,
+    });
+    let mut response = page(state, StatusCode::OK, "html/form_post.html", context);
+    let origin = target.origin().ascii_serialization();
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{script_nonce}'; style-src 'self'; \
+         form-action {origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
 fn answer_error(state: &AppState, error: AuthorizeError) -> Response {
     match error {
         AuthorizeError::Page(message) => error_page(state, StatusCode::BAD_REQUEST, message),
         AuthorizeError::Redirect {
             redirect_uri,
             state: client_state,
+            response_mode,
             error,
             description,
         } => {
@@ -128,7 +164,7 @@ fn answer_error(state: &AppState, error: AuthorizeError) -> Response {
             if let Some(s) = client_state.as_deref() {
                 params.push(("state", s));
             }
-            redirect_to_client(state, &redirect_uri, &params)
+            respond_to_client(state, &redirect_uri, response_mode, &params)
         }
         AuthorizeError::Store(e) => {
             tracing::warn!(error = %e, "authorization page: store unavailable");
@@ -174,19 +210,25 @@ async fn session_user(
     let Some(session) = jar.get(SESSION_COOKIE) else {
         return Ok(None);
     };
-    let mut parts = session.value().split('.');
-    let (Some(user_id), Some(expires), Some(epoch), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let parts: Vec<&str> = session.value().split('.').collect();
+    let [user_id, expires, epoch, session_id, auth_time] = parts[..] else {
         return Ok(None);
     };
-    let (Ok(expires), Ok(epoch)) = (expires.parse::<i64>(), epoch.parse::<u64>()) else {
+    let (Ok(expires), Ok(epoch), Ok(auth_time)) = (
+        expires.parse::<i64>(),
+        epoch.parse::<u64>(),
+        auth_time.parse::<i64>(),
+    ) else {
         return Ok(None);
     };
     if expires <= state.clock.now() {
         return Ok(None);
     }
-    match state.users.session_user(user_id, epoch).await {
+    match state
+        .users
+        .session_user(user_id, epoch, session_id, auth_time)
+        .await
+    {
         Ok(user) => Ok(user),
         Err(DomainError::Store(e)) => Err(AuthorizeError::Store(e)),
         Err(_) => Ok(None),
@@ -197,7 +239,10 @@ async fn session_user(
 /// epoch (the cookie is encrypted and authenticated, so none of it can be
 /// forged or changed).
 fn session_value(signed_in: &SignedIn, expires: i64) -> String {
-    format!("{}.{expires}.{}", signed_in.user.id, signed_in.epoch)
+    format!(
+        "{}.{expires}.{}.{}.{}",
+        signed_in.user.id, signed_in.epoch, signed_in.session_id, signed_in.auth_time
+    )
 }
 
 /// The request's own parameters, to carry through the forms.
@@ -254,7 +299,8 @@ async fn proceed(
                 request.redirect_error("login_required", "the user is not signed in"),
             );
         }
-        return login_page(state, jar, &request, params, StatusCode::OK, None, "");
+        let hint = request.login_hint.clone().unwrap_or_default();
+        return login_page(state, jar, &request, params, StatusCode::OK, None, &hint);
     };
     match state.authorizer.consented(&request, &user.user.id).await {
         Ok(true) => issue_code(state, jar, &request, &user).await,
@@ -287,11 +333,7 @@ async fn issue_code(
     request: &ValidRequest,
     user: &SignedIn,
 ) -> Response {
-    match state
-        .authorizer
-        .approve(request, &user.user.id, user.epoch)
-        .await
-    {
+    match state.authorizer.approve(request, user).await {
         Ok(code) => {
             tracing::info!(client_id = %request.client.id, user_id = %user.user.id, "authorization code issued");
             let mut params = vec![("code", code.as_str())];
@@ -300,7 +342,12 @@ async fn issue_code(
             }
             (
                 jar,
-                redirect_to_client(state, &request.redirect_uri, &params),
+                respond_to_client(
+                    state,
+                    &request.redirect_uri,
+                    request.response_mode,
+                    &params,
+                ),
             )
                 .into_response()
         }
@@ -331,13 +378,11 @@ pub async fn get_authorize(
         Ok(request) => request,
         Err(e) => return answer_error(&state, e),
     };
-    let user = if request.prompt == Prompt::Login {
-        None
-    } else {
-        match session_user(&state, &jar).await {
-            Ok(user) => user,
-            Err(e) => return answer_error(&state, e),
-        }
+    // A session that cannot answer this request (prompt=login, older than
+    // max_age, another user than id_token_hint names) means signing in again.
+    let user = match session_user(&state, &jar).await {
+        Ok(user) => user.filter(|session| state.authorizer.session_suits(&request, session)),
+        Err(e) => return answer_error(&state, e),
     };
     proceed(&state, jar, request, &params, user).await
 }

@@ -4,18 +4,19 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::keys::{
-    consents_key, family_key, family_tokens_key, revoked_access_key, user_epoch_key,
-    user_families_key,
+    consents_key, family_key, family_tokens_key, revoked_access_key, session_families_key,
+    user_epoch_key, user_families_key,
 };
 use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
 use crate::store::{
-    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, StoreError,
+    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, SessionFamily,
+    StoreError, has_offline_access,
 };
 
 fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
-    let [_, user, client, scope, created, expires, epoch] = reply else {
+    let [_, user, client, scope, created, expires, epoch, sid, auth_time] = reply else {
         return Err(corrupt("rotate"));
     };
     Ok(FamilyView {
@@ -26,7 +27,18 @@ fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
         created_at: created.parse().map_err(|_| corrupt("rotate"))?,
         expires_at: expires.parse().map_err(|_| corrupt("rotate"))?,
         epoch: epoch.parse().map_err(|_| corrupt("rotate"))?,
+        session_id: session_or_family(sid, id),
+        auth_time: auth_time.parse().map_err(|_| corrupt("rotate"))?,
     })
+}
+
+/// Families written before sessions were recorded are their own session.
+fn session_or_family(sid: &str, family_id: &str) -> String {
+    if sid.is_empty() {
+        family_id.to_owned()
+    } else {
+        sid.to_owned()
+    }
 }
 
 /// An epoch as stored. Values below 10^11 are whole-second "not before"
@@ -52,7 +64,7 @@ impl RedisStore {
                     .arg(key)
                     .arg(&[
                         "user", "client", "scope", "created", "idle_exp", "abs_exp", "revoked",
-                        "current", "epoch",
+                        "current", "epoch", "sid", "auth_time",
                     ])
                     .query_async(&mut conn)
                     .await
@@ -68,7 +80,9 @@ impl RedisStore {
             Some(revoked),
             Some(current),
             epoch,
-        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
+            sid,
+            auth_time,
+        ] = <[Option<String>; 11]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
         else {
             return Ok(None);
         };
@@ -81,6 +95,11 @@ impl RedisStore {
             created_at: number(&created)?,
             expires_at: number(&idle)?.min(number(&abs)?),
             epoch: epoch.map_or(Ok(0), |e| e.parse().map_err(|_| corrupt("HMGET")))?,
+            session_id: session_or_family(sid.as_deref().unwrap_or(""), fid),
+            auth_time: match auth_time {
+                Some(at) => number(&at)?,
+                None => number(&created)?,
+            },
         };
         Ok(Some((view, revoked, current)))
     }
@@ -115,6 +134,26 @@ impl FamilyStore for RedisStore {
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await?;
+            // A browser session's index, for `/logout` (a login through the
+            // user API is its own session: its family id is the session id).
+            if f.session_id != f.id {
+                let session = session_families_key(&f.session_id);
+                redis::pipe()
+                    .sadd(&session, &f.id)
+                    .ignore()
+                    .cmd("EXPIREAT")
+                    .arg(&session)
+                    .arg(f.keep_until)
+                    .arg("NX")
+                    .ignore()
+                    .cmd("EXPIREAT")
+                    .arg(&session)
+                    .arg(f.keep_until)
+                    .arg("GT")
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
             redis::pipe()
                 .atomic()
                 .hset_multiple(
@@ -129,6 +168,8 @@ impl FamilyStore for RedisStore {
                         ("revoked", "0".to_owned()),
                         ("current", f.first_token.as_str().to_owned()),
                         ("epoch", f.epoch.to_string()),
+                        ("sid", f.session_id.clone()),
+                        ("auth_time", f.auth_time.to_string()),
                     ],
                 )
                 .ignore()
@@ -237,6 +278,36 @@ impl FamilyStore for RedisStore {
             self.revoke_family(&family, now).await?;
         }
         epoch.parse().map_err(|_| corrupt("move_epoch"))
+    }
+
+    async fn end_session(
+        &self,
+        session_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<SessionFamily>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = session_families_key(session_id);
+        let members: Vec<String> = self.run(async move { conn.smembers(&key).await }).await?;
+        let mut ended = Vec::new();
+        for family_id in members {
+            let Some((view, revoked, _)) = self.family_fields(&family_id).await? else {
+                continue;
+            };
+            if revoked != "0" || view.expires_at <= now {
+                continue;
+            }
+            let kept = has_offline_access(&view.scope);
+            if !kept {
+                self.revoke_family(&family_id, now).await?;
+            }
+            ended.push(SessionFamily {
+                family_id,
+                client_id: view.client_id,
+                user_id: view.user_id,
+                kept,
+            });
+        }
+        Ok(ended)
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {

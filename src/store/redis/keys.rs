@@ -40,3 +40,8 @@ pub(super) fn counter_key(key: &str, bucket: i64) -> String {
 pub(super) fn code_key(hash: &TokenHash) -> String {
     format!("tessera:code:{{{}}}", hash.as_str())
 }
+
+/// The families of one sign-in (browser) session, for `/logout`.
+pub(super) fn session_families_key(sid: &str) -> String {
+    format!("tessera:sess:{{{sid}}}:fams")
+}

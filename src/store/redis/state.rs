@@ -32,6 +32,9 @@ impl CodeStore for RedisStore {
                         ("family", g.family_id.clone()),
                         ("used", "0".to_owned()),
                         ("epoch", g.epoch.to_string()),
+                        ("nonce", g.nonce.clone().unwrap_or_default()),
+                        ("sid", g.session_id.clone()),
+                        ("auth_time", g.auth_time.to_string()),
                     ],
                 )
                 .ignore()
@@ -57,7 +60,7 @@ impl CodeStore for RedisStore {
                     .arg(key)
                     .arg(&[
                         "client", "user", "redirect", "scope", "pkce", "exp", "family", "epoch",
-                        "used",
+                        "used", "nonce", "sid", "auth_time",
                     ])
                     .query_async(&mut conn)
                     .await
@@ -73,7 +76,10 @@ impl CodeStore for RedisStore {
             Some(family),
             epoch,
             Some(used),
-        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| corrupt("peek"))?
+            nonce,
+            sid,
+            auth_time,
+        ] = <[Option<String>; 12]>::try_from(fields).map_err(|_| corrupt("peek"))?
         else {
             return Ok(None);
         };
@@ -86,6 +92,9 @@ impl CodeStore for RedisStore {
             &exp,
             &family,
             epoch.as_deref().unwrap_or("0"),
+            nonce.as_deref().unwrap_or(""),
+            sid.as_deref().unwrap_or(""),
+            auth_time.as_deref().unwrap_or("0"),
         ])?;
         Ok((used == "0" && grant.expires_at > now).then_some(grant))
     }
@@ -117,8 +126,11 @@ impl CodeStore for RedisStore {
                 exp,
                 family,
                 epoch,
+                nonce,
+                sid,
+                auth_time,
             ] if kind == "fresh" => Ok(CodeRedemption::Fresh(code_grant([
-                client, user, redirect, scope, pkce, exp, family, epoch,
+                client, user, redirect, scope, pkce, exp, family, epoch, nonce, sid, auth_time,
             ])?)),
             _ => Err(corrupt("redeem")),
         }
@@ -126,9 +138,22 @@ impl CodeStore for RedisStore {
 }
 
 /// A code's grant from its stored fields: client, user, redirect URI, scope,
-/// PKCE challenge, expiry, family, epoch (empty strings for absent values).
-fn code_grant(fields: [&str; 8]) -> Result<CodeGrant, StoreError> {
-    let [client, user, redirect, scope, pkce, exp, family, epoch] = fields;
+/// PKCE challenge, expiry, family, epoch, nonce, session, sign-in time
+/// (empty strings for absent values).
+fn code_grant(fields: [&str; 11]) -> Result<CodeGrant, StoreError> {
+    let [
+        client,
+        user,
+        redirect,
+        scope,
+        pkce,
+        exp,
+        family,
+        epoch,
+        nonce,
+        sid,
+        auth_time,
+    ] = fields;
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Ok(CodeGrant {
         client_id: client.to_owned(),
@@ -139,6 +164,9 @@ fn code_grant(fields: [&str; 8]) -> Result<CodeGrant, StoreError> {
         expires_at: exp.parse().map_err(|_| corrupt("code"))?,
         family_id: family.to_owned(),
         epoch: epoch.parse().map_err(|_| corrupt("code"))?,
+        nonce: non_empty(nonce),
+        session_id: sid.to_owned(),
+        auth_time: auth_time.parse().map_err(|_| corrupt("code"))?,
     })
 }
 

@@ -7,11 +7,12 @@ use super::{Cached, SqliteStore, map_sqlite};
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
 use crate::store::{
-    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, StoreError,
+    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, SessionFamily,
+    StoreError, has_offline_access,
 };
 
 const FAMILY_COLUMNS: &str = "f.id, f.user_id, f.client_id, f.scope, f.created_at, \
-     MIN(f.idle_expires_at, f.absolute_expires_at), f.epoch";
+     MIN(f.idle_expires_at, f.absolute_expires_at), f.epoch, f.session_id, f.auth_time";
 
 fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
     Ok(FamilyView {
@@ -22,6 +23,8 @@ fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
         created_at: row.get(4)?,
         expires_at: row.get(5)?,
         epoch: row.get::<_, i64>(6)?.max(0) as u64,
+        session_id: row.get(7)?,
+        auth_time: row.get(8)?,
     })
 }
 
@@ -47,8 +50,9 @@ impl FamilyStore for SqliteStore {
             let tx = c.transaction().map_err(map_sqlite)?;
             tx.cached_execute(
                 "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
-                 idle_expires_at, absolute_expires_at, current_hash, epoch, keep_until) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 idle_expires_at, absolute_expires_at, current_hash, epoch, keep_until, \
+                 session_id, auth_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     f.id,
                     f.user_id,
@@ -59,7 +63,9 @@ impl FamilyStore for SqliteStore {
                     f.absolute_expires_at,
                     f.first_token.as_str(),
                     epoch_sql(f.epoch),
-                    f.keep_until
+                    f.keep_until,
+                    f.session_id,
+                    f.auth_time
                 ],
             )
             .map_err(map_sqlite)?;
@@ -96,9 +102,9 @@ impl FamilyStore for SqliteStore {
                     |r| {
                         Ok((
                             family_from_row(r)?,
-                            r.get::<_, Option<i64>>(7)?,
-                            r.get::<_, String>(8)?,
                             r.get::<_, Option<i64>>(9)?,
+                            r.get::<_, String>(10)?,
+                            r.get::<_, Option<i64>>(11)?,
                         ))
                     },
                 )
@@ -251,6 +257,51 @@ impl FamilyStore for SqliteStore {
             .map_err(map_sqlite)?;
             tx.commit().map_err(map_sqlite)?;
             Ok(epoch.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn end_session(
+        &self,
+        session_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<SessionFamily>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_sqlite)?;
+            let families = {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
+                         WHERE f.session_id = ?1 AND f.revoked_at IS NULL"
+                    ))
+                    .map_err(map_sqlite)?;
+                stmt.query_map([&session_id], family_from_row)
+                    .map_err(map_sqlite)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(map_sqlite)?
+            };
+            let mut ended = Vec::new();
+            for family in families.into_iter().filter(|f| f.expires_at > now) {
+                let kept = has_offline_access(&family.scope);
+                if !kept {
+                    tx.cached_execute(
+                        "UPDATE refresh_families SET revoked_at = ?2 WHERE id = ?1",
+                        params![family.id, now],
+                    )
+                    .map_err(map_sqlite)?;
+                }
+                ended.push(SessionFamily {
+                    family_id: family.id,
+                    client_id: family.client_id,
+                    user_id: family.user_id,
+                    kept,
+                });
+            }
+            tx.commit().map_err(map_sqlite)?;
+            Ok(ended)
         })
         .await
     }

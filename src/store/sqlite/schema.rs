@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_counters_consents_otps.sql"),
     include_str!("migrations/0003_credential_epochs.sql"),
+    include_str!("migrations/0004_openid_connect.sql"),
 ];
 
 /// Runs every migration `conn`'s database has not run yet, each in its own

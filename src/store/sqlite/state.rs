@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 const CODE_SELECT: &str = "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, \
-     family_id, epoch, used_at FROM auth_codes";
+     family_id, epoch, used_at, nonce, session_id, auth_time FROM auth_codes";
 
 /// A code's grant and when it was used, if it was.
 fn code_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CodeGrant, Option<i64>)> {
@@ -26,6 +26,9 @@ fn code_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CodeGrant, Option<i
             expires_at: r.get(5)?,
             family_id: r.get(6)?,
             epoch: r.get::<_, i64>(7)?.max(0) as u64,
+            nonce: r.get(9)?,
+            session_id: r.get(10)?,
+            auth_time: r.get(11)?,
         },
         r.get(8)?,
     ))
@@ -38,7 +41,8 @@ impl CodeStore for SqliteStore {
         self.with_conn(move |c| {
             c.cached_execute(
                 "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, pkce, \
-                 expires_at, family_id, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 expires_at, family_id, epoch, nonce, session_id, auth_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     code,
                     g.client_id,
@@ -48,7 +52,10 @@ impl CodeStore for SqliteStore {
                     g.pkce,
                     g.expires_at,
                     g.family_id,
-                    i64::try_from(g.epoch).unwrap_or(i64::MAX)
+                    i64::try_from(g.epoch).unwrap_or(i64::MAX),
+                    g.nonce,
+                    g.session_id,
+                    g.auth_time
                 ],
             )
             .map_err(map_sqlite)?;

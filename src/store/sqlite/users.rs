@@ -21,8 +21,8 @@ fn json_list(text: String) -> rusqlite::Result<Vec<String>> {
     })
 }
 
-const USER_COLUMNS: &str =
-    "id, email, password_hash, fname, lname, gender, mobile, role, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, password_hash, fname, lname, gender, mobile, role, \
+     created_at, updated_at, email_verified";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -36,11 +36,13 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         role: row.get(7)?,
         created_at: to_datetime(row.get(8)?)?,
         updated_at: to_datetime(row.get(9)?)?,
+        email_verified: row.get(10)?,
     })
 }
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, first_party, redirect_uris, grant_types, \
-     scopes, access_token_ttl, refresh_token_ttl, created_at";
+     scopes, access_token_ttl, refresh_token_ttl, created_at, post_logout_redirect_uris, \
+     backchannel_logout_uri";
 
 fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
     Ok(ClientRecord {
@@ -54,6 +56,8 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
         access_token_ttl: row.get(7)?,
         refresh_token_ttl: row.get(8)?,
         created_at: to_datetime(row.get(9)?)?,
+        post_logout_redirect_uris: json_list(row.get(10)?)?,
+        backchannel_logout_uri: row.get(11)?,
     })
 }
 
@@ -63,7 +67,7 @@ impl UserStore for SqliteStore {
         let u = user.clone();
         self.with_conn(move |c| {
             c.cached_execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
                 params![
                     u.id,
                     u.email,
@@ -74,7 +78,8 @@ impl UserStore for SqliteStore {
                     u.mobile,
                     u.role,
                     u.created_at.unix_timestamp(),
-                    u.updated_at.unix_timestamp()
+                    u.updated_at.unix_timestamp(),
+                    u.email_verified
                 ],
             )
             .map_err(map_sqlite)?;
@@ -182,6 +187,31 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn mark_email_verified(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(map_sqlite)?;
+            let changed = tx
+                .cached_execute(
+                    "UPDATE users SET email_verified = 1, updated_at = ?2 WHERE id = ?1",
+                    params![id, now.unix_timestamp()],
+                )
+                .map_err(map_sqlite)?;
+            let user = if changed == 1 {
+                select_user(&tx, &id)?
+            } else {
+                None
+            };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(user)
+        })
+        .await
+    }
+
     async fn set_role(
         &self,
         email: &str,
@@ -209,7 +239,7 @@ impl ClientStore for SqliteStore {
         self.with_conn(move |c| {
             let list = |v: &Vec<String>| serde_json::to_string(v).map_err(internal);
             c.cached_execute(
-                &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
                 params![
                     cl.id,
                     cl.name,
@@ -220,7 +250,9 @@ impl ClientStore for SqliteStore {
                     list(&cl.scopes)?,
                     cl.access_token_ttl,
                     cl.refresh_token_ttl,
-                    cl.created_at.unix_timestamp()
+                    cl.created_at.unix_timestamp(),
+                    list(&cl.post_logout_redirect_uris)?,
+                    cl.backchannel_logout_uri
                 ],
             )
             .map_err(map_sqlite)?;
