@@ -14,6 +14,7 @@ pub mod files;
 pub mod http;
 pub mod mail;
 pub mod observability;
+pub mod problem;
 pub mod resource;
 pub mod store;
 pub mod templates;

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::crypto::password::HasherError;
 use crate::domain::grants::GrantError;
 use crate::domain::{DomainError, FieldErrors};
+use crate::problem::problem;
 use crate::store::StoreError;
 
 /// The cause of a 500, carried in a response extension so that one
@@ -229,31 +230,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// An RFC 9457 problem+json response with our stable `code` member.
-pub fn problem(
-    status: StatusCode,
-    code: &str,
-    detail: &str,
-    errors: Option<&FieldErrors>,
-) -> Response {
-    let mut body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
-    if let Some(errors) = errors {
-        body["errors"] = json!(errors);
-    }
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
 }
 
 /// An RFC 6749 §5.2 error of the OAuth endpoints: `{"error", "error_description"}`.

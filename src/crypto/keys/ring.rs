@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{KeyDir, KeyError, KeyMeta, SigningKey};
 use crate::clock::UnixTime;
 use crate::config::SigningAlg;
+use crate::crypto::jwk::{KeyMap, decoding_keys};
 
 /// The keys in memory at one moment: the one that signs now and every one
 /// that is published (pending, active, or retired less than a token
@@ -17,9 +18,9 @@ pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
     active: Arc<SigningKey>,
     jwks: serde_json::Value,
-    /// The JWKS serialized once: `/.well-known/jwks.json` serves these bytes.
-    jwks_json: axum::body::Bytes,
-    decoding: crate::resource::KeyMap,
+    /// The JWKS serialized once (the bytes `/.well-known/jwks.json` serves).
+    jwks_json: bytes::Bytes,
+    decoding: KeyMap,
 }
 
 impl KeySet {
@@ -44,9 +45,9 @@ impl KeySet {
             .ok_or(KeyError::NoActiveKey)?;
         let jwks = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
         let decoding = serde_json::from_value(jwks.clone())
-            .map(|set| crate::resource::decoding_keys(&set))
+            .map(|set| decoding_keys(&set))
             .unwrap_or_default();
-        let jwks_json = axum::body::Bytes::from(jwks.to_string());
+        let jwks_json = bytes::Bytes::from(jwks.to_string());
         Ok(Self {
             keys,
             active,
@@ -80,7 +81,7 @@ impl KeySet {
     }
 
     /// The JWK Set document, serialized.
-    pub fn jwks_json(&self) -> axum::body::Bytes {
+    pub fn jwks_json(&self) -> bytes::Bytes {
         self.jwks_json.clone()
     }
 
