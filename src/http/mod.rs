@@ -6,6 +6,7 @@ pub mod extract;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod problems;
 pub mod server;
 pub mod users;
 
