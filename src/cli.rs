@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, SigningAlg};
-use crate::crypto::keys::{KeyDir, KeySet};
+use crate::crypto::keys::{KeyDir, KeyError, KeySet};
 use crate::domain::DomainError;
 use crate::domain::clients::NewClient;
 use crate::{App, StartError};
@@ -248,7 +248,15 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
         }
         KeysCommand::List => {
             let window = config.retired_key_window();
-            let active = KeySet::new(dir.load()?, now, window).ok();
+            let active = match KeySet::new(dir.load()?, now, window) {
+                Ok(set) => Some(set),
+                Err(KeyError::NoActiveKey) => None,
+                // The list is still shown; the server would refuse to start.
+                Err(e) => {
+                    eprintln!("tessera: warning: {e}");
+                    None
+                }
+            };
             let active_kid = active.as_ref().map(|set| set.active().kid());
             for meta in dir.list()? {
                 let state = meta.state(now, window, active_kid);
