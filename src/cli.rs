@@ -296,7 +296,7 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> 
                 .users
                 .set_role(&email, &role)
                 .await
-                .map_err(|e| StartError::Unsupported(format!("set-role failed: {e}")))?;
+                .map_err(StartError::SetRole)?;
             println!("{email}: role set to {role}");
         }
     }
@@ -305,7 +305,7 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> 
 
 async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartError> {
     let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", config.listen.port()));
-    let not_ready = |why: String| StartError::Unsupported(format!("not ready: {why}"));
+    let not_ready = StartError::NotReady;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
         .build()
@@ -326,7 +326,7 @@ async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartEr
 async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {
     let app = App::build(config, Clock::system()).await?;
     let clients = &app.state.clients;
-    let failed = |e: &dyn std::fmt::Display| StartError::Unsupported(format!("clients: {e}"));
+    let failed = |e: &dyn std::fmt::Display| StartError::Clients(e.to_string());
     match command {
         ClientsCommand::Create {
             name,
@@ -394,10 +394,8 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartErr
                 .map_err(|e| failed(&e))?
                 .ok_or_else(|| failed(&"no such client"))?;
             let view = crate::http::admin::ClientView::from(client);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&view).unwrap_or_default()
-            );
+            let view = serde_json::to_string_pretty(&view).map_err(|e| failed(&e))?;
+            println!("{view}");
         }
         ClientsCommand::Delete { client_id } => {
             if !clients.delete(&client_id).await.map_err(|e| failed(&e))? {
