@@ -168,7 +168,7 @@ impl App {
     pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
         config.validate()?;
         observability::prometheus();
-        let trusted_proxies = Arc::new(config.trusted_proxy_nets().unwrap_or_default());
+        let trusted_proxies = Arc::new(config.trusted_proxy_nets()?);
         let stores = Stores::open(&config).await?;
         let key_dir = KeyDir::new(&config.keys_dir);
         let keys = load_keys(key_dir.clone(), &config, &clock)?;
