@@ -146,7 +146,10 @@ impl RemoteJwks {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
-                .unwrap_or_default(),
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "JWKS client: cannot set the 5 s timeout; using reqwest's defaults");
+                    reqwest::Client::new()
+                }),
             min_refresh: Duration::from_secs(10),
             cache: RwLock::new(JwksCache::default()),
             refresh: tokio::sync::Mutex::new(()),
@@ -181,26 +184,24 @@ impl RemoteJwks {
 
     async fn refetch(&self) {
         let fetched = async {
-            let response = self.http.get(&self.url).send().await.ok()?;
-            if !response.status().is_success() {
-                return None;
-            }
+            let response = self.http.get(&self.url).send().await?;
+            let response = response.error_for_status()?;
             let max_age = max_age(response.headers());
-            Some((response.json::<JwkSet>().await.ok()?, max_age))
+            Ok::<_, reqwest::Error>((response.json::<JwkSet>().await?, max_age))
         }
         .await;
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         cache.attempted = Some(now);
         match fetched {
-            Some((set, max_age)) => {
+            Ok((set, max_age)) => {
                 cache.keys = decoding_keys(&set);
                 cache.fresh_until = Some(now + max_age);
             }
-            None => {
+            Err(e) => {
                 // Keep what we have and ask again after `min_refresh`.
                 cache.fresh_until = Some(now + self.min_refresh);
-                tracing::warn!(url = %self.url, "JWKS fetch failed; keeping the cached keys");
+                tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed; keeping the cached keys");
             }
         }
     }
