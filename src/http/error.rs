@@ -1,7 +1,8 @@
-//! The one place that maps errors to status codes: `ApiError` becomes RFC
-//! 9457 problem+json (built by `crate::problem`). OAuth endpoints use
+//! Where Tessera's errors become statuses: `ApiError` becomes RFC 9457
+//! problem+json (built by `crate::problem`); the OAuth endpoints use
 //! `OAuthError` instead, because RFC 6749 fixes their shape. (The HTML pages
-//! of `/authorize` carry their own statuses.)
+//! of `/authorize` carry their own statuses, and the reusable resource
+//! layer's `BearerRejection` its own 401/503.)
 
 use std::time::Duration;
 
