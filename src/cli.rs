@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, SigningAlg};
-use crate::crypto::keys::{KeyDir, KeySet};
+use crate::crypto::keys::{KeyDir, KeyError, KeySet};
 use crate::domain::DomainError;
 use crate::domain::clients::DEFAULT_USER_CLIENT_SCOPES;
 use crate::domain::clients::NewClient;
@@ -259,7 +259,15 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
         }
         KeysCommand::List => {
             let window = config.retired_key_window();
-            let active = KeySet::new(dir.load()?, now, window).ok();
+            let active = match KeySet::new(dir.load()?, now, window) {
+                Ok(set) => Some(set),
+                Err(KeyError::NoActiveKey) => None,
+                // The list is still shown; the server would refuse to start.
+                Err(e) => {
+                    eprintln!("tessera: warning: {e}");
+                    None
+                }
+            };
             let active_kid = active.as_ref().map(|set| set.active().kid());
             for meta in dir.list()? {
                 let state = meta.state(now, window, active_kid);
@@ -299,7 +307,7 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> 
                 .users
                 .set_role(&email, &role)
                 .await
-                .map_err(|e| StartError::Unsupported(format!("set-role failed: {e}")))?;
+                .map_err(StartError::SetRole)?;
             println!("{email}: role set to {role}");
         }
     }
@@ -308,7 +316,7 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> 
 
 async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartError> {
     let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", config.listen.port()));
-    let not_ready = |why: String| StartError::Unsupported(format!("not ready: {why}"));
+    let not_ready = StartError::NotReady;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
         .build()
@@ -334,8 +342,8 @@ fn scopes_or_default(scopes: Vec<String>, grants: &[String]) -> Result<Vec<Strin
         return Ok(scopes);
     }
     if grants.iter().any(|g| g == "client_credentials") {
-        return Err(StartError::Unsupported(
-            "clients: a client_credentials client needs --scope: name the scopes its \
+        return Err(StartError::Clients(
+            "a client_credentials client needs --scope: name the scopes its \
              tokens may carry (e.g. --scope reports.read)"
                 .into(),
         ));
@@ -354,7 +362,7 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartErr
     }
     let app = App::build(config, Clock::system()).await?;
     let clients = &app.state.clients;
-    let failed = |e: &dyn std::fmt::Display| StartError::Unsupported(format!("clients: {e}"));
+    let failed = |e: &dyn std::fmt::Display| StartError::Clients(e.to_string());
     match command {
         ClientsCommand::Create {
             name,
@@ -426,10 +434,8 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartErr
                 .map_err(|e| failed(&e))?
                 .ok_or_else(|| failed(&"no such client"))?;
             let view = crate::http::admin::ClientView::from(client);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&view).unwrap_or_default()
-            );
+            let view = serde_json::to_string_pretty(&view).map_err(|e| failed(&e))?;
+            println!("{view}");
         }
         ClientsCommand::Delete { client_id } => {
             if !clients.delete(&client_id).await.map_err(|e| failed(&e))? {

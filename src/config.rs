@@ -220,6 +220,11 @@ impl Default for Config {
 /// The longest an access token may live, whatever the client's setting.
 pub const MAX_ACCESS_TOKEN_TTL: u64 = 24 * 3600;
 
+/// SMTP credentials are a pair: a username without a password (or the
+/// reverse) would try an empty password at every send.
+pub const SMTP_CREDENTIALS: &str =
+    "TESSERA_SMTP_USERNAME and TESSERA_SMTP_PASSWORD: set both or neither";
+
 /// A setting that is missing, malformed or out of range; the message names it.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -277,10 +282,10 @@ impl Config {
         self.audience.as_deref().unwrap_or(&self.issuer)
     }
 
-    /// The parsed `TESSERA_TRUSTED_PROXIES`; `None` when malformed.
-    pub fn trusted_proxy_nets(&self) -> Option<Vec<ipnet::IpNet>> {
+    /// The parsed `TESSERA_TRUSTED_PROXIES`.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         let Some(raw) = &self.trusted_proxies else {
-            return Some(Vec::new());
+            return Ok(Vec::new());
         };
         raw.split(',')
             .map(str::trim)
@@ -290,13 +295,19 @@ impl Config {
                     .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                     .ok()
             })
-            .collect()
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ConfigError(
+                    "TESSERA_TRUSTED_PROXIES: must be comma-separated IP addresses or CIDR ranges"
+                        .into(),
+                )
+            })
     }
 
-    /// The parsed `TESSERA_CORS_ORIGINS`; `None` when malformed.
-    pub fn cors_origin_list(&self) -> Option<Vec<String>> {
+    /// The parsed `TESSERA_CORS_ORIGINS`.
+    pub fn cors_origin_list(&self) -> Result<Vec<String>, ConfigError> {
         let Some(raw) = &self.cors_origins else {
-            return Some(Vec::new());
+            return Ok(Vec::new());
         };
         raw.split(',')
             .map(str::trim)
@@ -307,7 +318,14 @@ impl Config {
                 (matches!(url.scheme(), "http" | "https") && origin == s.trim_end_matches('/'))
                     .then_some(origin)
             })
-            .collect()
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ConfigError(
+                    "TESSERA_CORS_ORIGINS: must be comma-separated origins such as \
+                     https://app.example"
+                        .into(),
+                )
+            })
     }
 
     /// Checks ranges and formats once, so the rest of the code can trust them.
@@ -395,18 +413,8 @@ impl Config {
                 "must start with mongodb:// or mongodb+srv://",
             );
         }
-        if self.trusted_proxy_nets().is_none() {
-            return bad(
-                "TRUSTED_PROXIES",
-                "must be comma-separated IP addresses or CIDR ranges",
-            );
-        }
-        if self.cors_origin_list().is_none() {
-            return bad(
-                "CORS_ORIGINS",
-                "must be comma-separated origins such as https://app.example",
-            );
-        }
+        self.trusted_proxy_nets()?;
+        self.cors_origin_list()?;
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
             return bad(
                 "MAIL_FROM",
@@ -418,6 +426,9 @@ impl Config {
                 "SMTP_HOST",
                 "must not be empty (unset it for the .eml folder)",
             );
+        }
+        if self.smtp_username.is_some() != self.smtp_password.is_some() {
+            return Err(ConfigError(SMTP_CREDENTIALS.into()));
         }
         if !(1..=300).contains(&self.header_read_timeout) {
             return bad("HEADER_READ_TIMEOUT", "must be between 1 and 300 seconds");
@@ -476,6 +487,33 @@ mod tests {
         };
         let err = config.validate().expect_err("cost 40 is refused");
         assert!(err.to_string().contains("TESSERA_BCRYPT_COST"));
+    }
+
+    #[test]
+    fn malformed_lists_and_half_credentials_are_refused_with_their_names() {
+        let proxies = Config {
+            trusted_proxies: Some("10.0.0.0/8, not-an-ip".into()),
+            ..Config::default()
+        };
+        let err = proxies.validate().expect_err("bad proxy list");
+        assert!(err.to_string().contains("TESSERA_TRUSTED_PROXIES"), "{err}");
+        let cors = Config {
+            cors_origins: Some("https://app.example/path".into()),
+            ..Config::default()
+        };
+        let err = cors.validate().expect_err("bad origin");
+        assert!(
+            err.to_string().contains(
+                "TESSERA_CORS_ORIGINS: must be comma-separated origins such as https://app.example"
+            ),
+            "{err}"
+        );
+        let smtp = Config {
+            smtp_username: Some("mailer".into()),
+            ..Config::default()
+        };
+        let err = smtp.validate().expect_err("username without password");
+        assert!(err.to_string().contains("TESSERA_SMTP_PASSWORD"), "{err}");
     }
 
     #[test]

@@ -14,11 +14,13 @@ pub mod files;
 pub mod http;
 pub mod mail;
 pub mod observability;
+pub mod problem;
 pub mod resource;
 pub mod store;
 pub mod templates;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,22 +51,46 @@ pub struct App {
     pub state: AppState,
 }
 
-/// Start-up failures, each with a message an operator can act on.
+/// Start-up failures (and failures of the CLI's commands), each saying
+/// what failed with a message an operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error("signing keys: {0}")]
     Keys(#[from] crypto::keys::KeyError),
+    /// The embedded SQLite store in the data dir cannot be opened.
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
-    #[error("{0}")]
-    Unsupported(String),
+    /// The data dir could not be created or made private.
+    #[error("TESSERA_DATA_DIR: cannot create {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configured user store (MongoDB) cannot be used.
+    #[error("TESSERA_MONGODB_URI: cannot use the server: {0}")]
+    UserStore(store::StoreError),
+    /// The configured token store (Redis) cannot be reached.
+    #[error("TESSERA_REDIS_URL: cannot connect: {0}")]
+    TokenStore(store::StoreError),
+    /// A built-in template does not compile (a bug in the build).
+    #[error(transparent)]
+    Templates(#[from] templates::TemplateError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// `tessera users set-role` failed.
+    #[error("set-role failed: {0}")]
+    SetRole(domain::DomainError),
+    /// `tessera healthcheck`: the server is not ready (or not reachable).
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// A `tessera clients` command failed.
+    #[error("clients: {0}")]
+    Clients(String),
 }
 
 /// The stores the configuration selects.
@@ -77,28 +103,24 @@ pub struct Stores {
 impl Stores {
     /// The embedded SQLite store unless MongoDB/Redis are configured.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
-        files::create_private_dir(&config.data_dir).map_err(|e| {
-            StartError::Unsupported(format!(
-                "TESSERA_DATA_DIR: cannot create {}: {e}",
-                config.data_dir.display()
-            ))
+        files::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
         })?;
         let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
         for file in ["tessera.db", "tessera.db-wal", "tessera.db-shm"] {
             let path = config.data_dir.join(file);
-            if path.exists() {
-                let _ = files::restrict_file(&path);
+            if path.exists()
+                && let Err(e) = files::restrict_file(&path)
+            {
+                tracing::warn!(file = %path.display(), error = %e, "cannot make the database file private (mode 0600)");
             }
         }
         let users: Arc<dyn Directory> = match &config.mongodb_uri {
             Some(uri) => Arc::new(
                 MongoStore::connect(uri.expose(), &config.mongodb_db)
                     .await
-                    .map_err(|e| {
-                        StartError::Unsupported(format!(
-                            "TESSERA_MONGODB_URI: cannot use the server: {e}"
-                        ))
-                    })?,
+                    .map_err(StartError::UserStore)?,
             ),
             None => sqlite.clone(),
         };
@@ -114,9 +136,7 @@ impl Stores {
                         epoch_ttl,
                     )
                     .await
-                    .map_err(|e| {
-                        StartError::Unsupported(format!("TESSERA_REDIS_URL: cannot connect: {e}"))
-                    })?,
+                    .map_err(StartError::TokenStore)?,
                 )
             }
             None => sqlite.clone(),
@@ -149,7 +169,7 @@ impl App {
     pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
         config.validate()?;
         observability::prometheus();
-        let trusted_proxies = Arc::new(config.trusted_proxy_nets().unwrap_or_default());
+        let trusted_proxies = Arc::new(config.trusted_proxy_nets()?);
         let stores = Stores::open(&config).await?;
         let key_dir = KeyDir::new(&config.keys_dir);
         let keys = load_keys(key_dir.clone(), &config, &clock)?;
@@ -159,8 +179,7 @@ impl App {
         };
         let hasher = PasswordHasher::new(config.bcrypt_cost, config.bcrypt_queue);
         hasher.warm_up();
-        let templates =
-            Arc::new(Templates::load().map_err(|e| StartError::Unsupported(e.to_string()))?);
+        let templates = Arc::new(Templates::load()?);
         let mailer = Arc::new(Mailer::from_config(&config, templates.clone())?);
         let cookie_key = cookie_key(&token_secret);
         let outbox: Arc<dyn Outbox> = Arc::new(mailer.clone());
@@ -333,13 +352,17 @@ async fn reload_keys_periodically(keys: Arc<KeyRing>, clock: Clock, every: std::
     loop {
         ticks.tick().await;
         let (ring, now) = (keys.clone(), clock.now());
-        let reloaded = tokio::task::spawn_blocking(move || ring.reload(now)).await;
-        match reloaded.unwrap_or(Err(crate::crypto::keys::KeyError::NoActiveKey)) {
-            Ok(Some(kid)) => tracing::info!(%kid, "signing with a new key"),
-            Ok(None) => {}
-            Err(e) => {
+        match tokio::task::spawn_blocking(move || ring.reload(now)).await {
+            Ok(Ok(Some(kid))) => tracing::info!(%kid, "signing with a new key"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "reloading the keys dir failed; keeping the loaded keys")
             }
+            // The blocking task panicked or was cancelled: not a key problem.
+            Err(e) => tracing::error!(
+                error = %e,
+                "the key reload task did not finish; keeping the loaded keys"
+            ),
         }
     }
 }

@@ -20,7 +20,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,12 +30,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::clock::Clock;
+use crate::crypto::jwk::{KeyMap, decoding_keys};
 use crate::crypto::jwt::{ACCESS_TOKEN_TYP, AccessClaims};
 use crate::crypto::keys::KeyRing;
+use crate::problem::problem;
 
 /// Longest token the verifier looks at; anything longer is not ours.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -77,31 +78,6 @@ fn algorithm_of(alg: &str) -> Option<Algorithm> {
         "EdDSA" => Some(Algorithm::EdDSA),
         _ => None,
     }
-}
-
-fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
-    match alg {
-        KeyAlgorithm::RS256 => Some(Algorithm::RS256),
-        KeyAlgorithm::ES256 => Some(Algorithm::ES256),
-        KeyAlgorithm::EdDSA => Some(Algorithm::EdDSA),
-        _ => None,
-    }
-}
-
-/// Decoding keys by `kid`, each with the one algorithm it may verify.
-pub(crate) type KeyMap = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
-
-/// Parses a JWK Set into decoding keys, skipping keys we cannot use.
-pub(crate) fn decoding_keys(set: &JwkSet) -> KeyMap {
-    set.keys
-        .iter()
-        .filter_map(|jwk| {
-            let kid = jwk.common.key_id.clone()?;
-            let alg = key_algorithm(jwk.common.key_algorithm?)?;
-            let key = DecodingKey::from_jwk(jwk).ok()?;
-            Some((kid, (alg, Arc::new(key))))
-        })
-        .collect()
 }
 
 /// Tessera's own keys, in process: follows the node's [`KeyRing`], so a
@@ -170,7 +146,10 @@ impl RemoteJwks {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
-                .unwrap_or_default(),
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "JWKS client: cannot set the 5 s timeout; using reqwest's defaults");
+                    reqwest::Client::new()
+                }),
             min_refresh: Duration::from_secs(10),
             cache: RwLock::new(JwksCache::default()),
             refresh: tokio::sync::Mutex::new(()),
@@ -205,26 +184,24 @@ impl RemoteJwks {
 
     async fn refetch(&self) {
         let fetched = async {
-            let response = self.http.get(&self.url).send().await.ok()?;
-            if !response.status().is_success() {
-                return None;
-            }
+            let response = self.http.get(&self.url).send().await?;
+            let response = response.error_for_status()?;
             let max_age = max_age(response.headers());
-            Some((response.json::<JwkSet>().await.ok()?, max_age))
+            Ok::<_, reqwest::Error>((response.json::<JwkSet>().await?, max_age))
         }
         .await;
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         cache.attempted = Some(now);
         match fetched {
-            Some((set, max_age)) => {
+            Ok((set, max_age)) => {
                 cache.keys = decoding_keys(&set);
                 cache.fresh_until = Some(now + max_age);
             }
-            None => {
+            Err(e) => {
                 // Keep what we have and ask again after `min_refresh`.
                 cache.fresh_until = Some(now + self.min_refresh);
-                tracing::warn!(url = %self.url, "JWKS fetch failed; keeping the cached keys");
+                tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed; keeping the cached keys");
             }
         }
     }
@@ -457,12 +434,8 @@ impl IntoResponse for BearerRejection {
     fn into_response(self) -> Response {
         match self.0 {
             VerifyError::Invalid(description) => {
-                let mut response = crate::http::error::problem(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    description,
-                    None,
-                );
+                let mut response =
+                    problem(StatusCode::UNAUTHORIZED, "invalid_token", description, None);
                 let challenge =
                     format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -472,7 +445,7 @@ impl IntoResponse for BearerRejection {
                 }
                 response
             }
-            VerifyError::Unavailable => crate::http::error::problem(
+            VerifyError::Unavailable => problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backend_unavailable",
                 "the token store is unavailable; try again shortly",

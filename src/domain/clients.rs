@@ -7,11 +7,10 @@ use oxide_auth::primitives::registrar::{PasswordPolicy, RegistrarError};
 
 use crate::clock::Clock;
 use crate::crypto::secret::{constant_time_eq, generate_client_secret, random_token, sha256_hex};
-use crate::domain::grants::GrantError;
 use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::FIRST_PARTY_CLIENT_ID;
 use crate::domain::validate::Checks;
-use crate::domain::{DomainError, scope};
+use crate::domain::{DomainError, GrantError, scope};
 use crate::store::{ClientRecord, ClientStore, StoreError};
 
 /// The scopes a client that acts for users is registered with when none
@@ -190,10 +189,10 @@ impl ClientService {
         self.store.delete_client(id).await
     }
 
-    /// The client the credentials prove, or `invalid_client`.
-    /// The client if `credentials` prove it. Failures are counted per
-    /// client address and per `client_id` in the token store (so across
-    /// nodes); past either limit a failure answers `Throttled` instead.
+    /// The client if `credentials` prove it, else `invalid_client`.
+    /// Failures are counted per client address and per `client_id` in the
+    /// token store (so across nodes); past either limit a failure answers
+    /// `Throttled` instead.
     /// Only failures are counted and refused: a right secret always works,
     /// so a flood of bad attempts cannot lock a real client out, and the
     /// success path costs no store round trip (secrets have 256 bits, which
@@ -213,14 +212,7 @@ impl ClientService {
                 (by_address, CLIENT_AUTH_FAILURES_PER_ADDRESS),
                 (by_client, CLIENT_AUTH_FAILURES_PER_CLIENT),
             ] {
-                self.throttle
-                    .admit(&key, limit)
-                    .await
-                    .map_err(|e| match e {
-                        DomainError::Throttled(retry) => GrantError::Throttled(retry),
-                        DomainError::Store(e) => GrantError::Store(e),
-                        _ => GrantError::InvalidClient,
-                    })?;
+                self.throttle.admit(&key, limit).await?;
             }
         }
         result

@@ -12,4 +12,4 @@ pub mod tokens;
 pub mod users;
 pub mod validate;
 
-pub use error::{DomainError, FieldErrors};
+pub use error::{DomainError, FieldErrors, GrantError};

@@ -6,8 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, UnixTime};
-use crate::domain::DomainError;
-use crate::store::TokenStore;
+use crate::store::{StoreError, TokenStore};
+
+/// What a throttle can answer besides "go ahead": the limit is reached, or
+/// the counters could not be read. Converts into the callers' errors
+/// (`DomainError`, `GrantError`) kind for kind.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    #[error("too many attempts, retry after {0:?}")]
+    Throttled(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// The part of a client address that budgets are kept for: the address for
 /// IPv4, the /64 network for IPv6 (one subscriber usually holds a whole /64,
@@ -54,13 +64,13 @@ impl Throttle {
 
     /// Refuses an event over `limit`: counts the refusal in
     /// `tessera_throttled_total` and says when to retry.
-    fn refuse(limit: Limit, now: UnixTime) -> DomainError {
+    fn refuse(limit: Limit, now: UnixTime) -> ThrottleError {
         metrics::counter!("tessera_throttled_total").increment(1);
-        DomainError::Throttled(Self::retry_after(limit, now))
+        ThrottleError::Throttled(Self::retry_after(limit, now))
     }
 
     /// `Throttled` if `key` already reached `limit`; counts nothing.
-    pub async fn check(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
+    pub async fn check(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
         let now = self.clock.now();
         if self.store.count(key, limit.window, now).await? >= limit.max {
             return Err(Self::refuse(limit, now));
@@ -69,13 +79,13 @@ impl Throttle {
     }
 
     /// Counts one event for `key`.
-    pub async fn record(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
+    pub async fn record(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
         self.store.hit(key, limit.window, self.clock.now()).await?;
         Ok(())
     }
 
     /// Counts one event and refuses it if that goes over `limit`.
-    pub async fn admit(&self, key: &str, limit: Limit) -> Result<(), DomainError> {
+    pub async fn admit(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
         let now = self.clock.now();
         if self.store.hit(key, limit.window, now).await? > limit.max {
             return Err(Self::refuse(limit, now));
@@ -89,7 +99,7 @@ impl Throttle {
     /// any budget is spent, the slots taken are given back and the attempt
     /// is refused. A success the contract does not count is handed back
     /// with [`Reservation::refund`].
-    pub async fn reserve(&self, budgets: &[(&str, Limit)]) -> Result<Reservation, DomainError> {
+    pub async fn reserve(&self, budgets: &[(&str, Limit)]) -> Result<Reservation, ThrottleError> {
         let now = self.clock.now();
         let mut reservation = Reservation {
             store: self.store.clone(),

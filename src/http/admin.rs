@@ -117,7 +117,7 @@ pub struct NewClientBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every client", body = Vec<ClientView>),
-        crate::http::openapi::AdminProblems,
+        crate::http::problems::AdminProblems,
     )
 )]
 pub async fn list_clients(
@@ -136,8 +136,8 @@ pub async fn list_clients(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The client, with client_secret shown once for confidential clients", body = ClientView),
-        crate::http::openapi::BodyProblems,
-        crate::http::openapi::AdminProblems,
+        crate::http::problems::BodyProblems,
+        crate::http::problems::AdminProblems,
     )
 )]
 /// 201 with the client and, for confidential clients, `client_secret` — shown this once.
@@ -178,8 +178,8 @@ pub async fn post_client(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The client", body = ClientView),
-        crate::http::openapi::AdminProblems,
-        (status = 404, description = "No such client", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::problems::AdminProblems,
+        (status = 404, description = "No such client", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_client(
@@ -203,8 +203,8 @@ pub async fn get_client(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        crate::http::openapi::AdminProblems,
-        (status = 404, description = "No such client", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::problems::AdminProblems,
+        (status = 404, description = "No such client", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_client(

@@ -1,6 +1,8 @@
-//! The one place that knows status codes: `ApiError` becomes RFC 9457
-//! problem+json. (OAuth endpoints use `OAuthError` instead, because RFC 6749
-//! fixes their shape.)
+//! Where Tessera's errors become statuses: `ApiError` becomes RFC 9457
+//! problem+json (built by `crate::problem`); the OAuth endpoints use
+//! `OAuthError` instead, because RFC 6749 fixes their shape. (The HTML pages
+//! of `/authorize` carry their own statuses, and the reusable resource
+//! layer's `BearerRejection` its own 401/503.)
 
 use std::time::Duration;
 
@@ -10,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::crypto::password::HasherError;
-use crate::domain::grants::GrantError;
-use crate::domain::{DomainError, FieldErrors};
+use crate::domain::{DomainError, FieldErrors, GrantError};
+use crate::problem::problem;
 use crate::store::StoreError;
 
 /// The cause of a 500, carried in a response extension so that one
@@ -50,6 +52,13 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("client not found")]
     ClientNotFound,
+    /// An RFC 6749 §5.2 refusal met outside the OAuth endpoints (issuing
+    /// a login's tokens): 400 with the OAuth error as `code`.
+    #[error("{code}: {detail}")]
+    GrantRefused {
+        code: &'static str,
+        detail: &'static str,
+    },
     #[error("too many requests")]
     Throttled(Duration),
     #[error("{0} unavailable")]
@@ -74,10 +83,33 @@ impl From<DomainError> for ApiError {
             DomainError::NotAdmin => ApiError::Forbidden("this endpoint needs the admin role"),
             DomainError::InvalidOtp => ApiError::InvalidOtp,
             DomainError::Throttled(retry) => ApiError::Throttled(retry),
+            DomainError::Grant(e) => e.into(),
             DomainError::Store(e) => e.into(),
             DomainError::Hasher(HasherError::Busy) => ApiError::Overloaded,
             DomainError::Hasher(e @ HasherError::Failed) => ApiError::Internal(e.to_string()),
             DomainError::Key(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A grant's error outside the OAuth endpoints: refusals stay client
+/// errors (400, the RFC 6749 code as `code`); store, key and throttle
+/// failures map as they do everywhere else.
+impl From<GrantError> for ApiError {
+    fn from(error: GrantError) -> Self {
+        let refused = |code, detail| ApiError::GrantRefused { code, detail };
+        match error {
+            GrantError::InvalidRequest(d) => refused("invalid_request", d),
+            GrantError::InvalidClient => refused("invalid_client", "client authentication failed"),
+            GrantError::InvalidGrant(d) => refused("invalid_grant", d),
+            GrantError::UnauthorizedClient(d) => refused("unauthorized_client", d),
+            GrantError::UnsupportedGrantType => {
+                refused("unsupported_grant_type", "this grant type is not supported")
+            }
+            GrantError::InvalidScope(d) => refused("invalid_scope", d),
+            GrantError::Throttled(retry) => ApiError::Throttled(retry),
+            GrantError::Store(e) => e.into(),
+            GrantError::Key(e) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -165,6 +197,9 @@ impl ApiError {
                 "client_not_found",
                 "no client with this id".into(),
             ),
+            ApiError::GrantRefused { code, detail } => {
+                (StatusCode::BAD_REQUEST, *code, (*detail).into())
+            }
             ApiError::Throttled(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -229,31 +264,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// An RFC 9457 problem+json response with our stable `code` member.
-pub fn problem(
-    status: StatusCode,
-    code: &str,
-    detail: &str,
-    errors: Option<&FieldErrors>,
-) -> Response {
-    let mut body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
-    if let Some(errors) = errors {
-        body["errors"] = json!(errors);
-    }
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
 }
 
 /// An RFC 6749 §5.2 error of the OAuth endpoints: `{"error", "error_description"}`.
@@ -411,6 +421,13 @@ mod tests {
             (ApiError::InvalidOtp, 400),
             (ApiError::Forbidden("admin"), 403),
             (ApiError::ClientNotFound, 404),
+            (
+                ApiError::GrantRefused {
+                    code: "invalid_grant",
+                    detail: "x",
+                },
+                400,
+            ),
             (ApiError::Throttled(Duration::from_secs(3)), 429),
             (ApiError::Unavailable("redis"), 503),
             (ApiError::Overloaded, 503),
@@ -424,6 +441,51 @@ mod tests {
                 response.headers()[header::CONTENT_TYPE],
                 "application/problem+json"
             );
+        }
+    }
+
+    /// A refusal that reaches a JSON endpoint through the domain stays a
+    /// client error with its OAuth code; failures keep their own statuses.
+    #[test]
+    fn grant_errors_keep_their_kind_through_the_domain() {
+        let cases = [
+            (GrantError::InvalidRequest("x"), 400, "invalid_request"),
+            (GrantError::InvalidClient, 400, "invalid_client"),
+            (GrantError::InvalidGrant("x"), 400, "invalid_grant"),
+            (
+                GrantError::UnauthorizedClient("x"),
+                400,
+                "unauthorized_client",
+            ),
+            (
+                GrantError::UnsupportedGrantType,
+                400,
+                "unsupported_grant_type",
+            ),
+            (GrantError::InvalidScope("x"), 400, "invalid_scope"),
+            (
+                GrantError::Throttled(Duration::from_secs(3)),
+                429,
+                "too_many_requests",
+            ),
+            (
+                GrantError::Store(StoreError::Unavailable {
+                    backend: "redis",
+                    reason: "down".into(),
+                }),
+                503,
+                "backend_unavailable",
+            ),
+            (
+                GrantError::Key(crate::crypto::keys::KeyError::Signing),
+                500,
+                "internal_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let error = ApiError::from(DomainError::from(error));
+            assert_eq!(error.parts().0.as_u16(), status, "{error:?}");
+            assert_eq!(error.parts().1, code, "{error:?}");
         }
     }
 

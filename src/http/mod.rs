@@ -6,6 +6,7 @@ pub mod extract;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod problems;
 pub mod server;
 pub mod users;
 
@@ -175,9 +176,13 @@ pub fn router(state: AppState) -> Router {
 fn security_layers(
     config: &Config,
 ) -> tower::util::Either<(SetResponseHeaderLayer<HeaderValue>, CorsLayer), CorsLayer> {
-    let origins: Vec<HeaderValue> = config
-        .cors_origin_list()
-        .unwrap_or_default()
+    // `Config::validate` refused a malformed list at start; should one get
+    // here anyway, no origin is allowed and the reason is logged.
+    let origins = config.cors_origin_list().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "CORS allows no origin");
+        Vec::new()
+    });
+    let origins: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();

@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document at `GET /openapi.json`, generated with utoipa
 //! from the handlers' annotations (user and admin APIs) and from the
 //! descriptions below (OAuth and operations endpoints, whose handlers take
-//! raw forms and headers).
+//! raw forms and headers). A leaf of `http`: only the router refers to it;
+//! the problem shapes the handlers' annotations name are in `problems.rs`.
 
 #![allow(dead_code)] // the functions below exist to carry `#[utoipa::path]`
 
@@ -9,109 +10,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-
-/// RFC 9457 problem details, with Tessera's stable `code`.
-#[derive(Serialize, ToSchema)]
-pub struct Problem {
-    #[schema(example = "about:blank")]
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-    /// Stable machine-readable error code, e.g. `validation_failed`.
-    code: String,
-    /// Field name → what is wrong with it (422 only).
-    #[schema(value_type = Option<Object>)]
-    errors: Option<serde_json::Value>,
-}
-
-/// The problems of a JSON request body, shared by every JSON endpoint.
-#[derive(utoipa::IntoResponses)]
-pub enum BodyProblems {
-    #[response(
-        status = 400,
-        description = "Malformed JSON",
-        content_type = "application/problem+json"
-    )]
-    Malformed(Problem),
-    #[response(
-        status = 413,
-        description = "Body over 64 KiB",
-        content_type = "application/problem+json"
-    )]
-    TooLarge(Problem),
-    #[response(
-        status = 415,
-        description = "Not application/json",
-        content_type = "application/problem+json"
-    )]
-    NotJson(Problem),
-    #[response(
-        status = 422,
-        description = "Invalid fields",
-        content_type = "application/problem+json"
-    )]
-    Invalid(Problem),
-}
-
-/// The problems of an endpoint behind a user access token.
-#[derive(utoipa::IntoResponses)]
-pub enum UserTokenProblems {
-    #[response(
-        status = 401,
-        description = "Missing, invalid, expired or revoked token",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(Problem),
-    #[response(
-        status = 403,
-        description = "Not a user token with the needed scope (profile to read, account to change; insufficient_scope)",
-        content_type = "application/problem+json"
-    )]
-    Forbidden(Problem),
-    #[response(
-        status = 404,
-        description = "The user no longer exists",
-        content_type = "application/problem+json"
-    )]
-    Gone(Problem),
-    #[response(
-        status = 503,
-        description = "A backend is unavailable",
-        content_type = "application/problem+json"
-    )]
-    Unavailable(Problem),
-}
-
-/// The problems of an endpoint behind an admin access token.
-#[derive(utoipa::IntoResponses)]
-pub enum AdminProblems {
-    #[response(
-        status = 401,
-        description = "Missing or invalid token",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(Problem),
-    #[response(
-        status = 403,
-        description = "Not an admin",
-        content_type = "application/problem+json"
-    )]
-    Forbidden(Problem),
-    #[response(
-        status = 503,
-        description = "A backend is unavailable",
-        content_type = "application/problem+json"
-    )]
-    Unavailable(Problem),
-}
-
-/// A short confirmation.
-#[derive(Serialize, ToSchema)]
-pub struct StatusBody {
-    status: String,
-    detail: String,
-}
 
 /// RFC 6749 §5.2 error.
 #[derive(Serialize, ToSchema)]
@@ -248,7 +146,7 @@ fn healthz() {}
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Every backend answers", body = Object),
-        (status = 503, description = "A backend does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend does not answer", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     ))]
 fn readyz() {}
 

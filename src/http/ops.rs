@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, json};
 
 use crate::http::AppState;
-use crate::http::error::problem;
+use crate::problem::problem;
 
 /// How long a backend may take to answer a readiness ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);

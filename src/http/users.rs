@@ -94,10 +94,10 @@ pub struct MobileBody {
     request_body = SignupBody,
     responses(
         (status = 201, description = "The new user", body = UserView),
-        crate::http::openapi::BodyProblems,
-        (status = 409, description = "Email already registered", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many signups from this address", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable, or the password hasher is busy (Retry-After)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::problems::BodyProblems,
+        (status = 409, description = "Email already registered", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many signups from this address", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable, or the password hasher is busy (Retry-After)", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /api/users/signup` → 201 and the user.
@@ -126,10 +126,10 @@ pub async fn post_signup(
     request_body = LoginBody,
     responses(
         (status = 200, description = "A token response", body = crate::http::oauth::TokenResponse),
-        crate::http::openapi::BodyProblems,
-        (status = 401, description = "Wrong email or password", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failures", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        crate::http::problems::BodyProblems,
+        (status = 401, description = "Wrong email or password", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failures", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /api/users/login` → a token response, as from `/token`.
@@ -153,7 +153,7 @@ pub async fn post_login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        crate::http::openapi::UserTokenProblems,
+        crate::http::problems::UserTokenProblems,
     )
 )]
 /// `GET /api/users/me`.
@@ -173,8 +173,8 @@ pub async fn get_me(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        crate::http::openapi::BodyProblems,
-        crate::http::openapi::UserTokenProblems,
+        crate::http::problems::BodyProblems,
+        crate::http::problems::UserTokenProblems,
     )
 )]
 /// `PUT /api/users/updateusers`: any of `fname`, `lname`, `gender`.
@@ -199,10 +199,10 @@ pub async fn put_updateusers(
     request_body = PasswordBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Changed; every session signed out", body = crate::http::openapi::StatusBody),
-        crate::http::openapi::BodyProblems,
-        crate::http::openapi::UserTokenProblems,
-        (status = 429, description = "Too many wrong current passwords for this account", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Changed; every session signed out", body = crate::http::problems::StatusBody),
+        crate::http::problems::BodyProblems,
+        crate::http::problems::UserTokenProblems,
+        (status = 429, description = "Too many wrong current passwords for this account", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `PUT /api/users/updatepassword`: logs the user out everywhere.
@@ -230,8 +230,8 @@ pub async fn put_updatepassword(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        crate::http::openapi::BodyProblems,
-        crate::http::openapi::UserTokenProblems,
+        crate::http::problems::BodyProblems,
+        crate::http::problems::UserTokenProblems,
     )
 )]
 /// `PUT /api/users/updatemobile`.
@@ -267,10 +267,10 @@ pub struct ResetBody {
     tag = "users",
     request_body = ForgotBody,
     responses(
-        (status = 202, description = "Accepted, whether or not the account exists", body = crate::http::openapi::StatusBody),
-        crate::http::openapi::BodyProblems,
-        (status = 429, description = "Rate limited", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Accepted, whether or not the account exists", body = crate::http::problems::StatusBody),
+        crate::http::problems::BodyProblems,
+        (status = 429, description = "Rate limited", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /api/users/forgotpasswords` → 202 with the same body whether or not
@@ -294,10 +294,10 @@ pub async fn post_forgotpasswords(
     tag = "users",
     request_body = ResetBody,
     responses(
-        (status = 200, description = "Password reset; every session signed out", body = crate::http::openapi::StatusBody),
-        crate::http::openapi::BodyProblems,
-        (status = 429, description = "Rate limited", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Password reset; every session signed out", body = crate::http::problems::StatusBody),
+        crate::http::problems::BodyProblems,
+        (status = 429, description = "Rate limited", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::problems::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /api/users/resetpasswordotps` → 200; `invalid_otp` for any bad code.

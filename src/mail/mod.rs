@@ -13,7 +13,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 
-use crate::config::{Config, ConfigError, SmtpSecurity};
+use crate::config::{Config, ConfigError, SMTP_CREDENTIALS, SmtpSecurity};
 use crate::templates::Templates;
 
 /// The product name mail speaks with.
@@ -130,10 +130,18 @@ impl Mailer {
 
     /// Delivers one notice now (the background task calls this).
     pub async fn deliver(&self, to: &str, notice: &Notice) -> Result<(), String> {
-        let message = self.build(to, notice)?;
         let kind = match notice {
             Notice::Otp { .. } => "otp",
             Notice::PasswordChanged => "password_changed",
+        };
+        let message = match self.build(to, notice) {
+            Ok(message) => message,
+            Err(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tessera_mail_failures_total").increment(1);
+                tracing::error!(kind, error = %error, "mail could not be built");
+                return Err(error);
+            }
         };
         let outcome = tokio::time::timeout(SEND_TIMEOUT, async {
             match &self.transport {
@@ -154,7 +162,9 @@ impl Mailer {
         match outcome {
             Ok(Some(path)) => {
                 // The dir is private already; the file is too, in case it is copied out.
-                let _ = crate::files::restrict_file(&path);
+                if let Err(e) = crate::files::restrict_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot make the mail file private (mode 0600)");
+                }
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 // The path, never the content: the message may hold a code.
                 tracing::info!(kind, path = %path.display(), "mail written to the mail folder");
@@ -199,13 +209,15 @@ fn smtp_transport(
         SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(invalid)?,
     };
     let mut builder = builder.port(config.smtp_port).timeout(Some(SEND_TIMEOUT));
-    if let Some(username) = &config.smtp_username {
-        let password = config
-            .smtp_password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .unwrap_or_default();
-        builder = builder.credentials(Credentials::new(username.clone(), password));
+    match (&config.smtp_username, &config.smtp_password) {
+        (Some(username), Some(password)) => {
+            builder = builder.credentials(Credentials::new(
+                username.clone(),
+                password.expose().to_owned(),
+            ));
+        }
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => return Err(ConfigError(SMTP_CREDENTIALS.into())),
     }
     Ok(builder.build())
 }

@@ -477,7 +477,6 @@ fn report(what: &str, graph: &Graph) -> Option<String> {
 }
 
 #[test]
-#[ignore = "enabled once the layer cycles are removed (code-health issue)"]
 fn the_top_level_modules_and_the_http_files_form_layers_without_cycles() {
     let reports: Vec<String> = [
         report("the top-level modules of src/", &top_level_graph()),

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::config::SigningAlg;
+use crate::crypto::jwk::JwkError;
 
 pub use dir::KeyDir;
 pub use ring::{KeyRing, KeySet};
@@ -47,6 +48,10 @@ pub enum KeyError {
     Signing,
     #[error("no usable signing key in the keys directory")]
     NoActiveKey,
+    /// A key parsed for signing, but its public JWK gives no verification
+    /// key: every token it signed would be refused.
+    #[error("key {kid}: its public JWK cannot verify tokens: {why}")]
+    Unverifiable { kid: String, why: JwkError },
     #[error("no key with kid {0}")]
     UnknownKid(String),
     #[error("no other key could sign: run `tessera keys rotate --prepublish 0` first")]

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{KeyDir, KeyError, KeyMeta, SigningKey};
 use crate::clock::UnixTime;
 use crate::config::SigningAlg;
+use crate::crypto::jwk::{KeyMap, decoding_key_of};
 
 /// The keys in memory at one moment: the one that signs now and every one
 /// that is published (pending, active, or retired less than a token
@@ -19,15 +20,18 @@ pub struct KeySet {
     /// The newest signing RS256 key, else `active`.
     id_key: Arc<SigningKey>,
     jwks: serde_json::Value,
-    /// The JWKS serialized once: `/.well-known/jwks.json` serves these bytes.
-    jwks_json: axum::body::Bytes,
-    decoding: crate::resource::KeyMap,
+    /// The JWKS serialized once (the bytes `/.well-known/jwks.json` serves).
+    jwks_json: bytes::Bytes,
+    /// The verification key of every published key, by `kid`.
+    decoding: KeyMap,
 }
 
 impl KeySet {
     /// The set as it stands at `now`. The newest key that is activated and
     /// not yet retired signs; a retired key stays published for
     /// `retired_window` seconds (the longest a token it signed can live).
+    /// A published key whose JWK cannot verify is an error: tokens it
+    /// signed would be refused.
     pub fn new(
         keys: Vec<SigningKey>,
         now: UnixTime,
@@ -51,10 +55,16 @@ impl KeySet {
             .cloned()
             .unwrap_or_else(|| active.clone());
         let jwks = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
-        let decoding = serde_json::from_value(jwks.clone())
-            .map(|set| crate::resource::decoding_keys(&set))
-            .unwrap_or_default();
-        let jwks_json = axum::body::Bytes::from(jwks.to_string());
+        let decoding = keys
+            .iter()
+            .map(|k| {
+                decoding_key_of(&k.jwk).map_err(|why| KeyError::Unverifiable {
+                    kid: k.kid().to_owned(),
+                    why,
+                })
+            })
+            .collect::<Result<KeyMap, _>>()?;
+        let jwks_json = bytes::Bytes::from(jwks.to_string());
         Ok(Self {
             keys,
             active,
@@ -106,7 +116,7 @@ impl KeySet {
     }
 
     /// The JWK Set document, serialized.
-    pub fn jwks_json(&self) -> axum::body::Bytes {
+    pub fn jwks_json(&self) -> bytes::Bytes {
         self.jwks_json.clone()
     }
 

@@ -10,10 +10,10 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::{KeyError, KeyMeta};
 use crate::config::SigningAlg;
-use crate::crypto::secret::sha256_hex;
 
 /// The parsed private half of a key.
 pub(super) enum Signer {
@@ -115,8 +115,7 @@ fn thumbprint_members(signer: &Signer) -> serde_json::Value {
 pub(super) fn thumbprint(signer: &Signer) -> String {
     // serde_json writes object keys sorted (no preserve_order feature), no spaces.
     let canonical = thumbprint_members(signer).to_string();
-    let digest = hex::decode(sha256_hex(canonical.as_bytes())).unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(digest)
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
 fn public_jwk(signer: &Signer, meta: &KeyMeta) -> serde_json::Value {

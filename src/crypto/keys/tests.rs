@@ -120,3 +120,16 @@ fn the_last_signing_key_cannot_be_retired() {
         Err(KeyError::UnknownKid(_))
     ));
 }
+
+#[test]
+fn a_published_key_whose_jwk_cannot_verify_is_an_error_not_an_empty_key_map() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyDir::new(dir.path());
+    let meta = keys.generate(SigningAlg::EdDSA, 1, 1).expect("generate");
+    let mut loaded = keys.load().expect("load");
+    loaded[0].jwk["alg"] = serde_json::json!("HS256");
+    match KeySet::new(loaded, 10, 60) {
+        Err(KeyError::Unverifiable { kid, .. }) => assert_eq!(kid, meta.kid),
+        other => panic!("expected Unverifiable, got {other:?}"),
+    }
+}

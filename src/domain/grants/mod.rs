@@ -8,40 +8,14 @@ mod refresh_token;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::crypto::keys::KeyError;
 use crate::domain::tokens::{IssuedTokens, TokenService};
 use crate::store::{ClientRecord, StoreError, TokenStore, UserStore};
 
+pub use crate::domain::error::GrantError;
 pub use authorization_code::{AuthorizationRequest, issue_code};
 
 /// Form parameters of an OAuth request, each present at most once.
 pub type Params = BTreeMap<String, String>;
-
-/// RFC 6749 §5.2 errors, in the language of the domain.
-#[derive(Debug, thiserror::Error)]
-pub enum GrantError {
-    #[error("invalid_request: {0}")]
-    InvalidRequest(&'static str),
-    /// Unknown client, wrong secret, or the wrong authentication method.
-    #[error("invalid_client")]
-    InvalidClient,
-    #[error("invalid_grant: {0}")]
-    InvalidGrant(&'static str),
-    #[error("unauthorized_client: {0}")]
-    UnauthorizedClient(&'static str),
-    #[error("unsupported_grant_type")]
-    UnsupportedGrantType,
-    #[error("invalid_scope: {0}")]
-    InvalidScope(&'static str),
-    /// Too many failed client authentications from this address or for
-    /// this client.
-    #[error("client authentication throttled for {0:?}")]
-    Throttled(std::time::Duration),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-}
 
 /// A parsed token request.
 #[derive(Debug)]
