@@ -121,8 +121,8 @@ pub struct IdClaims {
 /// of `token` with the hash function of `alg` (SHA-256 for RS256 and ES256;
 /// SHA-512 for EdDSA, as other providers do), base64url.
 pub fn left_half_hash(token: &str, alg: crate::config::SigningAlg) -> String {
-    use sha2::Digest;
     use crate::config::SigningAlg;
+    use sha2::Digest;
     let digest: Vec<u8> = match alg {
         SigningAlg::RS256 | SigningAlg::ES256 => sha2::Sha256::digest(token.as_bytes()).to_vec(),
         SigningAlg::EdDSA => sha2::Sha512::digest(token.as_bytes()).to_vec(),

@@ -227,16 +227,13 @@ impl Authorizer {
         };
         // OpenID Connect Core §6: request objects are not supported.
         if params.contains_key("request") {
-            return Err(request.redirect_error(
-                "request_not_supported",
-                "request objects are not supported",
-            ));
+            return Err(request
+                .redirect_error("request_not_supported", "request objects are not supported"));
         }
         if params.contains_key("request_uri") {
-            return Err(request.redirect_error(
-                "request_uri_not_supported",
-                "request_uri is not supported",
-            ));
+            return Err(
+                request.redirect_error("request_uri_not_supported", "request_uri is not supported")
+            );
         }
         if get("response_type").as_deref() != Some("code") {
             return Err(
@@ -264,7 +261,10 @@ impl Authorizer {
         if let Some(hint) = get("id_token_hint") {
             let sub = self.grants.tokens.id_token_subject(&hint).await;
             request.hinted_user = Some(sub.ok_or_else(|| {
-                request.redirect_error("invalid_request", "id_token_hint is not an ID token of this server")
+                request.redirect_error(
+                    "invalid_request",
+                    "id_token_hint is not an ID token of this server",
+                )
             })?);
         }
         request.scope = scope::narrow(get("scope").as_deref(), &request.client.scopes.join(" "))

@@ -301,10 +301,9 @@ fn validate(new: &NewClient) -> Result<(), crate::domain::FieldErrors> {
             .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
         match redirect_uri_problem(uri) {
             Some(why) => checks.check::<(), _>("backchannel_logout_uri", Err(why)),
-            None if !web => checks.check::<(), _>(
-                "backchannel_logout_uri",
-                Err("must be an http(s) URL"),
-            ),
+            None if !web => {
+                checks.check::<(), _>("backchannel_logout_uri", Err("must be an http(s) URL"))
+            }
             None => None,
         };
     }

@@ -18,7 +18,7 @@ mod oauth;
 mod ops;
 mod otp;
 mod scale;
-mod security;
 mod schema;
+mod security;
 mod tokens;
 mod users;

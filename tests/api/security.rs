@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use crate::common::{
-    Backend, PASSWORD, TestApp, TestUser, assert_invalid_token, assert_oauth_error,
-    assert_problem, body, unique_email,
+    Backend, PASSWORD, TestApp, TestUser, assert_invalid_token, assert_oauth_error, assert_problem,
+    body, unique_email,
 };
 
 fn claims_of(token: &str) -> Value {
@@ -66,7 +66,10 @@ async fn parallel_wrong_logins_verify_at_most_the_budget(backend: Backend) {
     .await;
     let verified = count(&statuses, StatusCode::UNAUTHORIZED);
     let refused = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
-    assert!(verified <= 10, "{verified} guesses were verified: {statuses:?}");
+    assert!(
+        verified <= 10,
+        "{verified} guesses were verified: {statuses:?}"
+    );
     assert_eq!(verified + refused, 96, "{statuses:?}");
     // The budget is spent for the right password too, until the window ends.
     assert_eq!(app.login(&email, PASSWORD).await.status(), 429);
@@ -119,7 +122,10 @@ async fn a_stolen_token_cannot_guess_the_current_password() {
     })
     .await;
     let verified = count(&statuses, StatusCode::FORBIDDEN);
-    assert!(verified <= 5, "{verified} guesses were verified: {statuses:?}");
+    assert!(
+        verified <= 5,
+        "{verified} guesses were verified: {statuses:?}"
+    );
     assert_eq!(
         verified + count(&statuses, StatusCode::TOO_MANY_REQUESTS),
         40
@@ -195,15 +201,21 @@ async fn a_third_party_token_of_an_admin_cannot_administer() {
         .http
         .post(app.url("/api/admin/clients"))
         .bearer_auth(&token)
-        .json(&json!({"name": "Evil", "first_party": true, "grant_types": ["authorization_code"],
-                      "redirect_uris": ["https://evil.example/cb"], "scopes": ["account"]}))
+        .json(
+            &json!({"name": "Evil", "first_party": true, "grant_types": ["authorization_code"],
+                      "redirect_uris": ["https://evil.example/cb"], "scopes": ["account"]}),
+        )
         .send()
         .await
         .unwrap();
     assert_problem(created, 403, "insufficient_scope").await;
     // Nor may it change the account: that needs `account`.
     let changed = app
-        .put_json_auth("/api/users/updateusers", &token, &json!({"fname": "Mallory"}))
+        .put_json_auth(
+            "/api/users/updateusers",
+            &token,
+            &json!({"fname": "Mallory"}),
+        )
         .await;
     assert_problem(changed, 403, "insufficient_scope").await;
     // Reading with `profile` still works.
@@ -218,7 +230,13 @@ async fn a_demoted_admin_loses_the_admin_api_at_once() {
         app.get_auth("/api/admin/clients", &token).await.status(),
         200
     );
-    let email = app.state.users.profile(claims_of(&token)["sub"].as_str().unwrap()).await.unwrap().email;
+    let email = app
+        .state
+        .users
+        .profile(claims_of(&token)["sub"].as_str().unwrap())
+        .await
+        .unwrap()
+        .email;
     app.state.users.set_role(&email, "user").await.unwrap();
     assert_problem(
         app.get_auth("/api/admin/clients", &token).await,
@@ -256,7 +274,9 @@ async fn a_forged_refresh_token_revokes_nothing(backend: Backend) {
     assert_eq!(answered.status(), 200);
     // The user is still signed in.
     assert_eq!(
-        app.get_auth("/api/users/me", &user.access_token).await.status(),
+        app.get_auth("/api/users/me", &user.access_token)
+            .await
+            .status(),
         200
     );
     let refreshed = app
@@ -272,7 +292,6 @@ async fn a_forged_refresh_token_revokes_nothing(backend: Backend) {
         .await;
     assert_eq!(refreshed.status(), 200);
 }
-
 
 // --- 4. A password change ends everything that began before it --------------
 
@@ -482,8 +501,10 @@ async fn a_full_bcrypt_queue_answers_503_at_once_while_healthz_stays_fast() {
             let start = Instant::now();
             let response = http
                 .post(url)
-                .json(&json!({"email": unique_email(&format!("flood{i}")), "password": PASSWORD,
-                              "fname": "F", "lname": "L"}))
+                .json(
+                    &json!({"email": unique_email(&format!("flood{i}")), "password": PASSWORD,
+                              "fname": "F", "lname": "L"}),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -596,9 +617,19 @@ async fn a_wrong_client_cannot_burn_someone_elses_code() {
         app.http.post(app.url("/token")).form(&form).send()
     };
     // The wrong client, then the right client with a wrong verifier …
-    assert_oauth_error(exchange(&attacker, verifier).await.unwrap(), 400, "invalid_grant").await;
+    assert_oauth_error(
+        exchange(&attacker, verifier).await.unwrap(),
+        400,
+        "invalid_grant",
+    )
+    .await;
     let wrong = "b-long-enough-code-verifier-for-pkce-tests-0123456789";
-    assert_oauth_error(exchange(&victim, wrong).await.unwrap(), 400, "invalid_grant").await;
+    assert_oauth_error(
+        exchange(&victim, wrong).await.unwrap(),
+        400,
+        "invalid_grant",
+    )
+    .await;
     // … and the code still works for its client.
     assert_eq!(exchange(&victim, verifier).await.unwrap().status(), 200);
 }
@@ -678,7 +709,8 @@ async fn the_data_dir_and_mail_files_are_private() {
     let user = app.user("modes").await;
     app.post_json("/api/users/forgotpasswords", &json!({"email": user.email}))
         .await;
-    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let data = &app.config.data_dir;
     assert_eq!(mode(data), 0o700);
     assert_eq!(mode(&data.join("tessera.db")), 0o600);
@@ -771,5 +803,11 @@ async fn a_revoked_family_is_remembered_past_its_expiry_on_the_embedded_store() 
         family: claims["fid"].as_str(),
         epoch: claims["cep"].as_u64().unwrap(),
     };
-    assert!(app.state.token_store.is_access_revoked(&check).await.unwrap());
+    assert!(
+        app.state
+            .token_store
+            .is_access_revoked(&check)
+            .await
+            .unwrap()
+    );
 }

@@ -84,8 +84,8 @@ impl KeyDir {
     }
 
     /// Pre-published rotation: a new key of `alg` that is published at once
-    /// and signs from `now + prepublish`; every key of `alg` not yet retired
-    /// retires at that moment (and stays published while its tokens live).
+    /// and signs from `now + prepublish`; every key not yet retired retires
+    /// at that moment (and stays published while its tokens live).
     pub fn rotate(
         &self,
         alg: SigningAlg,
@@ -95,12 +95,7 @@ impl KeyDir {
         let activate_at = now.saturating_add(prepublish as i64);
         let older = self.list()?;
         let new = self.generate(alg, now, activate_at)?;
-        // Only keys of the same algorithm: an RS256 key kept for ID tokens
-        // beside an ES256 or EdDSA access-token key is rotated on its own.
-        for mut meta in older
-            .into_iter()
-            .filter(|m| m.retired_at.is_none() && m.alg == alg)
-        {
+        for mut meta in older.into_iter().filter(|m| m.retired_at.is_none()) {
             meta.retired_at = Some(activate_at.max(meta.activate_at));
             self.write_meta(&meta)?;
         }

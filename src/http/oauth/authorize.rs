@@ -13,7 +13,9 @@ use serde_json::json;
 
 use crate::crypto::secret::{constant_time_eq, random_token};
 use crate::domain::DomainError;
-use crate::domain::authorize::{AuthorizeError, Prompt, REQUEST_PARAMS, ResponseMode, ValidRequest};
+use crate::domain::authorize::{
+    AuthorizeError, Prompt, REQUEST_PARAMS, ResponseMode, ValidRequest,
+};
 use crate::domain::grants::Params;
 use crate::domain::users::SignedIn;
 use crate::http::AppState;
@@ -342,12 +344,7 @@ async fn issue_code(
             }
             (
                 jar,
-                respond_to_client(
-                    state,
-                    &request.redirect_uri,
-                    request.response_mode,
-                    &params,
-                ),
+                respond_to_client(state, &request.redirect_uri, request.response_mode, &params),
             )
                 .into_response()
         }

@@ -16,7 +16,18 @@ use crate::store::{
 };
 
 fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
-    let [_, user, client, scope, created, expires, epoch, sid, auth_time] = reply else {
+    let [
+        _,
+        user,
+        client,
+        scope,
+        created,
+        expires,
+        epoch,
+        sid,
+        auth_time,
+    ] = reply
+    else {
         return Err(corrupt("rotate"));
     };
     Ok(FamilyView {
@@ -63,8 +74,17 @@ impl RedisStore {
                 redis::cmd("HMGET")
                     .arg(key)
                     .arg(&[
-                        "user", "client", "scope", "created", "idle_exp", "abs_exp", "revoked",
-                        "current", "epoch", "sid", "auth_time",
+                        "user",
+                        "client",
+                        "scope",
+                        "created",
+                        "idle_exp",
+                        "abs_exp",
+                        "revoked",
+                        "current",
+                        "epoch",
+                        "sid",
+                        "auth_time",
                     ])
                     .query_async(&mut conn)
                     .await

@@ -59,8 +59,18 @@ impl CodeStore for RedisStore {
                 redis::cmd("HMGET")
                     .arg(key)
                     .arg(&[
-                        "client", "user", "redirect", "scope", "pkce", "exp", "family", "epoch",
-                        "used", "nonce", "sid", "auth_time",
+                        "client",
+                        "user",
+                        "redirect",
+                        "scope",
+                        "pkce",
+                        "exp",
+                        "family",
+                        "epoch",
+                        "used",
+                        "nonce",
+                        "sid",
+                        "auth_time",
                     ])
                     .query_async(&mut conn)
                     .await
