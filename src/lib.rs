@@ -225,6 +225,11 @@ impl App {
             stores.tokens.clone(),
             clock.clone(),
         ));
+        let logout = Arc::new(crate::domain::oidc::Logout::new(
+            tokens.clone(),
+            stores.tokens.clone(),
+            clients.clone(),
+        ));
         let verifier = AccessTokenVerifier::new(
             Arc::new(LocalKeys::new(keys.clone())),
             &config.issuer,
@@ -247,6 +252,7 @@ impl App {
                 mailer,
                 clients,
                 grants,
+                logout,
                 tokens,
                 verifier: Arc::new(verifier),
                 user_store: stores.users,

@@ -40,6 +40,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "html/form_post.html",
         include_str!("../templates/html/form_post.html"),
     ),
+    (
+        "html/logout.html",
+        include_str!("../templates/html/logout.html"),
+    ),
+    (
+        "html/signed_out.html",
+        include_str!("../templates/html/signed_out.html"),
+    ),
 ];
 
 /// The stylesheet of the HTML pages (served, never inlined, so the CSP can

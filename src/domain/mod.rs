@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod grants;
+pub mod oidc;
 pub mod otp;
 pub mod pkce;
 pub mod scope;

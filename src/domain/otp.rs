@@ -9,9 +9,10 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{hmac_sha256, random_bytes, sha256_hex};
 use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::TokenService;
+use crate::domain::users::replace_password;
 use crate::domain::{DomainError, validate};
 use crate::mail::{Notice, Outbox};
-use crate::store::{TokenStore, UserStore};
+use crate::store::{OtpCheck, TokenStore, UserStore};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,11 +20,17 @@ use std::sync::Arc;
 pub const OTP_TTL: i64 = 10 * 60;
 /// Wrong tries that burn a code.
 pub const OTP_MAX_ATTEMPTS: u32 = 5;
-/// Wrong tries per account per day, across codes: a new code resets the
-/// per-code count, so without this cap a requester would get 5 guesses per
-/// code, every code, forever.
-pub const OTP_FAILURES_PER_DAY: Limit = Limit {
+/// Tries per email per client address per day, across codes: a new code
+/// resets the per-code count, so without a cap a requester would get 5
+/// guesses per code, every code, forever.
+pub const OTP_TRIES_PER_ADDRESS_PER_DAY: Limit = Limit {
     max: 10,
+    window: 24 * 3600,
+};
+/// Tries per email per day from all addresses: the bound on guesses at one
+/// account, high enough that one address alone cannot lock its owner out.
+pub const OTP_TRIES_PER_DAY: Limit = Limit {
+    max: 50,
     window: 24 * 3600,
 };
 
@@ -169,22 +176,31 @@ impl OtpService {
             )
             .await?;
         let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
-        let user = match validate::email(email) {
-            Ok(email) if well_formed => self.users.user_by_email(&email).await?,
-            _ => None,
+        let Ok(email) = validate::email(email) else {
+            return Err(DomainError::InvalidOtp);
+        };
+        // The day's budgets are kept per email, known or not, and taken
+        // before anything is looked up or compared, for every try but a
+        // right code: a 429 says nothing about whether the account exists.
+        // The per-code tries are counted by the compare itself, atomically.
+        let email_key = sha256_hex(email.as_bytes());
+        let per_address = format!("otp-try:day:{email_key}:{}", address_bucket(client));
+        let per_email = format!("otp-try:day:{email_key}");
+        let reservation = self
+            .throttle
+            .reserve(&[
+                (&per_address, OTP_TRIES_PER_ADDRESS_PER_DAY),
+                (&per_email, OTP_TRIES_PER_DAY),
+            ])
+            .await?;
+        let user = match well_formed {
+            true => self.users.user_by_email(&email).await?,
+            false => None,
         };
         let Some(user) = user else {
             return Err(DomainError::InvalidOtp);
         };
-        // The day's budget is taken before the code is compared (a success
-        // gives it back); the per-code tries are counted by the compare
-        // itself, in the same atomic store step.
-        let budget = format!("otp-fail:day:{}", user.id);
-        let reservation = self
-            .throttle
-            .reserve(&[(&budget, OTP_FAILURES_PER_DAY)])
-            .await?;
-        if !self
+        let checked = self
             .store
             .check_otp(
                 &user.id,
@@ -192,28 +208,30 @@ impl OtpService {
                 now,
                 OTP_MAX_ATTEMPTS,
             )
-            .await?
-        {
+            .await?;
+        if checked != OtpCheck::Match {
             drop(reservation);
             return Err(DomainError::InvalidOtp);
         }
         reservation.refund().await;
         let new_hash = self.hasher.hash(new_password).await?;
-        let replaced = self
-            .users
-            .replace_password_hash(
-                &user.id,
-                &user.password_hash,
-                &new_hash,
-                self.clock.now_datetime(),
-            )
-            .await?;
+        let replaced = replace_password(
+            self.users.clone(),
+            self.tokens.clone(),
+            self.clock.clone(),
+            &user,
+            new_hash,
+        )
+        .await?;
         if !replaced {
             // The password changed between our read and our write (another
             // reset or a change): this code's reset did not happen.
             return Err(DomainError::InvalidOtp);
         }
-        self.tokens.revoke_user(&user.id).await?;
+        // A code that arrived by mail proves the mailbox.
+        self.users
+            .mark_email_verified(&user.id, self.clock.now_datetime())
+            .await?;
         self.outbox.send(&user.email, Notice::PasswordChanged);
         tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");
         Ok(())

@@ -231,6 +231,29 @@ impl TokenService {
             .map(|data| data.claims)
     }
 
+    /// A Back-Channel Logout token (§2.4) for `client_id` about the session
+    /// `session_id` of `user_id`, signed like ID tokens.
+    pub fn logout_token(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<String, GrantError> {
+        let now = self.clock.now();
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": random_token::<16>(),
+            "sub": user_id,
+            "sid": session_id,
+            "events": { crate::domain::oidc::BACKCHANNEL_LOGOUT_EVENT: {} },
+        });
+        let keys = self.keys.current();
+        Ok(jwt::sign_jws(&claims, "logout+jwt", keys.id_token_key())?)
+    }
+
     /// The user an `id_token_hint` names, if it is an ID token of ours.
     pub async fn id_token_subject(&self, token: &str) -> Option<String> {
         self.verify_id_token(token).map(|claims| claims.sub)

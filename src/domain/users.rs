@@ -48,6 +48,33 @@ pub struct SignedIn {
     pub auth_time: UnixTime,
 }
 
+/// Replaces `user`'s password hash (if it is still the one read) and ends
+/// every session of theirs. The credential epoch moves before the hash is
+/// replaced *and* after: whatever fails or interleaves, no session from
+/// before survives the new password. It runs as a task of its own, so a
+/// request that times out or is cancelled cannot stop it half-way.
+pub(crate) async fn replace_password(
+    users: Arc<dyn UserStore>,
+    tokens: Arc<TokenService>,
+    clock: Clock,
+    user: &UserRecord,
+    new_hash: String,
+) -> Result<bool, DomainError> {
+    let (id, expected) = (user.id.clone(), user.password_hash.clone());
+    tokio::spawn(async move {
+        tokens.revoke_user(&id).await?;
+        let replaced = users
+            .replace_password_hash(&id, &expected, &new_hash, clock.now_datetime())
+            .await?;
+        if replaced {
+            tokens.revoke_user(&id).await?;
+        }
+        Ok(replaced)
+    })
+    .await
+    .map_err(|_| DomainError::Hasher(crate::crypto::password::HasherError::Failed))?
+}
+
 /// The role every new account gets.
 pub const DEFAULT_ROLE: &str = "user";
 
@@ -255,6 +282,17 @@ impl UserService {
         if !self.hasher.verify(password, &user.password_hash).await? {
             return Err(DomainError::InvalidCredentials);
         }
+        // The hash was read before the epoch: a change that replaced it in
+        // between moved the epoch before this read of it, so only the hash
+        // can tell. The password checked must still be the user's.
+        let still_current = self
+            .users
+            .user_by_id(&user.id)
+            .await?
+            .is_some_and(|now| now.password_hash == user.password_hash);
+        if !still_current {
+            return Err(DomainError::InvalidCredentials);
+        }
         self.rehash_if_needed(&user, password).await;
         Ok(SignedIn {
             user,
@@ -352,27 +390,35 @@ impl UserService {
             .throttle
             .reserve(&[(&budget, PASSWORD_CHECK_FAILURES_PER_ACCOUNT)])
             .await?;
-        let matched = old.len() <= 72 && self.hasher.verify(old, &user.password_hash).await?;
-        if !matched {
-            drop(reservation);
-            return Err(DomainError::WrongPassword);
+        let matched = match old.len() <= 72 {
+            true => self.hasher.verify(old, &user.password_hash).await,
+            false => Ok(false),
+        };
+        match matched {
+            Ok(true) => reservation.refund().await,
+            Ok(false) => {
+                drop(reservation);
+                return Err(DomainError::WrongPassword);
+            }
+            // A busy hasher is not a guess.
+            Err(e) => {
+                reservation.refund().await;
+                return Err(e.into());
+            }
         }
-        reservation.refund().await;
         let new_hash = self.hasher.hash(new).await?;
-        let replaced = self
-            .users
-            .replace_password_hash(
-                id,
-                &user.password_hash,
-                &new_hash,
-                self.clock.now_datetime(),
-            )
-            .await?;
+        let replaced = replace_password(
+            self.users.clone(),
+            self.tokens.clone(),
+            self.clock.clone(),
+            &user,
+            new_hash,
+        )
+        .await?;
         if !replaced {
             // Someone changed the password between our read and our write.
             return Err(DomainError::WrongPassword);
         }
-        self.tokens.revoke_user(id).await?;
         self.outbox.send(&user.email, Notice::PasswordChanged);
         Ok(())
     }

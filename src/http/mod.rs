@@ -99,6 +99,8 @@ pub struct Services {
     pub clients: Arc<ClientService>,
     pub grants: Arc<Grants>,
     pub tokens: Arc<TokenService>,
+    /// Ends sign-in sessions and tells the clients (back-channel logout).
+    pub logout: Arc<crate::domain::oidc::Logout>,
     pub verifier: Arc<AccessTokenVerifier>,
     pub user_store: Arc<dyn Directory>,
     pub token_store: Arc<dyn TokenStore>,
@@ -141,6 +143,14 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(oauth::token::post_token))
         .route("/revoke", post(oauth::revoke::post_revoke))
         .route("/introspect", post(oauth::introspect::post_introspect))
+        .route(
+            "/logout",
+            get(oauth::logout::get_logout).post(oauth::logout::post_logout),
+        )
+        .route(
+            "/userinfo",
+            get(oauth::userinfo::get_userinfo).post(oauth::userinfo::post_userinfo),
+        )
         .nest("/api/admin", admin::router())
         .route("/healthz", get(ops::get_healthz))
         .route("/readyz", get(ops::get_readyz))

@@ -411,6 +411,15 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// What checking a one-time code found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtpCheck {
+    Match,
+    Mismatch,
+    /// No live code: none was issued, it expired, or it was burnt.
+    NoCode,
+}
+
 /// One-time codes (password reset by email).
 #[async_trait]
 pub trait OtpStore: Send + Sync {
@@ -421,15 +430,15 @@ pub trait OtpStore: Send + Sync {
         digest: &str,
         expires_at: UnixTime,
     ) -> Result<(), StoreError>;
-    /// Checks a code in one atomic step: a match burns it (true); a miss
-    /// counts a try and burns it at `max_attempts`; expired or absent is false.
+    /// Checks a code in one atomic step: a match burns it; a miss counts a
+    /// try and burns it at `max_attempts`; expired or absent is `NoCode`.
     async fn check_otp(
         &self,
         user_id: &str,
         digest: &str,
         now: UnixTime,
         max_attempts: u32,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<OtpCheck, StoreError>;
 }
 
 /// Refresh-token families, revoked access tokens, authorization codes, OTPs,

@@ -21,8 +21,8 @@ use crate::domain::users::SignedIn;
 use crate::http::AppState;
 use crate::http::extract::{ClientAddr, parse_form};
 
-const SESSION_COOKIE: &str = "tessera_session";
-const CSRF_COOKIE: &str = "tessera_csrf";
+pub(super) const SESSION_COOKIE: &str = "tessera_session";
+pub(super) const CSRF_COOKIE: &str = "tessera_csrf";
 /// A browser session lasts an hour: enough for a second `/authorize` to skip
 /// the password, short enough that a shared computer forgets.
 const SESSION_TTL: i64 = 3600;
@@ -53,7 +53,7 @@ fn describe(scope: &str) -> ScopeView {
 }
 
 /// An HTML page with the headers every authorization page carries.
-fn page(
+pub(super) fn page(
     state: &AppState,
     status: StatusCode,
     template: &str,
@@ -81,7 +81,7 @@ fn page(
     response
 }
 
-fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
+pub(super) fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
     page(
         state,
         status,
@@ -179,18 +179,19 @@ fn answer_error(state: &AppState, error: AuthorizeError) -> Response {
     }
 }
 
-fn cookie<'a>(state: &AppState, name: &'a str, value: String) -> Cookie<'a> {
+pub(super) fn cookie<'a>(state: &AppState, name: &'a str, value: String) -> Cookie<'a> {
     let mut cookie = Cookie::new(name, value);
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Lax);
     cookie.set_secure(state.config.issuer.starts_with("https://"));
-    cookie.set_path("/authorize");
+    // `/` so that `/logout` sees the browser session too.
+    cookie.set_path("/");
     cookie.set_max_age(time::Duration::seconds(SESSION_TTL));
     cookie
 }
 
 /// The CSRF token of this browser, creating it if needed.
-fn csrf_token(state: &AppState, jar: PrivateCookieJar) -> (PrivateCookieJar, String) {
+pub(super) fn csrf_token(state: &AppState, jar: PrivateCookieJar) -> (PrivateCookieJar, String) {
     match jar.get(CSRF_COOKIE) {
         Some(existing) => {
             let value = existing.value().to_owned();
@@ -205,7 +206,7 @@ fn csrf_token(state: &AppState, jar: PrivateCookieJar) -> (PrivateCookieJar, Str
 
 /// The signed-in user of this browser, if the session is live: not
 /// expired, and begun in the user's current credential epoch.
-async fn session_user(
+pub(super) async fn session_user(
     state: &AppState,
     jar: &PrivateCookieJar,
 ) -> Result<Option<SignedIn>, AuthorizeError> {

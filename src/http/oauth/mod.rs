@@ -3,9 +3,11 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod introspect;
+pub mod logout;
 pub mod metadata;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use axum::Json;
 use axum::http::{HeaderValue, header};
@@ -23,6 +25,9 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// OpenID Connect ID token, when the scope has `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// A token response with `Cache-Control: no-store` and `Pragma: no-cache`.
@@ -33,6 +38,7 @@ pub fn token_response(issued: IssuedTokens) -> Response {
         expires_in: issued.expires_in,
         scope: issued.scope,
         refresh_token: issued.refresh_token.map(|t| t.expose().to_owned()),
+        id_token: issued.id_token,
     };
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();

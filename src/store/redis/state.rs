@@ -8,7 +8,8 @@ use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
 use crate::store::{
-    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpStore, StoreError,
+    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpCheck, OtpStore,
+    StoreError,
 };
 
 #[async_trait]
@@ -303,7 +304,7 @@ impl OtpStore for RedisStore {
         digest: &str,
         now: UnixTime,
         max_attempts: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<OtpCheck, StoreError> {
         let mut conn = self.conn.clone();
         let mut invocation = self.check_otp.prepare_invoke();
         invocation
@@ -311,9 +312,14 @@ impl OtpStore for RedisStore {
             .arg(digest)
             .arg(now)
             .arg(max_attempts);
-        let valid: i64 = self
+        let outcome: i64 = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
-        Ok(valid == 1)
+        match outcome {
+            1 => Ok(OtpCheck::Match),
+            0 => Ok(OtpCheck::Mismatch),
+            2 => Ok(OtpCheck::NoCode),
+            _ => Err(corrupt("check_otp")),
+        }
     }
 }

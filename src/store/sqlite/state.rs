@@ -8,7 +8,8 @@ use super::{Cached, SqliteStore, map_sqlite};
 use crate::clock::UnixTime;
 use crate::crypto::secret::{TokenHash, constant_time_eq};
 use crate::store::{
-    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpStore, StoreError,
+    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpCheck, OtpStore,
+    StoreError,
 };
 
 const CODE_SELECT: &str = "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, \
@@ -252,7 +253,7 @@ impl OtpStore for SqliteStore {
         digest: &str,
         now: UnixTime,
         max_attempts: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<OtpCheck, StoreError> {
         let (user_id, digest) = (user_id.to_owned(), digest.to_owned());
         self.with_conn(move |c| {
             let tx = c
@@ -276,15 +277,15 @@ impl OtpStore for SqliteStore {
                 tx.cached_execute("DELETE FROM otps WHERE user_id = ?1", [&user_id])
                     .map_err(map_sqlite)
             };
-            let valid = match stored {
-                None => false,
+            let outcome = match stored {
+                None => OtpCheck::NoCode,
                 Some((_, expires_at, _)) if expires_at <= now => {
                     burn(&tx)?;
-                    false
+                    OtpCheck::NoCode
                 }
                 Some((stored, _, _)) if constant_time_eq(stored.as_bytes(), digest.as_bytes()) => {
                     burn(&tx)?;
-                    true
+                    OtpCheck::Match
                 }
                 Some((_, _, attempts)) => {
                     if attempts + 1 >= i64::from(max_attempts) {
@@ -296,11 +297,11 @@ impl OtpStore for SqliteStore {
                         )
                         .map_err(map_sqlite)?;
                     }
-                    false
+                    OtpCheck::Mismatch
                 }
             };
             tx.commit().map_err(map_sqlite)?;
-            Ok(valid)
+            Ok(outcome)
         })
         .await
     }
