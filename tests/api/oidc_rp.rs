@@ -597,13 +597,13 @@ impl Browser {
     }
 
     async fn post_authorize(&self, form: &[(String, String)]) -> Seen {
-        let response = self
-            .http
-            .post(format!("{}/authorize", self.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+        self.post("/authorize", form).await
+    }
+
+    /// POSTs `form` to `action` (a path or a URL on this server).
+    async fn post(&self, action: &str, form: &[(String, String)]) -> Seen {
+        let url = url::Url::parse(&self.base).unwrap().join(action).unwrap();
+        let response = self.http.post(url).form(form).send().await.unwrap();
         Seen::of(response).await
     }
 
@@ -973,4 +973,82 @@ async fn form_post_answers_an_auto_submitting_page_with_a_nonce_csp() {
         let code = fields.get("code").expect("a code field");
         tokens(&app, &client_id, code).await;
     }
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_first_and_checks_csrf() {
+    let app = TestApp::spawn().await;
+    let user = app.user("logout-confirm").await;
+    let (client_id, _) = app
+        .client(with_logout(
+            NewClient {
+                name: "OIDC Plan RP".into(),
+                public: true,
+                first_party: true,
+                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                redirect_uris: vec![REDIRECT.into()],
+                scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+                ..NewClient::default()
+            },
+            POST_LOGOUT,
+            None,
+        ))
+        .await;
+    let browser = Browser::new(&app);
+    browser.code(&oidc_query(&client_id, &[]), &user).await;
+    let silent = oidc_query(&client_id, &[("prompt", "none")]);
+    let request = [
+        ("client_id", client_id.as_str()),
+        ("post_logout_redirect_uri", POST_LOGOUT),
+        ("state", "logout-state"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+
+    // RP-Initiated Logout §2: without a hint the OP asks the user first,
+    // and asking ends nothing.
+    let page = browser.get("/logout", &request).await;
+    page.assert_page(StatusCode::OK);
+    assert!(param(&browser.authorize(&silent).await.location(), "code").is_some());
+    let form = tags(&page.html, "form")
+        .into_iter()
+        .find(|f| {
+            f.get("method")
+                .is_some_and(|m| m.eq_ignore_ascii_case("post"))
+        })
+        .unwrap_or_else(|| panic!("a POST form on the confirmation page: {}", page.html));
+    let action = form
+        .get("action")
+        .cloned()
+        .unwrap_or_else(|| "/logout".into());
+    let mut fields = form_of(&page.html, &[]);
+    assert!(
+        fields.iter().any(|(k, _)| k.contains("csrf")),
+        "the confirmation form carries a CSRF token: {fields:?}"
+    );
+    // The button that confirms: the first submit button of the form, with
+    // its name and value when it has them.
+    if let Some(button) = tags(&page.html, "button")
+        .into_iter()
+        .find(|b| b.get("type").is_none_or(|t| t == "submit"))
+        && let (Some(name), Some(value)) = (button.get("name"), button.get("value"))
+    {
+        fields.push((name.clone(), value.clone()));
+    }
+
+    // Without its CSRF token the confirmation is refused and ends nothing.
+    let forged: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(k, _)| !k.contains("csrf"))
+        .cloned()
+        .collect();
+    let refused = browser.post(&action, &forged).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+    assert!(refused.headers.get("location").is_none());
+    assert!(param(&browser.authorize(&silent).await.location(), "code").is_some());
+
+    // Confirmed: the registered URI with the state, and the session is gone.
+    let target = browser.post(&action, &fields).await.location();
+    assert!(target.as_str().starts_with(POST_LOGOUT), "{target}");
+    assert_eq!(param(&target, "state").as_deref(), Some("logout-state"));
+    assert_error_redirect(&browser.authorize(&silent).await, "login_required");
 }

@@ -299,7 +299,7 @@ class RelyingParty:
         )
         header = decoded.header
         check(header.get("alg") == "RS256", f"{what}: ID token alg {header.get('alg')}, expected RS256")
-        check(header.get("typ") in (None, "JWT"), f"{what}: ID token typ {header.get('typ')}")
+        check(header.get("typ") == "JWT", f"{what}: ID token typ {header.get('typ')}, expected JWT")
         options = {
             "iss": {"essential": True, "value": self.metadata["issuer"]},
             "aud": {"essential": True, "value": Config.client_id},

@@ -87,7 +87,7 @@ function checkIdToken(tokens, what) {
   check(typeof idToken === 'string', `${what}: no id_token in the token response`);
   const header = joseHeader(idToken);
   check(header.alg === 'RS256', `${what}: ID token alg ${header.alg}, expected RS256 (the default)`);
-  check(header.typ === undefined || header.typ === 'JWT', `${what}: ID token typ ${header.typ}, expected JWT`);
+  check(header.typ === 'JWT', `${what}: ID token typ ${header.typ}, expected JWT`);
   check(typeof header.kid === 'string' && header.kid, `${what}: ID token has no kid`);
   const claims = tokens.claims();
   check(claims, `${what}: openid-client found no ID token claims`);
