@@ -42,7 +42,7 @@ const SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access
 /// OpenID Connect branch. Before it is merged they do not exist, so the
 /// real body is compiled out (`cfg(any())` is never true) and the stand-in
 /// fails the tests that need it with this explanation. After the merge,
-/// swap the two `cfg`s (`any()` <-> `not(any())`).
+/// delete the `#[cfg(any())]` line and the stand-in below.
 #[cfg(any())]
 fn with_logout(client: NewClient, post_logout: &str, backchannel: Option<&str>) -> NewClient {
     NewClient {
@@ -56,8 +56,8 @@ fn with_logout(client: NewClient, post_logout: &str, backchannel: Option<&str>) 
 fn with_logout(_client: NewClient, _post_logout: &str, _backchannel: Option<&str>) -> NewClient {
     panic!(
         "NewClient has no post_logout_redirect_uris / backchannel_logout_uri yet: \
-         flip the MERGE SWITCH of `with_logout` in tests/api/oidc_rp.rs once the \
-         server's OpenID Connect branch is merged"
+         once the server's OpenID Connect branch is merged, apply the MERGE SWITCH \
+         of `with_logout` in tests/api/oidc_rp.rs"
     )
 }
 
