@@ -36,6 +36,13 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The relying-party tests' Node library (openid-client, pinned in
+# tests/rp/package-lock.json).
+if [ ! -d tests/rp/node_modules/openid-client ]; then
+  log "installing openid-client"
+  (cd tests/rp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 log "cargo test"
 # One build of the test profile serves the unit tests, the integration
 # binary (tests/api) and the doc tests.

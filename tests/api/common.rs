@@ -381,6 +381,25 @@ impl TestApp {
 
     /// Starts on `backend` with a test config adjusted by `configure`.
     pub async fn spawn_on_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let (config, dir) = Self::config_for(backend, configure);
+        Self::start(config, dir, Clock::system()).await
+    }
+
+    /// Starts on `backend` with the issuer set to the address it listens on,
+    /// as a deployed server's is: a relying party discovers the metadata,
+    /// checks its `issuer` against the URL it asked and calls the endpoints
+    /// it names, so the server must be reachable at its own issuer.
+    pub async fn spawn_as_issuer(backend: Backend) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let (config, dir) = Self::config_for(backend, |c| c.issuer = issuer);
+        Self::start_on(listener, config, dir, Clock::system()).await
+    }
+
+    /// A test config for `backend` in a new temporary directory.
+    fn config_for(backend: Backend, configure: impl FnOnce(&mut Config)) -> (Config, Arc<TempDir>) {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let mut config = Config::for_test(dir.path());
         if matches!(backend, Backend::Redis | Backend::Mongo) {
@@ -395,17 +414,26 @@ impl TestApp {
             config.mongodb_db = format!("t{}", unique_email("db").replace(['.', '@'], "_"));
         }
         configure(&mut config);
-        Self::start(config, dir, Clock::system()).await
+        (config, dir)
     }
 
     async fn start(config: Config, dir: Arc<TempDir>, clock: Clock) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::start_on(listener, config, dir, clock).await
+    }
+
+    async fn start_on(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        dir: Arc<TempDir>,
+        clock: Clock,
+    ) -> Self {
         let app = App::build(config.clone(), clock.clone())
             .await
             .expect("app builds");
         let state = app.state.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

@@ -15,6 +15,7 @@ mod hostile;
 mod layers;
 mod mongo;
 mod oauth;
+mod oidc_rp;
 mod ops;
 mod otp;
 mod scale;
