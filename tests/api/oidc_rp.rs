@@ -37,28 +37,12 @@ const SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access
 
 /// Sets the logout registrations of OpenID Connect: the post-logout
 /// redirect URIs and the back-channel logout URI.
-///
-/// MERGE SWITCH: these two `NewClient` fields arrive with the server's
-/// OpenID Connect branch. Before it is merged they do not exist, so the
-/// real body is compiled out (`cfg(any())` is never true) and the stand-in
-/// fails the tests that need it with this explanation. After the merge,
-/// delete the `#[cfg(any())]` line and the stand-in below.
-#[cfg(any())]
 fn with_logout(client: NewClient, post_logout: &str, backchannel: Option<&str>) -> NewClient {
     NewClient {
         post_logout_redirect_uris: vec![post_logout.to_owned()],
         backchannel_logout_uri: backchannel.map(str::to_owned),
         ..client
     }
-}
-
-#[cfg(not(any()))]
-fn with_logout(_client: NewClient, _post_logout: &str, _backchannel: Option<&str>) -> NewClient {
-    panic!(
-        "NewClient has no post_logout_redirect_uris / backchannel_logout_uri yet: \
-         once the server's OpenID Connect branch is merged, apply the MERGE SWITCH \
-         of `with_logout` in tests/api/oidc_rp.rs"
-    )
 }
 
 // ---------------------------------------------------------------------------
