@@ -77,7 +77,6 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, HasherError> {
         let password = password.to_owned();
         let hash = normalise_prefix(hash);
-        let cheaper = stored_cost(&hash).is_some_and(|c| c < self.cost);
         let at_cost = stored_cost(&hash) == Some(self.cost);
         let (matched, took) = self
             .run(move || {
@@ -89,7 +88,9 @@ impl PasswordHasher {
         if at_cost {
             self.record_verify_time(took);
         }
-        if cheaper && !matched {
+        // Any mismatch not at the configured cost (a cheaper legacy hash, or
+        // one that is not bcrypt at all) takes the time of one at cost.
+        if !at_cost && !matched {
             let typical = Duration::from_nanos(self.verify_nanos.load(Ordering::Relaxed));
             if let Some(rest) = typical.checked_sub(took) {
                 tokio::time::sleep(rest).await;
@@ -146,15 +147,22 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HasherError> + Send + 'static,
     ) -> Result<T, HasherError> {
-        let _slot = self.admit()?;
-        let _permit = self
+        let slot = self.admit()?;
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| HasherError::Failed)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| HasherError::Failed)?
+        // The place and the permit go with the work: a request that is
+        // cancelled (timeout, disconnect) does not free them while its hash
+        // still runs, so the bound holds under the flood it is for.
+        tokio::task::spawn_blocking(move || {
+            let _held = (slot, permit);
+            work()
+        })
+        .await
+        .map_err(|_| HasherError::Failed)?
     }
 
     /// A place among the running and waiting hashes, or `Busy` at once.

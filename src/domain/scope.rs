@@ -43,15 +43,16 @@ pub fn login_scope(role: &str) -> &'static str {
     }
 }
 
-/// `scope` without `admin` unless `role` is admin now: the scope is decided
-/// at issue time, so a demoted admin's next token no longer carries it.
-pub fn for_role(scope: &str, role: &str) -> String {
-    if role == ADMIN_ROLE {
-        return scope.to_owned();
-    }
+/// `scope` as it may be issued now: without `admin` unless `role` is admin
+/// (decided at issue time, so a demoted admin's next token no longer
+/// carries it), and without `account` and `admin` for a client that is not
+/// first-party (whatever it was registered with before the rule existed).
+pub fn for_client(scope: &str, first_party: bool, role: &str) -> String {
     scope
         .split(' ')
-        .filter(|s| !s.is_empty() && *s != ADMIN)
+        .filter(|s| !s.is_empty())
+        .filter(|s| first_party || !FIRST_PARTY_ONLY.contains(s))
+        .filter(|s| *s != ADMIN || role == ADMIN_ROLE)
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -100,10 +101,18 @@ mod tests {
 
     #[test]
     fn admin_only_for_admins() {
-        assert_eq!(for_role("account admin email", "user"), "account email");
         assert_eq!(
-            for_role("account admin email", ADMIN_ROLE),
+            for_client("account admin email", true, "user"),
+            "account email"
+        );
+        assert_eq!(
+            for_client("account admin email", true, ADMIN_ROLE),
             "account admin email"
+        );
+        // A third party never gets them, whatever it was registered with.
+        assert_eq!(
+            for_client("account admin email", false, ADMIN_ROLE),
+            "email"
         );
         assert!(!login_scope("user").split(' ').any(|s| s == ADMIN));
         assert!(login_scope(ADMIN_ROLE).split(' ').any(|s| s == ADMIN));

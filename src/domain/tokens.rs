@@ -517,7 +517,15 @@ impl TokenService {
         token: &str,
     ) -> Result<Option<TokenInfo>, GrantError> {
         if RefreshToken::parse(token).is_some() {
-            return Ok(self.live_family(token).await?.map(|family| TokenInfo {
+            let Some(family) = self.live_family(token).await? else {
+                return Ok(None);
+            };
+            // A family from before the user's credential epoch moved is dead
+            // (refresh refuses it) even if its revocation did not land.
+            if self.store.credential_epoch(&family.user_id).await? > family.epoch {
+                return Ok(None);
+            }
+            return Ok(Some(TokenInfo {
                 token_type: "refresh_token",
                 scope: family.scope,
                 client_id: family.client_id,

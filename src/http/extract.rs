@@ -231,10 +231,11 @@ pub fn client_address(
     if !is_trusted(&peer) {
         return peer;
     }
-    let values: Vec<&str> = headers
+    // Element by element: one odd byte must not make a whole line garbage.
+    let values: Vec<std::borrow::Cow<'_, str>> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .map(|v| v.to_str().unwrap_or(""))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .collect();
     let mut nearest = peer;
     for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {

@@ -81,13 +81,25 @@ pub async fn serve(
                 request
             },
         );
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let first_bytes = limits.header_read_timeout;
         tokio::spawn(async move {
+            // hyper's header timer starts once it knows the protocol, which
+            // it learns from the first bytes: a client that sends none must
+            // not hold the connection (nor a place under the cap) forever.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(first_bytes, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service),
+                )
+                .into_owned();
             // Errors here are the client's (reset, timeout, garbage): not ours to log loudly.
-            if let Err(e) = connection.await {
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

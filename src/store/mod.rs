@@ -37,8 +37,9 @@ pub enum StoreError {
     },
 }
 
-/// A user as stored, hash included. Never serialised to a response as is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A user as stored, hash included. Never serialised to a response as is,
+/// and its `Debug` leaves the hash out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// 24 hex digits (an ObjectId on MongoDB).
     pub id: String,
@@ -55,6 +56,16 @@ pub struct UserRecord {
     pub email_verified: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A partial profile update; `None` leaves a field as it is.

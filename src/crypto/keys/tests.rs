@@ -54,7 +54,7 @@ fn rotation_prepublishes_then_switches_then_unpublishes_the_old_key() {
     let keys = KeyDir::new(dir.path());
     let window = 100;
     let (ring, first) =
-        KeyRing::load_or_init(keys.clone(), SigningAlg::EdDSA, 1000, window).expect("ring");
+        KeyRing::load_or_init(keys.clone(), SigningAlg::RS256, 1000, window).expect("ring");
     let first = first.expect("first key generated").kid;
     let next = keys
         .rotate(SigningAlg::ES256, 1001, 49)
@@ -132,4 +132,17 @@ fn a_published_key_whose_jwk_cannot_verify_is_an_error_not_an_empty_key_map() {
         Err(KeyError::Unverifiable { kid, .. }) => assert_eq!(kid, meta.kid),
         other => panic!("expected Unverifiable, got {other:?}"),
     }
+}
+
+#[test]
+fn a_first_start_with_eddsa_keeps_an_rs256_key_for_id_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyDir::new(dir.path());
+    let (ring, first) = KeyRing::load_or_init(keys, SigningAlg::EdDSA, 1000, 100).expect("ring");
+    let set = ring.current();
+    // Access tokens: the configured algorithm; ID tokens: RS256 (Discovery §3).
+    assert_eq!(set.active().kid(), first.expect("generated").kid);
+    assert_eq!(set.active().alg(), SigningAlg::EdDSA);
+    assert_eq!(set.id_token_key().alg(), SigningAlg::RS256);
+    assert_eq!(set.id_token_algs(), ["RS256", "EdDSA"]);
 }

@@ -141,8 +141,9 @@ pub(super) async fn apply(
     let Some(role) = grants.current_role(&grant.user_id).await? else {
         return Err(invalid);
     };
-    let scope = scope::for_role(
+    let scope = scope::for_client(
         &scope::narrow(None, &grant.scope).unwrap_or_default(),
+        client.first_party,
         &role,
     );
     grants

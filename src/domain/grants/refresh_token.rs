@@ -2,7 +2,7 @@
 
 use crate::domain::grants::{GrantError, Grants};
 use crate::domain::scope;
-use crate::domain::tokens::IssuedTokens;
+use crate::domain::tokens::{FIRST_PARTY_CLIENT_ID, IssuedTokens};
 use crate::store::ClientRecord;
 
 pub(super) async fn apply(
@@ -47,7 +47,14 @@ pub(super) async fn apply(
             ));
         }
     };
-    let scope = scope::for_role(&scope, &role);
+    // The built-in client's families follow what a login grants now, so
+    // sessions from before a change of the login scope gain or lose with it.
+    let scope = if client.id == FIRST_PARTY_CLIENT_ID {
+        scope::narrow(requested_scope, scope::login_scope(&role)).unwrap_or(scope)
+    } else {
+        scope
+    };
+    let scope = scope::for_client(&scope, client.first_party, &role);
     grants
         .tokens
         .refreshed_access(client, &family, &role, &scope, successor)

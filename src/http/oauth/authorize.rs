@@ -464,6 +464,17 @@ pub async fn post_authorize(
                     response
                 }
                 Err(DomainError::Store(e)) => answer_error(&state, AuthorizeError::Store(e)),
+                Err(DomainError::Hasher(crate::crypto::password::HasherError::Busy)) => {
+                    let mut response = error_page(
+                        &state,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The service is busy. Try again in a moment.",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    response
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "login on the authorization page failed");
                     error_page(

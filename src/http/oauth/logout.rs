@@ -28,6 +28,13 @@ const CARRIED: &[&str] = &[
     "id_token_hint",
 ];
 
+/// Why a logout request cannot be followed.
+enum Refusal {
+    /// An error page, never a redirect.
+    Page(&'static str),
+    Unavailable,
+}
+
 /// Where to go once signed out, decided before anything changes.
 struct Destination {
     client: Option<ClientRecord>,
@@ -90,7 +97,14 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
     let destination = match destination(state, &params, hint.as_ref().map(|h| h.aud.as_str())).await
     {
         Ok(destination) => destination,
-        Err(response) => return response,
+        Err(Refusal::Page(message)) => return error_page(state, StatusCode::BAD_REQUEST, message),
+        Err(Refusal::Unavailable) => {
+            return error_page(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable. Try again shortly.",
+            );
+        }
     };
     let confirmed = posted && params.get("action").map(String::as_str) == Some("logout");
     if posted && !csrf_ok(&jar, &params) {
@@ -134,9 +148,9 @@ async fn destination(
     state: &AppState,
     params: &Params,
     hinted_client: Option<&str>,
-) -> Result<Destination, Response> {
+) -> Result<Destination, Refusal> {
     let named = params.get("client_id").map(String::as_str);
-    let refuse = |message: &'static str| Err(error_page(state, StatusCode::BAD_REQUEST, message));
+    let refuse = |message: &'static str| Err(Refusal::Page(message));
     if let (Some(named), Some(hinted)) = (named, hinted_client)
         && named != hinted
     {
@@ -146,13 +160,7 @@ async fn destination(
         Some(id) => match state.clients.get(id).await {
             Ok(Some(client)) => Some(client),
             Ok(None) => return refuse("The application is not known to this server."),
-            Err(_) => {
-                return Err(error_page(
-                    state,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The service is temporarily unavailable. Try again shortly.",
-                ));
-            }
+            Err(_) => return Err(Refusal::Unavailable),
         },
         None => None,
     };

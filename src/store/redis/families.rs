@@ -114,7 +114,11 @@ impl RedisStore {
             scope,
             created_at: number(&created)?,
             expires_at: number(&idle)?.min(number(&abs)?),
-            epoch: epoch.map_or(Ok(0), |e| e.parse().map_err(|_| corrupt("HMGET")))?,
+            // Families from before epochs: their start, as old tokens' iat.
+            epoch: match epoch {
+                Some(e) => e.parse().map_err(|_| corrupt("HMGET"))?,
+                None => u64::try_from(number(&created)?).unwrap_or(0) * 1000,
+            },
             session_id: session_or_family(sid.as_deref().unwrap_or(""), fid),
             auth_time: match auth_time {
                 Some(at) => number(&at)?,

@@ -9,7 +9,8 @@ local exp = math.min(tonumber(f[5]), abs_exp)
 if exp <= now then return {'invalid'} end
 local rotated = redis.call('HGET', KEYS[2], ARGV[1])
 if not rotated then return {'invalid'} end
-local epoch = f[9] or '0'
+-- Families from before epochs are judged by their start (ms), as old tokens by iat.
+local epoch = f[9] or string.format('%d', tonumber(f[4]) * 1000)
 local sid = f[10] or ''
 local auth_time = f[11] or f[4]
 if f[8] == ARGV[1] then

@@ -10,6 +10,9 @@ CREATE TABLE user_epochs (
 INSERT INTO user_epochs (user_id, epoch) SELECT user_id, not_before * 1000 FROM user_not_before;
 DROP TABLE user_not_before;
 ALTER TABLE refresh_families ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+-- Families from before epochs are judged by their start, as old tokens are
+-- by iat: one started after a user's last mark lives on.
+UPDATE refresh_families SET epoch = created_at * 1000;
 -- A family is kept (revoked or not) until every access token minted from
 -- it has expired, so a revocation is never forgotten while it matters.
 ALTER TABLE refresh_families ADD COLUMN keep_until INTEGER NOT NULL DEFAULT 0;
