@@ -24,6 +24,8 @@ pub struct UserView {
     pub gender: Option<String>,
     pub mobile: Option<String>,
     pub role: String,
+    /// Whether the user proved control of the address with a mailed code.
+    pub email_verified: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -42,6 +44,7 @@ impl From<UserRecord> for UserView {
             gender: u.gender,
             mobile: u.mobile,
             role: u.role,
+            email_verified: u.email_verified,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
