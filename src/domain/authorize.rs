@@ -259,7 +259,11 @@ impl Authorizer {
             })?);
         }
         if let Some(hint) = get("id_token_hint") {
-            let sub = self.grants.tokens.id_token_subject(&hint).await;
+            let sub = self
+                .grants
+                .tokens
+                .id_token_subject(&hint, &request.client.id)
+                .await;
             request.hinted_user = Some(sub.ok_or_else(|| {
                 request.redirect_error(
                     "invalid_request",
@@ -336,6 +340,12 @@ impl Authorizer {
         {
             return false;
         }
+        self.is_hinted_user(request, session)
+    }
+
+    /// Whether the session's user is the one the `id_token_hint` names (or
+    /// there is no hint).
+    pub fn is_hinted_user(&self, request: &ValidRequest, session: &SignedIn) -> bool {
         request
             .hinted_user
             .as_deref()

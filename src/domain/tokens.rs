@@ -254,9 +254,12 @@ impl TokenService {
         Ok(jwt::sign_jws(&claims, "logout+jwt", keys.id_token_key())?)
     }
 
-    /// The user an `id_token_hint` names, if it is an ID token of ours.
-    pub async fn id_token_subject(&self, token: &str) -> Option<String> {
-        self.verify_id_token(token).map(|claims| claims.sub)
+    /// The user an `id_token_hint` names, if it is an ID token of ours
+    /// issued to `client_id`.
+    pub async fn id_token_subject(&self, token: &str, client_id: &str) -> Option<String> {
+        self.verify_id_token(token)
+            .filter(|claims| claims.aud == client_id)
+            .map(|claims| claims.sub)
     }
 
     /// An access token for a client acting on its own behalf (`client_credentials`).

@@ -104,7 +104,12 @@ fn introspect() {}
         ("state" = Option<String>, Query),
         ("code_challenge" = Option<String>, Query),
         ("code_challenge_method" = Option<String>, Query, description = "S256"),
-        ("prompt" = Option<String>, Query, description = "none, login or consent"),
+        ("prompt" = Option<String>, Query, description = "space-separated: none, login, consent, select_account (none alone)"),
+        ("nonce" = Option<String>, Query, description = "OpenID Connect: echoed in the ID token"),
+        ("max_age" = Option<u32>, Query, description = "seconds since sign-in after which the user signs in again"),
+        ("login_hint" = Option<String>, Query, description = "email to prefill"),
+        ("id_token_hint" = Option<String>, Query, description = "an ID token of the expected user"),
+        ("response_mode" = Option<String>, Query, description = "query or form_post"),
     ),
     responses(
         (status = 200, description = "Login or consent page", content_type = "text/html"),
@@ -113,6 +118,86 @@ fn introspect() {}
         (status = 503, description = "Error page (backend unavailable)", content_type = "text/html"),
     ))]
 fn authorize() {}
+
+/// The claims `/userinfo` answers (those of the token's scopes; `sub` always).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UserInfo {
+    sub: String,
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    gender: Option<String>,
+    updated_at: Option<i64>,
+    email: Option<String>,
+    email_verified: Option<bool>,
+    phone_number: Option<String>,
+    phone_number_verified: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/userinfo", tag = "openid",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The claims of the token's scopes", body = UserInfo),
+        (status = 401, description = "invalid_token (WWW-Authenticate)", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "insufficient_scope: the token lacks openid", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user no longer exists", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+    ))]
+fn userinfo() {}
+
+/// The token may also come form-encoded in an `access_token` field (RFC
+/// 6750 §2.2) instead of the header; the body is optional, so it is not
+/// described as a schema here.
+#[utoipa::path(post, path = "/userinfo", tag = "openid",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The claims of the token's scopes", body = UserInfo),
+        (status = 401, description = "invalid_token (WWW-Authenticate)", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "insufficient_scope: the token lacks openid", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user no longer exists", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable", body = crate::http::problems::Problem, content_type = "application/problem+json"),
+    ))]
+fn userinfo_form() {}
+
+#[utoipa::path(get, path = "/logout", tag = "openid",
+    params(
+        ("id_token_hint" = Option<String>, Query),
+        ("client_id" = Option<String>, Query),
+        ("post_logout_redirect_uri" = Option<String>, Query),
+        ("state" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "Confirmation page (no valid hint) or signed-out page", content_type = "text/html"),
+        (status = 303, description = "Signed out: back to the registered post-logout URI with state"),
+        (status = 400, description = "Error page (invalid hint, unknown client, unregistered URI)", content_type = "text/html"),
+        (status = 503, description = "Error page (backend unavailable)", content_type = "text/html"),
+    ))]
+fn logout() {}
+
+#[utoipa::path(post, path = "/logout", tag = "openid",
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Confirmation page or signed-out page", content_type = "text/html"),
+        (status = 303, description = "Signed out: back to the registered post-logout URI with state"),
+        (status = 400, description = "Error page", content_type = "text/html"),
+        (status = 403, description = "Error page: the confirmation's CSRF token is missing or wrong", content_type = "text/html"),
+        (status = 503, description = "Error page (backend unavailable)", content_type = "text/html"),
+    ))]
+fn logout_form() {}
+
+/// `POST /logout`: the request's parameters, or the confirmation page's form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LogoutForm {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    csrf: Option<String>,
+    /// `logout` to confirm.
+    action: Option<String>,
+}
 
 #[utoipa::path(post, path = "/authorize", tag = "oauth",
     request_body(content = Object, content_type = "application/x-www-form-urlencoded",
@@ -196,6 +281,7 @@ impl Modify for SecuritySchemes {
         crate::http::admin::get_client,
         crate::http::admin::delete_client,
         token, revoke, introspect, authorize, authorize_form,
+        userinfo, userinfo_form, logout, logout_form,
         metadata, openid_configuration, jwks, healthz, readyz, metrics, openapi,
     ),
     modifiers(&SecuritySchemes),

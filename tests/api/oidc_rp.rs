@@ -1036,3 +1036,47 @@ async fn logout_without_a_hint_asks_first_and_checks_csrf() {
     assert_eq!(param(&target, "state").as_deref(), Some("logout-state"));
     assert_error_redirect(&browser.authorize(&silent).await, "login_required");
 }
+
+/// RP-Initiated Logout §2: a hint that does not name this browser's user
+/// must not sign it out without asking — a link carrying the attacker's own
+/// ID token cannot end a victim's session.
+#[tokio::test]
+async fn another_users_id_token_hint_does_not_sign_a_victim_out() {
+    let app = TestApp::spawn().await;
+    let victim = app.user("logout-victim").await;
+    let attacker = app.user("logout-attacker").await;
+    let client_id = oidc_client(&app, true).await;
+    let browser = Browser::new(&app);
+    browser.code(&oidc_query(&client_id, &[]), &victim).await;
+    let attacker_tokens = body(app.login(&attacker.email, PASSWORD).await).await;
+    let hint = attacker_tokens["id_token"].as_str().expect("an ID token");
+    let page = browser
+        .get("/logout", &[("id_token_hint".to_owned(), hint.to_owned())])
+        .await;
+    page.assert_page(StatusCode::OK);
+    assert!(
+        page.html.contains("csrf"),
+        "a confirmation page: {}",
+        page.html
+    );
+    let silent = oidc_query(&client_id, &[("prompt", "none")]);
+    assert!(
+        param(&browser.authorize(&silent).await.location(), "code").is_some(),
+        "the victim is still signed in"
+    );
+}
+
+/// An `id_token_hint` issued to another client is not a hint for this one.
+#[tokio::test]
+async fn an_id_token_hint_of_another_client_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.user("hint-aud").await;
+    let client_id = oidc_client(&app, true).await;
+    let other = body(app.login(&user.email, PASSWORD).await).await;
+    let hint = other["id_token"].as_str().expect("an ID token");
+    let browser = Browser::new(&app);
+    let seen = browser
+        .authorize(&oidc_query(&client_id, &[("id_token_hint", hint)]))
+        .await;
+    assert_error_redirect(&seen, "invalid_request");
+}

@@ -374,17 +374,31 @@ async fn rotation_reaches_both_nodes_and_cached_verifiers(
         );
     }
     let listing = deployment.keys(&["list"]);
-    let states: Vec<&str> = listing
+    let keys: Vec<(&str, &str)> = listing
         .lines()
-        .filter_map(|l| l.split('\t').nth(2))
+        .filter_map(|l| {
+            let mut fields = l.split('\t');
+            Some((fields.nth(1)?, fields.next()?))
+        })
         .collect();
     assert_eq!(
-        states.iter().filter(|s| **s == "active").count(),
+        keys.iter().filter(|(_, state)| *state == "active").count(),
         1,
         "{listing}"
     );
+    // Retired keys, the active ES256 key, and the RS256 key that goes on
+    // signing ID tokens (OpenID Discovery §3).
     assert!(
-        states.iter().all(|s| matches!(*s, "active" | "retired")),
+        keys.iter()
+            .all(|(alg, state)| matches!(*state, "active" | "retired")
+                || (*alg == "RS256" && *state == "published")),
+        "{listing}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|(alg, state)| *alg == "RS256" && *state == "published")
+            .count(),
+        1,
         "{listing}"
     );
 }

@@ -85,7 +85,9 @@ impl KeyDir {
 
     /// Pre-published rotation: a new key of `alg` that is published at once
     /// and signs from `now + prepublish`; every key not yet retired retires
-    /// at that moment (and stays published while its tokens live).
+    /// at that moment (and stays published while its tokens live), except,
+    /// when `alg` is not RS256, the newest RS256 key, which goes on signing
+    /// ID tokens.
     pub fn rotate(
         &self,
         alg: SigningAlg,
@@ -95,7 +97,21 @@ impl KeyDir {
         let activate_at = now.saturating_add(prepublish as i64);
         let older = self.list()?;
         let new = self.generate(alg, now, activate_at)?;
-        for mut meta in older.into_iter().filter(|m| m.retired_at.is_none()) {
+        // Rotating to ES256 or EdDSA keeps the newest RS256 key signing: ID
+        // tokens must be RS256 (OpenID Discovery §3) whatever access tokens use.
+        let id_token_key = (alg != SigningAlg::RS256)
+            .then(|| {
+                older
+                    .iter()
+                    .filter(|m| m.alg == SigningAlg::RS256 && m.retired_at.is_none())
+                    .max_by_key(|m| (m.activate_at, m.created_at))
+                    .map(|m| m.kid.clone())
+            })
+            .flatten();
+        for mut meta in older
+            .into_iter()
+            .filter(|m| m.retired_at.is_none() && Some(&m.kid) != id_token_key.as_ref())
+        {
             meta.retired_at = Some(activate_at.max(meta.activate_at));
             self.write_meta(&meta)?;
         }

@@ -126,6 +126,24 @@ impl KeySet {
     }
 }
 
+/// A directory whose keys signing now include no RS256 key (one made before
+/// ID tokens existed, with ES256 or EdDSA) gets one for ID tokens. It is
+/// dated just before the key that signs access tokens, so that one stays
+/// the newest and keeps signing them.
+fn ensure_id_token_key(dir: &KeyDir, now: UnixTime) -> Result<(), KeyError> {
+    let metas = dir.list()?;
+    let signing = || metas.iter().filter(|m| m.signs_at(now));
+    if signing().any(|m| m.alg == SigningAlg::RS256) {
+        return Ok(());
+    }
+    let Some(active) = signing().max_by_key(|m| (m.activate_at, m.created_at)) else {
+        return Ok(());
+    };
+    let meta = dir.generate(SigningAlg::RS256, active.created_at - 1, active.activate_at)?;
+    tracing::info!(kid = %meta.kid, "generated an RS256 key for ID tokens");
+    Ok(())
+}
+
 /// The live keys of a running node: a [`KeySet`] swapped atomically when
 /// the keys directory changes or a pending key's time comes, so a rotation
 /// made on any node sharing the directory reaches every node without a
@@ -162,6 +180,8 @@ impl KeyRing {
                 dir.generate(SigningAlg::RS256, now - 1, now - 1)?;
             }
             generated = Some(dir.generate(alg, now, now)?);
+        } else {
+            ensure_id_token_key(&dir, now)?;
         }
         let set = KeySet::new(dir.load()?, now, retired_window)?;
         let ring = Self {

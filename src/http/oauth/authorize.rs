@@ -139,10 +139,12 @@ fn form_post_page(state: &AppState, target: &url::Url, fields: &[(&str, &str)]) 
         "script_nonce": script_nonce,
     });
     let mut response = page(state, StatusCode::OK, "html/form_post.html", context);
-    let origin = target.origin().ascii_serialization();
+    // No `form-action`: browsers apply it to the redirects that follow the
+    // submission too, which would strand clients whose callback redirects
+    // elsewhere; the action is ours and escaped, and only this script runs.
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{script_nonce}'; style-src 'self'; \
-         form-action {origin}; frame-ancestors 'none'; base-uri 'none'"
+         frame-ancestors 'none'; base-uri 'none'"
     );
     if let Ok(value) = HeaderValue::from_str(&csp) {
         response
@@ -486,9 +488,12 @@ pub async fn post_authorize(
             }
         }
         Some("consent") => {
+            // The consent form cannot answer for another user than the
+            // `id_token_hint` names. (prompt=login and max_age were met by
+            // the sign-in that led here; the ID token's `auth_time` says when.)
             let user = match session_user(&state, &jar).await {
-                Ok(Some(user)) => user,
-                Ok(None) => {
+                Ok(Some(user)) if state.authorizer.is_hinted_user(&request, &user) => user,
+                Ok(_) => {
                     return login_page(&state, jar, &request, &params, StatusCode::OK, None, "");
                 }
                 Err(e) => return answer_error(&state, e),

@@ -106,27 +106,38 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
             );
         }
     };
-    let confirmed = posted && params.get("action").map(String::as_str) == Some("logout");
-    if posted && !csrf_ok(&jar, &params) {
+    // The confirmation page's form carries `action`; an RP's own POST does
+    // not, and is handled like a GET.
+    let answering_page = posted && params.contains_key("action");
+    if answering_page && !csrf_ok(&jar, &params) {
         return error_page(
             state,
             StatusCode::FORBIDDEN,
             "This form has expired. Go back to the application and try again.",
         );
     }
-    if hint.is_none() && !confirmed {
-        if posted {
-            // "Stay signed in".
-            return finished(state, &destination, false);
-        }
-        return confirmation_page(state, jar, &params, &destination);
+    let confirmed = answering_page && params.get("action").map(String::as_str) == Some("logout");
+    if answering_page && !confirmed {
+        // "Stay signed in".
+        return finished(state, &destination, false);
     }
-    // The browser's session, or the one the hint names.
     let session = match session_user(state, &jar).await {
-        Ok(session) => session.map(|s| s.session_id),
+        Ok(session) => session,
         Err(_) => None,
     };
-    let ended = session.or_else(|| hint.map(|h| h.sid));
+    // A hint ends the session without asking only when it names this
+    // browser's signed-in user (§2: otherwise the user is asked), so a
+    // link carrying someone else's ID token cannot sign a victim out.
+    let hint_is_this_user = matches!(
+        (&hint, &session),
+        (Some(hint), Some(session)) if hint.sub == session.user.id
+    );
+    if !confirmed && !hint_is_this_user {
+        return confirmation_page(state, jar, &params, &destination);
+    }
+    let ended = session
+        .map(|s| s.session_id)
+        .or_else(|| hint.map(|h| h.sid));
     if let Some(session_id) = ended
         && let Err(e) = state.logout.end_session(&session_id).await
     {

@@ -78,6 +78,10 @@ async fn answer(state: &AppState, token: &str) -> Response {
     }
     let user = match state.users.profile(&claims.sub).await {
         Ok(user) => user,
+        // The token's user is gone: the token is as good as revoked.
+        Err(crate::domain::DomainError::UserNotFound) => {
+            return invalid("the token's user no longer exists");
+        }
         Err(e) => return ApiError::from(e).into_response(),
     };
     let mut response = Json(oidc::user_claims(&user, &claims.scope)).into_response();
