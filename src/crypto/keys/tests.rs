@@ -57,7 +57,7 @@ fn rotation_prepublishes_then_switches_then_unpublishes_the_old_key() {
         KeyRing::load_or_init(keys.clone(), SigningAlg::RS256, 1000, window).expect("ring");
     let first = first.expect("first key generated").kid;
     let next = keys
-        .rotate(SigningAlg::ES256, 1001, 49)
+        .rotate(SigningAlg::RS256, 1001, 49)
         .expect("rotate")
         .kid;
     let published =
@@ -145,4 +145,21 @@ fn a_first_start_with_eddsa_keeps_an_rs256_key_for_id_tokens() {
     assert_eq!(set.active().alg(), SigningAlg::EdDSA);
     assert_eq!(set.id_token_key().alg(), SigningAlg::RS256);
     assert_eq!(set.id_token_algs(), ["RS256", "EdDSA"]);
+}
+
+#[test]
+fn rotating_to_es256_keeps_the_rs256_key_signing_id_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyDir::new(dir.path());
+    let (ring, first) =
+        KeyRing::load_or_init(keys.clone(), SigningAlg::RS256, 1000, 100).expect("ring");
+    let first = first.expect("generated").kid;
+    let next = keys
+        .rotate(SigningAlg::ES256, 1001, 10)
+        .expect("rotate")
+        .kid;
+    ring.reload(1020).expect("reload");
+    let set = ring.current();
+    assert_eq!(set.active().kid(), next);
+    assert_eq!(set.id_token_key().kid(), first);
 }

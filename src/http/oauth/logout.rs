@@ -123,7 +123,13 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
     }
     let session = match session_user(state, &jar).await {
         Ok(session) => session,
-        Err(_) => None,
+        Err(_) => {
+            return error_page(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable. Try again shortly.",
+            );
+        }
     };
     // A hint ends the session without asking only when it names this
     // browser's signed-in user (§2: otherwise the user is asked), so a
