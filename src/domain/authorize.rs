@@ -37,17 +37,18 @@ pub const REQUEST_PARAMS: &[&str] = &[
     "acr_values",
 ];
 
-/// `prompt` (OpenID Connect Core §3.1.2.1), as OAuth libraries send it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prompt {
-    Default,
-    /// Ask for the password even with a session (`login`, `select_account`:
-    /// one browser holds one account here, so choosing one is signing in).
-    Login,
-    /// Never show a page: fail with `login_required` / `consent_required`.
-    None,
-    /// Ask for consent even when it is remembered.
-    Consent,
+/// `prompt` (OpenID Connect Core §3.1.2.1), a set of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Prompt {
+    /// `none`: never show a page; fail with `login_required` /
+    /// `consent_required` (it comes alone).
+    pub none: bool,
+    /// `login` or `select_account`: ask for the password even with a
+    /// session (one browser holds one account here, so choosing one is
+    /// signing in).
+    pub login: bool,
+    /// `consent`: ask for consent even when it is remembered.
+    pub consent: bool,
 }
 
 /// How the authorization response reaches the client (OAuth 2.0 Multiple
@@ -125,25 +126,16 @@ fn parse_prompt(raw: Option<&str>) -> Option<Prompt> {
         .split(' ')
         .filter(|v| !v.is_empty())
         .collect();
-    if values
-        .iter()
-        .any(|v| !matches!(*v, "none" | "login" | "consent" | "select_account"))
-    {
-        return None;
-    }
-    let has = |name: &str| values.contains(&name);
-    Some(if has("none") {
-        if values.len() > 1 {
-            return None;
+    let mut prompt = Prompt::default();
+    for value in &values {
+        match *value {
+            "none" => prompt.none = true,
+            "login" | "select_account" => prompt.login = true,
+            "consent" => prompt.consent = true,
+            _ => return None,
         }
-        Prompt::None
-    } else if has("login") || has("select_account") {
-        Prompt::Login
-    } else if has("consent") {
-        Prompt::Consent
-    } else {
-        Prompt::Default
-    })
+    }
+    (!prompt.none || values.len() == 1).then_some(prompt)
 }
 
 /// Validates and approves authorization requests.
@@ -208,7 +200,7 @@ impl Authorizer {
             state: get("state"),
             code_challenge: get("code_challenge"),
             code_challenge_method: get("code_challenge_method"),
-            prompt: Prompt::Default,
+            prompt: Prompt::default(),
             nonce: get("nonce"),
             max_age: None,
             login_hint: get("login_hint"),
@@ -303,7 +295,7 @@ impl Authorizer {
         if request.client.first_party {
             return Ok(true);
         }
-        if request.prompt == Prompt::Consent {
+        if request.prompt.consent {
             return Ok(false);
         }
         self.store
@@ -332,7 +324,7 @@ impl Authorizer {
     /// (`max_age=0` always), or a session of another user than the
     /// `id_token_hint` names.
     pub fn session_suits(&self, request: &ValidRequest, session: &SignedIn) -> bool {
-        if request.prompt == Prompt::Login {
+        if request.prompt.login {
             return false;
         }
         if let Some(max_age) = request.max_age
@@ -377,5 +369,22 @@ impl Authorizer {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_is_a_set() {
+        let both = parse_prompt(Some("login consent")).unwrap();
+        assert!(both.login && both.consent && !both.none);
+        assert!(parse_prompt(Some("select_account")).unwrap().login);
+        assert!(parse_prompt(Some("none")).unwrap().none);
+        assert_eq!(parse_prompt(None), Some(Prompt::default()));
+        // `none` comes alone; unknown values are refused.
+        assert_eq!(parse_prompt(Some("none login")), None);
+        assert_eq!(parse_prompt(Some("consent banana")), None);
     }
 }

@@ -1080,3 +1080,82 @@ async fn an_id_token_hint_of_another_client_is_refused() {
         .await;
     assert_error_redirect(&seen, "invalid_request");
 }
+
+/// Hostile and malformed input at the OpenID endpoints: clear errors, no
+/// 500, no redirect.
+#[tokio::test]
+async fn hostile_input_at_userinfo_and_logout() {
+    let app = TestApp::spawn().await;
+    let user = app.user("hostile-oidc").await;
+    // /userinfo: no token, a garbage token, an oversized one, a token in both
+    // places, a token without `openid`.
+    for request in [
+        app.http.get(app.url("/userinfo")),
+        app.http.get(app.url("/userinfo")).bearer_auth("x.y.z"),
+        app.http
+            .get(app.url("/userinfo"))
+            .bearer_auth("a".repeat(9000)),
+        app.http
+            .post(app.url("/userinfo"))
+            .bearer_auth(&user.access_token)
+            .form(&[("access_token", user.access_token.as_str())]),
+    ] {
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert!(answer.headers().contains_key("www-authenticate"));
+    }
+    let form = app
+        .http
+        .post(app.url("/userinfo"))
+        .form(&[("access_token", user.access_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    assert_eq!(body(form).await["sub"], user.id.as_str());
+    // /logout: a forged hint, an oversized one, an unknown client, garbage
+    // bytes, a repeated parameter — pages, never a redirect, never a 500.
+    let forged = format!(
+        "{}.e30.AAAA",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT","kid":"x"}"#)
+    );
+    for query in [
+        vec![("id_token_hint", forged.as_str())],
+        vec![("id_token_hint", &*"a".repeat(20_000))],
+        vec![
+            ("client_id", "nope"),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ],
+        vec![("post_logout_redirect_uri", "https://evil.example/")],
+    ] {
+        let answer = app
+            .http
+            .get(app.url("/logout"))
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_client_error(),
+            "{query:?}: {}",
+            answer.status()
+        );
+        assert!(answer.headers().get("location").is_none());
+    }
+    let repeated = app
+        .http
+        .get(format!("{}?state=a&state=b", app.url("/logout")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(repeated.status(), StatusCode::BAD_REQUEST);
+    let garbage = app
+        .http
+        .post(app.url("/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0xfe, b'=', 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+}

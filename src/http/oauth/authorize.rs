@@ -13,9 +13,7 @@ use serde_json::json;
 
 use crate::crypto::secret::{constant_time_eq, random_token};
 use crate::domain::DomainError;
-use crate::domain::authorize::{
-    AuthorizeError, Prompt, REQUEST_PARAMS, ResponseMode, ValidRequest,
-};
+use crate::domain::authorize::{AuthorizeError, REQUEST_PARAMS, ResponseMode, ValidRequest};
 use crate::domain::grants::Params;
 use crate::domain::users::SignedIn;
 use crate::http::AppState;
@@ -298,7 +296,7 @@ async fn proceed(
     user: Option<SignedIn>,
 ) -> Response {
     let Some(user) = user else {
-        if request.prompt == Prompt::None {
+        if request.prompt.none {
             return answer_error(
                 state,
                 request.redirect_error("login_required", "the user is not signed in"),
@@ -309,7 +307,7 @@ async fn proceed(
     };
     match state.authorizer.consented(&request, &user.user.id).await {
         Ok(true) => issue_code(state, jar, &request, &user).await,
-        Ok(false) if request.prompt == Prompt::None => answer_error(
+        Ok(false) if request.prompt.none => answer_error(
             state,
             request.redirect_error("consent_required", "the user has not approved this client"),
         ),
