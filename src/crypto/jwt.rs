@@ -10,7 +10,7 @@ use crate::crypto::keys::{KeyError, SigningKey};
 /// The `typ` header of every access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// Claims of an access token (RFC 9068 §2.2 and API.md §2).
+/// Claims of an access token (RFC 9068 §2.2 and docs/api.md).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,

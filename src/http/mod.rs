@@ -42,7 +42,7 @@ use crate::resource::AccessTokenVerifier;
 use crate::store::{Directory, TokenStore};
 use crate::templates::Templates;
 
-/// Request bodies over this are refused with 413 (API.md).
+/// Request bodies over this are refused with 413 (docs/api.md).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// What every handler can reach: one `Arc`, so that the per-request clone

@@ -266,7 +266,7 @@ impl Modify for SecuritySchemes {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tessera", description = "OAuth 2.0 authorization server and user service. Contract: API.md."),
+    info(title = "Tessera", description = "OAuth 2.0 authorization server and user service. Reference: docs/api.md in the repository."),
     paths(
         crate::http::users::post_signup,
         crate::http::users::post_login,

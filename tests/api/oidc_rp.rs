@@ -1,4 +1,4 @@
-//! OpenID Connect as relying parties see it (API.md §9).
+//! OpenID Connect as relying parties see it (docs/api.md, OpenID Connect).
 //!
 //! Two RP libraries from other ecosystems run the whole journey against a
 //! Tessera whose issuer is its own address: openid-client on Node

@@ -1,4 +1,4 @@
-//! `/api/users/*`: every happy path and every error status API.md names.
+//! `/api/users/*`: every happy path and every error status docs/api.md names.
 
 use reqwest::StatusCode;
 use serde_json::json;
