@@ -70,14 +70,21 @@ fn keys_generate_and_list() {
 fn keys_rotate_and_retire() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| tessera(dir.path()).arg("keys").args(args).output().unwrap();
-    let first = String::from_utf8_lossy(&run(&["generate", "--alg", "EdDSA"]).stdout)
+    let generated = run(&["generate", "--alg", "EdDSA"]);
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let first = String::from_utf8_lossy(&generated.stdout)
         .split('\t')
         .next()
         .unwrap()
         .to_owned();
     let last = run(&["retire", &first]);
     assert!(!last.status.success(), "the only signing key cannot retire");
-    assert!(String::from_utf8_lossy(&last.stderr).contains("keys rotate"));
+    let said = String::from_utf8_lossy(&last.stderr);
+    assert!(said.contains("keys rotate"), "kid {first:?}: {said}");
 
     let rotated = run(&["rotate", "--alg", "ES256"]);
     assert!(rotated.status.success());

@@ -356,7 +356,7 @@ async fn a_rotated_key_is_prepublished_and_the_old_one_leaves_after_its_tokens()
 
     let dir = KeyDir::new(&app.config.keys_dir);
     let new = dir
-        .rotate(SigningAlg::EdDSA, app.clock.now(), 120)
+        .rotate(SigningAlg::RS256, app.clock.now(), 120)
         .unwrap()
         .kid;
     app.state.keys.reload(app.clock.now()).unwrap();
