@@ -427,9 +427,17 @@ impl TokenService {
             }),
             self.clock.now(),
         )?;
-        // OIDC Core §12.2: a new ID token on refresh, same `sub`, no nonce.
+        // OIDC Core §12.2: a new ID token on refresh, same `sub`, no nonce —
+        // for relying parties. The built-in client's families (user API
+        // logins) are not OpenID sign-ins of a relying party, and §12.2 lets
+        // a refresh omit the ID token: their refresh stays one signature.
+        let scope_for_id = if client.id == FIRST_PARTY_CLIENT_ID {
+            ""
+        } else {
+            scope
+        };
         let id_token = self.id_token_if_openid(
-            scope,
+            scope_for_id,
             &access_token,
             IdTokenFor {
                 user_id: &family.user_id,
