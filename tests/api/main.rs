@@ -18,6 +18,7 @@ mod oauth;
 mod oidc_rp;
 mod ops;
 mod otp;
+mod resource_server;
 mod scale;
 mod schema;
 mod security;
