@@ -299,3 +299,160 @@ mod web {
         assert!(challenge(&short).contains("insufficient_scope"));
     }
 }
+
+#[cfg(all(feature = "remote", feature = "axum"))]
+mod remote {
+    use std::time::Duration;
+
+    use axum::routing::{get, post};
+
+    use super::*;
+    use crate::{Introspection, RemoteJwks};
+
+    /// A stand-in issuer: its JWKS (with `max-age`) and an `/introspect`
+    /// answering `active` (or 500 when `active` is `None`), counting calls.
+    struct Issuer {
+        base: String,
+        jwks_calls: Arc<AtomicUsize>,
+        introspect_calls: Arc<AtomicUsize>,
+    }
+
+    async fn issuer(active: Option<bool>) -> Issuer {
+        let jwks_calls = Arc::new(AtomicUsize::new(0));
+        let introspect_calls = Arc::new(AtomicUsize::new(0));
+        let (j, i) = (jwks_calls.clone(), introspect_calls.clone());
+        let app = axum::Router::new()
+            .route(
+                "/jwks",
+                get(move || async move {
+                    j.fetch_add(1, Ordering::Relaxed);
+                    (
+                        [("cache-control", "public, max-age=600")],
+                        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "k1", "alg": "EdDSA"}]})
+                            .to_string(),
+                    )
+                }),
+            )
+            .route(
+                "/introspect",
+                post(move |headers: axum::http::HeaderMap| async move {
+                    i.fetch_add(1, Ordering::Relaxed);
+                    assert!(headers.contains_key("authorization"), "HTTP Basic");
+                    match active {
+                        Some(active) => (axum::http::StatusCode::OK, json!({ "active": active }).to_string()),
+                        None => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Issuer {
+            base,
+            jwks_calls,
+            introspect_calls,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_remote_jwks_is_cached_and_refetched_rarely() {
+        let issuer = issuer(Some(true)).await;
+        let jwks = Arc::new(
+            RemoteJwks::new(format!("{}/jwks", issuer.base)).min_refresh(Duration::from_secs(60)),
+        );
+        let v = AccessTokenVerifier::new(jwks.clone(), ISS, AUD);
+        let token = sign(&claims("s"));
+        for _ in 0..3 {
+            assert!(v.verify(&token).await.is_ok());
+        }
+        assert_eq!(
+            issuer.jwks_calls.load(Ordering::Relaxed),
+            1,
+            "cached for max-age"
+        );
+        // Unknown kids, concurrently: no refetch within min_refresh.
+        let unknown = sign_with(&claims("s"), Some("at+jwt"), "k9");
+        let v = Arc::new(v);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (v, unknown) = (v.clone(), unknown.clone());
+            calls.spawn(async move { v.verify(&unknown).await });
+        }
+        for refused in calls.join_all().await {
+            assert!(matches!(refused, Err(VerifyError::Invalid("unknown key"))));
+        }
+        assert_eq!(
+            issuer.jwks_calls.load(Ordering::Relaxed),
+            1,
+            "within min_refresh"
+        );
+        // Past min_refresh, an unknown kid refetches (a rotated-in key).
+        let eager = AccessTokenVerifier::new(
+            Arc::new(RemoteJwks::new(format!("{}/jwks", issuer.base)).min_refresh(Duration::ZERO)),
+            ISS,
+            AUD,
+        );
+        assert!(eager.verify(&token).await.is_ok());
+        assert!(eager.verify(&unknown).await.is_err());
+        assert_eq!(
+            issuer.jwks_calls.load(Ordering::Relaxed),
+            3,
+            "one fetch, one refetch"
+        );
+    }
+
+    #[tokio::test]
+    async fn introspection_answers_are_cached_by_jti_and_failures_are_closed() {
+        let live = issuer(Some(true)).await;
+        let token = sign(&claims("s"));
+        let check = Arc::new(Introspection::new(
+            format!("{}/introspect", live.base),
+            "api",
+            "secret",
+        ));
+        let v = verifier().revocation(check);
+        assert!(v.verify(&token).await.is_ok());
+        assert!(v.verify(&token).await.is_ok());
+        assert_eq!(
+            live.introspect_calls.load(Ordering::Relaxed),
+            1,
+            "cached by jti"
+        );
+        let uncached = verifier().revocation(Arc::new(
+            Introspection::new(format!("{}/introspect", live.base), "api", "secret")
+                .cache_ttl(Duration::ZERO),
+        ));
+        assert!(uncached.verify(&token).await.is_ok());
+        assert!(uncached.verify(&token).await.is_ok());
+        assert_eq!(live.introspect_calls.load(Ordering::Relaxed), 3);
+
+        let revoked = issuer(Some(false)).await;
+        let v = verifier().revocation(Arc::new(Introspection::new(
+            format!("{}/introspect", revoked.base),
+            "api",
+            "secret",
+        )));
+        assert_eq!(refused(&v, &token).await, "token revoked");
+        assert_eq!(refused(&v, &token).await, "token revoked");
+        assert_eq!(
+            revoked.introspect_calls.load(Ordering::Relaxed),
+            1,
+            "revoked stays revoked"
+        );
+
+        let broken = issuer(None).await;
+        let url = format!("{}/introspect", broken.base);
+        let closed =
+            verifier().revocation(Arc::new(Introspection::new(url.clone(), "api", "secret")));
+        assert!(matches!(
+            closed.verify(&token).await,
+            Err(VerifyError::Unavailable)
+        ));
+        let open = verifier().revocation(Arc::new(
+            Introspection::new(url, "api", "secret").fail_open(true),
+        ));
+        assert!(open.verify(&token).await.is_ok());
+    }
+}
