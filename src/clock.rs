@@ -47,6 +47,13 @@ impl Clock {
     }
 }
 
+/// The access-token verifier judges `exp` by this clock too.
+impl tessera_resource::Clock for Clock {
+    fn now(&self) -> UnixTime {
+        Clock::now(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,7 +150,7 @@ pub struct StoreRevocation(pub Arc<dyn TokenStore>);
 
 #[async_trait]
 impl RevocationCheck for StoreRevocation {
-    async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, VerifyError> {
+    async fn is_revoked(&self, _token: &str, claims: &AccessClaims) -> Result<bool, VerifyError> {
         let check = AccessCheck {
             jti: &claims.jti,
             sub: &claims.sub,

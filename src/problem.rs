@@ -1,7 +1,7 @@
 //! RFC 9457 problem+json bodies with Tessera's stable `code` member: the
 //! one shape of every JSON error outside the OAuth endpoints. A leaf: it
-//! depends on nothing else in the crate, so `http` and the reusable
-//! `resource` layer both build their problems here.
+//! depends on nothing else in the crate. (The `tessera-resource` crate
+//! builds the same shape for its 401/403 answers.)
 
 use std::collections::BTreeMap;
 

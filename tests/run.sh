@@ -43,8 +43,17 @@ if [ ! -d tests/rp/node_modules/openid-client ]; then
   (cd tests/rp && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The resource-server recipes' Node library (jose, pinned in
+# tests/recipes/package-lock.json); the Python recipe's PyJWT is in
+# tests/requirements.txt.
+if [ ! -d tests/recipes/node_modules/jose ]; then
+  log "installing jose"
+  (cd tests/recipes && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 log "cargo test"
 # One build of the test profile serves the unit tests, the integration
-# binary (tests/api) and the doc tests.
-cargo test --locked --all-targets
-cargo test --locked --doc
+# binary (tests/api) and the doc tests, of the server and of
+# crates/tessera-resource (every feature).
+cargo test --locked --workspace --all-features --all-targets
+cargo test --locked --workspace --all-features --doc

@@ -1,65 +1,9 @@
 //! Verification keys from JWKs: each key with the one algorithm it may
-//! verify. Our own key set builds them strictly (a published key that
-//! cannot verify is an error); a JWK Set fetched from elsewhere skips the
-//! keys we cannot use.
+//! verify. One implementation, in [`tessera_resource::jwk`]: our own key
+//! set builds them strictly ([`decoding_key_of`] errs on a published key
+//! that cannot verify); a JWK Set fetched from elsewhere skips the keys we
+//! cannot use ([`decoding_keys`]).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey};
-
-/// Decoding keys by `kid`, each with the one algorithm it may verify.
-pub type KeyMap = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
-
-/// The algorithms Tessera signs with, and so the only ones a JWK may be
-/// used for.
-pub fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
-    match alg {
-        KeyAlgorithm::RS256 => Some(Algorithm::RS256),
-        KeyAlgorithm::ES256 => Some(Algorithm::ES256),
-        KeyAlgorithm::EdDSA => Some(Algorithm::EdDSA),
-        _ => None,
-    }
-}
-
-/// Why a JWK gives no verification key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JwkError {
-    #[error("it is not a JWK")]
-    Malformed,
-    #[error("it has no kid")]
-    NoKid,
-    #[error("its alg is missing or not RS256, ES256 or EdDSA")]
-    Algorithm,
-    #[error("its key material cannot be used to verify")]
-    Material,
-}
-
-/// The `kid` of `jwk` and its verification key.
-pub fn decoding_key(jwk: &Jwk) -> Result<(String, (Algorithm, Arc<DecodingKey>)), JwkError> {
-    let kid = jwk.common.key_id.clone().ok_or(JwkError::NoKid)?;
-    let alg = jwk
-        .common
-        .key_algorithm
-        .and_then(key_algorithm)
-        .ok_or(JwkError::Algorithm)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| JwkError::Material)?;
-    Ok((kid, (alg, Arc::new(key))))
-}
-
-/// The verification key of one JWK given as JSON (our own keys' form).
-pub fn decoding_key_of(
-    jwk: &serde_json::Value,
-) -> Result<(String, (Algorithm, Arc<DecodingKey>)), JwkError> {
-    let jwk: Jwk = serde_json::from_value(jwk.clone()).map_err(|_| JwkError::Malformed)?;
-    decoding_key(&jwk)
-}
-
-/// Parses a JWK Set into decoding keys, skipping keys we cannot use.
-pub fn decoding_keys(set: &JwkSet) -> KeyMap {
-    set.keys
-        .iter()
-        .filter_map(|jwk| decoding_key(jwk).ok())
-        .collect()
-}
+pub use tessera_resource::jwk::{
+    JwkError, KeyMap, decoding_key, decoding_key_of, decoding_keys, key_algorithm,
+};

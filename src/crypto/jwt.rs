@@ -1,5 +1,6 @@
 //! RFC 9068 access tokens: claims and signing with a key kept parsed in memory.
-//! Verification lives in [`crate::resource`], which other services reuse.
+//! Verification lives in the `tessera-resource` crate (re-exported as
+//! [`crate::resource`]), which other services reuse.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -7,56 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::{KeyError, SigningKey};
 
-/// The `typ` header of every access token (RFC 9068 §2.1).
-pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
-
-/// Claims of an access token (RFC 9068 §2.2 and docs/api.md).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccessClaims {
-    pub iss: String,
-    /// The user id; the client id for `client_credentials`.
-    pub sub: String,
-    pub aud: String,
-    pub exp: i64,
-    pub iat: i64,
-    pub jti: String,
-    pub client_id: String,
-    /// Space-separated scopes.
-    pub scope: String,
-    /// The user's role (user tokens only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// The sign-in session (user tokens only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-    /// The refresh-token family the token came from (user tokens only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fid: Option<String>,
-    /// The user's credential epoch when the sign-in began (user tokens
-    /// only): the token dies when the epoch moves past it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cep: Option<u64>,
-}
-
-impl AccessClaims {
-    /// The family whose revocation revokes this token.
-    pub fn family(&self) -> Option<&str> {
-        self.fid.as_deref().or(self.sid.as_deref())
-    }
-
-    /// The credential epoch the token belongs to. Tokens from before epochs
-    /// existed are judged by their issue time, in milliseconds (the unit of
-    /// epochs that older "not before" marks were migrated to).
-    pub fn epoch(&self) -> u64 {
-        self.cep
-            .unwrap_or_else(|| u64::try_from(self.iat).unwrap_or(0).saturating_mul(1000))
-    }
-
-    /// Whether the token grants `scope`.
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split(' ').any(|s| s == scope)
-    }
-}
+pub use tessera_resource::{ACCESS_TOKEN_TYP, AccessClaims};
 
 #[derive(Serialize)]
 struct Header<'a> {

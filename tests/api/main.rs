@@ -18,6 +18,8 @@ mod oauth;
 mod oidc_rp;
 mod ops;
 mod otp;
+mod recipes;
+mod resource_server;
 mod scale;
 mod schema;
 mod security;

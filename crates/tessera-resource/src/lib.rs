@@ -1,0 +1,321 @@
+//! Verify [Tessera](https://github.com/tessera-auth/tessera) access tokens
+//! (RFC 9068 JWTs) in a Rust resource server.
+//!
+//! * [`AccessTokenVerifier`]: signature against a [`KeySource`], `typ:
+//!   at+jwt`, the algorithm allow-list (RS256, ES256, EdDSA, each bound to
+//!   its key's algorithm), `crit`/`cty` refused, `iss`, `aud`, `exp`/`iat`
+//!   with a leeway, then an optional [`RevocationCheck`].
+//! * `RemoteJwks` (feature `remote`): the issuer's JWKS over HTTP, cached for
+//!   the `max-age` it is served with, refetched once on an unknown `kid`.
+//! * `Introspection` (feature `remote`): revocation through the issuer's
+//!   `/introspect`, with a short cache and a fail-closed/fail-open choice.
+//! * `Authenticated`, `RequireScope` and `BearerLayer` (feature `axum`):
+//!   axum extractors and a tower layer answering RFC 6750 errors.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tessera_resource::{AccessTokenVerifier, KeySource, VerifyError};
+//! # use jsonwebtoken::{Algorithm, DecodingKey};
+//! # struct NoKeys;
+//! # #[async_trait::async_trait]
+//! # impl KeySource for NoKeys {
+//! #     async fn key(&self, _kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> { None }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let verifier = AccessTokenVerifier::new(Arc::new(NoKeys), "https://auth.example.com", "https://api.example.com")
+//!     .leeway(30);
+//! let refused = verifier.verify("not-a-jwt").await;
+//! assert!(matches!(refused, Err(VerifyError::Invalid("malformed token"))));
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+pub mod jwk;
+
+#[cfg(feature = "remote")]
+mod remote;
+#[cfg(feature = "remote")]
+pub use remote::{Introspection, RemoteJwks};
+
+#[cfg(feature = "axum")]
+mod web;
+#[cfg(feature = "axum")]
+pub use web::{
+    Authenticated, BearerLayer, BearerRejection, BearerService, RequireScope, Scope, ScopeRejection,
+};
+
+/// The `typ` header of every access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Longest token the verifier looks at; anything longer is not ours.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Claims of a Tessera access token (RFC 9068 §2.2).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    /// The issuer.
+    pub iss: String,
+    /// The user id; the client id for `client_credentials`.
+    pub sub: String,
+    /// The audience (the resource servers the token is for).
+    pub aud: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Issue time, seconds since the Unix epoch.
+    pub iat: i64,
+    /// The token's unique id.
+    pub jti: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The user's role (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The sign-in session (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The refresh-token family the token came from (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fid: Option<String>,
+    /// The user's credential epoch when the sign-in began (user tokens
+    /// only): the token dies when the epoch moves past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cep: Option<u64>,
+}
+
+impl AccessClaims {
+    /// The family whose revocation revokes this token.
+    pub fn family(&self) -> Option<&str> {
+        self.fid.as_deref().or(self.sid.as_deref())
+    }
+
+    /// The credential epoch the token belongs to. Tokens from before epochs
+    /// existed are judged by their issue time, in milliseconds.
+    pub fn epoch(&self) -> u64 {
+        self.cep
+            .unwrap_or_else(|| u64::try_from(self.iat).unwrap_or(0).saturating_mul(1000))
+    }
+
+    /// Whether the token grants `scope`.
+    ///
+    /// ```
+    /// # let claims: tessera_resource::AccessClaims = serde_json::from_value(serde_json::json!({
+    /// #   "iss": "i", "sub": "s", "aud": "a", "exp": 0, "iat": 0, "jti": "j",
+    /// #   "client_id": "c", "scope": "items:read profile"})).unwrap();
+    /// assert!(claims.has_scope("items:read"));
+    /// assert!(!claims.has_scope("items"));
+    /// ```
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope)
+    }
+}
+
+/// Why a presented access token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Missing, malformed, expired, wrongly signed, wrong audience or revoked
+    /// (RFC 6750 `invalid_token`). The text is safe to show the client.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The revocation state could not be read: the answer is 503, not 401,
+    /// so that an outage never looks like a logout.
+    #[error("token state unavailable")]
+    Unavailable,
+}
+
+/// Where verification keys come from.
+#[async_trait]
+pub trait KeySource: Send + Sync {
+    /// The key with `kid` and the one algorithm it may verify.
+    async fn key(&self, kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)>;
+}
+
+/// Decides whether a signature-valid token has been revoked since issue.
+#[async_trait]
+pub trait RevocationCheck: Send + Sync {
+    /// `Ok(true)` if `token` (whose verified claims are `claims`) is revoked;
+    /// [`VerifyError::Unavailable`] if that cannot be known now.
+    async fn is_revoked(&self, token: &str, claims: &AccessClaims) -> Result<bool, VerifyError>;
+}
+
+/// The wall clock `exp` and `iat` are judged by, so tests can move it.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The system clock (the default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+fn algorithm_of(alg: &str) -> Option<Algorithm> {
+    // Only the asymmetric algorithms Tessera signs with. `none` and every
+    // HMAC algorithm are refused before a key is looked at, which is what
+    // defeats the HS256-with-the-public-key confusion attack.
+    match alg {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+/// The JOSE header members we look at.
+struct JoseHeader {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+    /// `crit` (extensions we would have to understand, RFC 7515 §4.1.11: we
+    /// understand none) or `cty` (a nested JWT, which access tokens never
+    /// are) is present, whatever its value, `null` included.
+    refused_member: bool,
+}
+
+fn parse_header(token: &str) -> Result<JoseHeader, VerifyError> {
+    let malformed = || VerifyError::Invalid("malformed token");
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+    let members: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    // A member of the wrong type is malformed, not absent.
+    let string = |name: &str| -> Result<Option<String>, VerifyError> {
+        match members.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(malformed()),
+        }
+    };
+    Ok(JoseHeader {
+        alg: string("alg")?.ok_or_else(malformed)?,
+        typ: string("typ")?,
+        kid: string("kid")?,
+        refused_member: members.contains_key("crit") || members.contains_key("cty"),
+    })
+}
+
+/// Verifies access tokens: signature, `typ`, `iss`, `aud`, `exp`/`iat`
+/// with a small leeway, then the revocation state.
+pub struct AccessTokenVerifier {
+    keys: Arc<dyn KeySource>,
+    issuer: String,
+    audience: String,
+    leeway: i64,
+    clock: Arc<dyn Clock>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
+}
+
+impl AccessTokenVerifier {
+    /// A verifier for tokens from `issuer` meant for `audience`.
+    pub fn new(keys: Arc<dyn KeySource>, issuer: &str, audience: &str) -> Self {
+        Self {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            leeway: 30,
+            clock: Arc::new(SystemClock),
+            revocation: None,
+        }
+    }
+
+    /// Seconds of tolerated clock skew on `exp` and `iat`. Default 30.
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The clock `exp` is checked against (tests move it). Default
+    /// [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Consults `check` after the signature (Tessera: its token store;
+    /// another service: e.g. `Introspection`).
+    pub fn revocation(mut self, check: Arc<dyn RevocationCheck>) -> Self {
+        self.revocation = Some(check);
+        self
+    }
+
+    /// The claims of `token` if it is a live access token.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let claims = self.verify_signature(token).await?;
+        if let Some(check) = &self.revocation
+            && check.is_revoked(token, &claims).await?
+        {
+            return Err(VerifyError::Invalid("token revoked"));
+        }
+        Ok(claims)
+    }
+
+    /// Every check but revocation: signature, type, issuer, audience, time.
+    pub async fn verify_signature(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Invalid("malformed token"));
+        }
+        let header = parse_header(token)?;
+        if header.refused_member {
+            return Err(VerifyError::Invalid("unsupported token header"));
+        }
+        // RFC 9068 §4: reject anything not typed as an access token.
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(VerifyError::Invalid("not an access token"));
+        }
+        let alg = algorithm_of(&header.alg).ok_or(VerifyError::Invalid("unsupported algorithm"))?;
+        let kid = header.kid.ok_or(VerifyError::Invalid("unknown key"))?;
+        let (key_alg, key) = self
+            .keys
+            .key(&kid)
+            .await
+            .ok_or(VerifyError::Invalid("unknown key"))?;
+        if key_alg != alg {
+            return Err(VerifyError::Invalid("algorithm does not match the key"));
+        }
+        let mut validation = Validation::new(alg);
+        // Time is checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map_err(|_| VerifyError::Invalid("invalid token"))?;
+        let claims = data.claims;
+        let now = self.clock.now();
+        if claims.exp + self.leeway <= now {
+            return Err(VerifyError::Invalid("token expired"));
+        }
+        if claims.iat - self.leeway > now {
+            return Err(VerifyError::Invalid("token used before issued"));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests;
