@@ -69,21 +69,6 @@ impl Throttle {
         ThrottleError::Throttled(Self::retry_after(limit, now))
     }
 
-    /// `Throttled` if `key` already reached `limit`; counts nothing.
-    pub async fn check(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
-        let now = self.clock.now();
-        if self.store.count(key, limit.window, now).await? >= limit.max {
-            return Err(Self::refuse(limit, now));
-        }
-        Ok(())
-    }
-
-    /// Counts one event for `key`.
-    pub async fn record(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
-        self.store.hit(key, limit.window, self.clock.now()).await?;
-        Ok(())
-    }
-
     /// Counts one event and refuses it if that goes over `limit`.
     pub async fn admit(&self, key: &str, limit: Limit) -> Result<(), ThrottleError> {
         let now = self.clock.now();

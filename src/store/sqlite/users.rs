@@ -115,27 +115,19 @@ impl UserStore for SqliteStore {
     ) -> Result<Option<UserRecord>, StoreError> {
         let (id, change) = (id.to_owned(), change.clone());
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(map_sqlite)?;
-            let changed = tx
-                .cached_execute(
-                    "UPDATE users SET fname = COALESCE(?2, fname), lname = COALESCE(?3, lname), \
-                     gender = COALESCE(?4, gender), updated_at = ?5 WHERE id = ?1",
-                    params![
-                        id,
-                        change.fname,
-                        change.lname,
-                        change.gender,
-                        now.unix_timestamp()
-                    ],
-                )
-                .map_err(map_sqlite)?;
-            let user = if changed == 1 {
-                select_user(&tx, &id)?
-            } else {
-                None
-            };
-            tx.commit().map_err(map_sqlite)?;
-            Ok(user)
+            update_returning_user(
+                c,
+                &id,
+                "UPDATE users SET fname = COALESCE(?2, fname), lname = COALESCE(?3, lname), \
+                 gender = COALESCE(?4, gender), updated_at = ?5 WHERE id = ?1",
+                params![
+                    id,
+                    change.fname,
+                    change.lname,
+                    change.gender,
+                    now.unix_timestamp()
+                ],
+            )
         })
         .await
     }
@@ -169,20 +161,12 @@ impl UserStore for SqliteStore {
     ) -> Result<Option<UserRecord>, StoreError> {
         let (id, mobile) = (id.to_owned(), mobile.to_owned());
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(map_sqlite)?;
-            let changed = tx
-                .cached_execute(
-                    "UPDATE users SET mobile = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, mobile, now.unix_timestamp()],
-                )
-                .map_err(map_sqlite)?;
-            let user = if changed == 1 {
-                select_user(&tx, &id)?
-            } else {
-                None
-            };
-            tx.commit().map_err(map_sqlite)?;
-            Ok(user)
+            update_returning_user(
+                c,
+                &id,
+                "UPDATE users SET mobile = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, mobile, now.unix_timestamp()],
+            )
         })
         .await
     }
@@ -194,20 +178,12 @@ impl UserStore for SqliteStore {
     ) -> Result<Option<UserRecord>, StoreError> {
         let id = id.to_owned();
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(map_sqlite)?;
-            let changed = tx
-                .cached_execute(
-                    "UPDATE users SET email_verified = 1, updated_at = ?2 WHERE id = ?1",
-                    params![id, now.unix_timestamp()],
-                )
-                .map_err(map_sqlite)?;
-            let user = if changed == 1 {
-                select_user(&tx, &id)?
-            } else {
-                None
-            };
-            tx.commit().map_err(map_sqlite)?;
-            Ok(user)
+            update_returning_user(
+                c,
+                &id,
+                "UPDATE users SET email_verified = 1, updated_at = ?2 WHERE id = ?1",
+                params![id, now.unix_timestamp()],
+            )
         })
         .await
     }
@@ -314,6 +290,25 @@ impl Directory for SqliteStore {
     fn backend_name(&self) -> &'static str {
         BACKEND
     }
+}
+
+/// Runs one `UPDATE` of the user `id` and reads the user back, in one
+/// transaction; `None` when there is no such user.
+fn update_returning_user(
+    c: &mut Connection,
+    id: &str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<UserRecord>, StoreError> {
+    let tx = c.transaction().map_err(map_sqlite)?;
+    let changed = tx.cached_execute(sql, params).map_err(map_sqlite)?;
+    let user = if changed == 1 {
+        select_user(&tx, id)?
+    } else {
+        None
+    };
+    tx.commit().map_err(map_sqlite)?;
+    Ok(user)
 }
 
 fn select_user(c: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
