@@ -11,6 +11,8 @@
 //!   `/introspect`, with a short cache and a fail-closed/fail-open choice.
 //! * `Authenticated`, `RequireScope` and `BearerLayer` (feature `axum`):
 //!   axum extractors and a tower layer answering RFC 6750 errors.
+//! * [`dpop`]: the stateless checks of a DPoP proof (RFC 9449 §4.3), the
+//!   RFC 7638 thumbprint a token's `cnf.jkt` names, and `ath`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -38,6 +40,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
+pub mod dpop;
 pub mod jwk;
 
 #[cfg(feature = "remote")]
