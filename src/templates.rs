@@ -1,4 +1,4 @@
-//! Templates for mail and the `/authorize` pages, compiled into the binary
+//! Templates for mail and the HTML pages (`/authorize`, `/logout`, `/account`), compiled into the binary
 //! from `templates/` so a deployment cannot lose them. One engine:
 //! minijinja, which escapes HTML in `.html` templates automatically.
 
@@ -47,6 +47,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "html/signed_out.html",
         include_str!("../templates/html/signed_out.html"),
+    ),
+    (
+        "html/account/fields.html",
+        include_str!("../templates/html/account/fields.html"),
+    ),
+    (
+        "html/account/signup.html",
+        include_str!("../templates/html/account/signup.html"),
+    ),
+    (
+        "html/account/forgot.html",
+        include_str!("../templates/html/account/forgot.html"),
+    ),
+    (
+        "html/account/reset.html",
+        include_str!("../templates/html/account/reset.html"),
+    ),
+    (
+        "html/account/signin.html",
+        include_str!("../templates/html/account/signin.html"),
+    ),
+    (
+        "html/account/account.html",
+        include_str!("../templates/html/account/account.html"),
     ),
 ];
 

@@ -1,6 +1,8 @@
 //! Everything that knows about HTTP: the router, middleware and handlers.
 
+pub mod account;
 pub mod admin;
+pub mod browser;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -90,7 +92,8 @@ pub struct Services {
     pub users: Arc<UserService>,
     pub authorizer: Arc<Authorizer>,
     pub templates: Arc<Templates>,
-    /// Encrypts the browser session and CSRF cookies of `/authorize`.
+    /// Encrypts the browser session and CSRF cookies of the pages, and MACs
+    /// their `return` values.
     pub cookie_key: axum_extra::extract::cookie::Key,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
@@ -139,6 +142,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/authorize/style.css",
             get(oauth::authorize::get_stylesheet),
+        )
+        .route(
+            "/account",
+            get(account::manage::get_account).post(account::manage::post_account),
+        )
+        .route(
+            "/account/signup",
+            get(account::signup::get_signup).post(account::signup::post_signup),
+        )
+        .route(
+            "/account/forgot",
+            get(account::recovery::get_forgot).post(account::recovery::post_forgot),
+        )
+        .route(
+            "/account/reset",
+            get(account::recovery::get_reset).post(account::recovery::post_reset),
         )
         .route("/token", post(oauth::token::post_token))
         .route("/revoke", post(oauth::revoke::post_revoke))

@@ -114,3 +114,83 @@ async fn authorization_code_flow_in_chromium() {
         );
     }
 }
+
+/// The self-service pages in Chromium (`tests/browser/account.mjs`), with
+/// an axe-core check of every page; screenshots under the test's target
+/// temp dir (`browser-account/`).
+#[tokio::test]
+async fn account_pages_in_chromium() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        repo.join("tests/browser/node_modules/axe-core").exists()
+            && PathBuf::from("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium, playwright-core and axe-core: run `bash tests/run.sh`, which installs them"
+    );
+    let app = TestApp::spawn().await;
+    let redirect = callback_server().await;
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Photo Prints".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec![redirect.clone()],
+            scopes: vec!["profile".into(), "email".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let verifier = URL_SAFE_NO_PAD.encode(tessera::crypto::secret::random_bytes::<32>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let mut authorize = url::Url::parse(&app.url("/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("scope", "profile email")
+        .append_pair("state", "walk-state")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let email = crate::common::unique_email("walk");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-account");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = serde_json::json!({
+        "base": app.base,
+        "authorize_url": authorize.as_str(),
+        "redirect": redirect,
+        "client_id": client_id,
+        "code_verifier": verifier,
+        "email": email,
+        "password": PASSWORD,
+        "new_password": "a new browser password",
+        "mail_dir": app.config.data_dir.join("mail"),
+        "out_dir": out,
+    });
+    let output = tokio::process::Command::new("node")
+        .arg(repo.join("tests/browser/account.mjs"))
+        .arg(config.to_string())
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "browser walk failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["done"], true, "{report}");
+    assert_eq!(report["violations"], serde_json::json!([]), "axe found serious or critical violations");
+    let landed = url::Url::parse(report["callback"].as_str().unwrap()).unwrap();
+    assert!(landed.query_pairs().any(|(k, v)| k == "state" && v == "walk-state"));
+    assert!(landed.query_pairs().any(|(k, _)| k == "code"));
+    let me = body(app.login(&email, "a new browser password").await).await;
+    let token = me["access_token"].as_str().unwrap();
+    let user = body(app.get_auth("/api/users/me", token).await).await;
+    assert_eq!(user["fname"], "Augusta Ada");
+    for page in ["signup", "signup-errors", "account-signin", "authorize-login", "forgot", "reset", "consent", "account"] {
+        assert!(
+            out.join(format!("{page}.png")).metadata().unwrap().len() > 1000,
+            "{page}.png saved"
+        );
+    }
+}

@@ -18,6 +18,7 @@ mod oauth;
 mod oidc_rp;
 mod ops;
 mod otp;
+mod pages;
 mod recipes;
 mod resource_server;
 mod scale;
