@@ -158,4 +158,35 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn account_pages_put_errors_next_to_fields_and_escape_what_they_echo() {
+        let templates = Templates::load().unwrap();
+        let context = serde_json::json!({
+            "csrf": "t", "back": "sealed.mac", "sign_in": "/account", "notice": "n",
+            "values": {"email": "\"><script>", "fname": "<b>x", "lname": "l", "gender": null},
+            "errors": {"email": "must be an email address", "password": "too short"},
+            "email": "a@b.co", "email_verified": false,
+        });
+        for (page, form) in [
+            ("signup", "signup"),
+            ("forgot", "forgot"),
+            ("reset", "reset"),
+            ("signin", "signin"),
+        ] {
+            let html = templates
+                .render(&format!("html/account/{page}.html"), &context)
+                .unwrap();
+            assert!(!html.contains("<script>") && !html.contains("<b>x"), "{page}: {html}");
+            assert!(
+                html.contains(&format!("aria-describedby=\"{form}-email-error\""))
+                    && html.contains(&format!("id=\"{form}-email-error\"")),
+                "{page}: {html}"
+            );
+        }
+        let html = templates
+            .render("html/account/account.html", &context)
+            .unwrap();
+        assert!(!html.contains("<b>x") && html.contains("&lt;b&gt;x"));
+    }
 }

@@ -22,6 +22,18 @@ pub enum Refused {
     Page(Response),
 }
 
+/// What a signed-in form's action came to.
+pub enum Done {
+    /// Saved: see the page again with this notice (`/account?done=…`).
+    Notice(&'static str),
+    /// Saved, and this browser's session is over (password, deletion).
+    SignedOut(&'static str),
+    /// Refused: the page again with messages next to the fields.
+    Refused(StatusCode, FieldErrors, Value),
+    /// A page of its own (throttled, unavailable).
+    Page(Response),
+}
+
 /// Sorts `error` into field messages or a page. `credential_field` is the
 /// field a wrong password belongs to (`password`, `old_password`).
 pub fn refusal(state: &AppState, error: DomainError, credential_field: &str) -> Refused {
@@ -40,6 +52,14 @@ pub fn refusal(state: &AppState, error: DomainError, credential_field: &str) -> 
         (None, api) => FieldErrors::from([("form".to_owned(), api.detail())]),
     };
     Refused::Fields(status, errors)
+}
+
+/// A refusal of a signed-in form, with the fields to show again.
+pub fn refused(state: &AppState, error: DomainError, field: &str, values: Value) -> Done {
+    match refusal(state, error, field) {
+        Refused::Fields(status, errors) => Done::Refused(status, errors, values),
+        Refused::Page(response) => Done::Page(response),
+    }
 }
 
 /// A form body whose CSRF token matches this browser's, or the page that
@@ -68,6 +88,10 @@ pub fn field<'a>(params: &'a Params, name: &str) -> &'a str {
     params.get(name).map(String::as_str).unwrap_or("")
 }
 
+/// The longest value shown again: an oversized field is refused, not
+/// mirrored back.
+const MAX_ECHO: usize = 256;
+
 /// The submitted values of `names` to show again in the form: never a
 /// password or a code, which the caller does not name.
 pub fn echo(params: &Params, names: &[&str]) -> Value {
@@ -76,6 +100,7 @@ pub fn echo(params: &Params, names: &[&str]) -> Value {
         .filter_map(|name| {
             params
                 .get(*name)
+                .filter(|v| v.chars().count() <= MAX_ECHO)
                 .map(|v| ((*name).to_owned(), Value::String(v.clone())))
         })
         .collect();

@@ -15,24 +15,12 @@ use crate::domain::grants::Params;
 use crate::domain::users::{ProfileUpdate, SignedIn};
 use crate::domain::{DomainError, FieldErrors};
 use crate::http::AppState;
-use crate::http::account::forms::{Refused, checked_form, echo, field, notice, refusal};
+use crate::http::account::forms::{Done, Refused, checked_form, echo, field, notice, refusal, refused};
 use crate::http::browser::{
     csrf_token, error_page, failure_page, forget_session, page, see_other, session_user,
     start_session,
 };
 use crate::http::extract::{ClientAddr, parse_form};
-
-/// What a signed-in form's action came to.
-pub(super) enum Done {
-    /// Saved: see the page again with this notice (`/account?done=…`).
-    Notice(&'static str),
-    /// Saved, and this browser's session is over (password, deletion).
-    SignedOut(&'static str),
-    /// Refused: the page again with messages next to the fields.
-    Refused(StatusCode, FieldErrors, Value),
-    /// A page of its own (throttled, unavailable).
-    Page(Response),
-}
 
 /// `GET /account`: the account page, or the sign-in form.
 pub async fn get_account(
@@ -126,14 +114,6 @@ async fn sign_in(
             }
             Refused::Page(response) => response,
         },
-    }
-}
-
-/// A refusal of a signed-in form, with the fields to show again.
-pub(super) fn refused(state: &AppState, error: DomainError, field: &str, values: Value) -> Done {
-    match refusal(state, error, field) {
-        Refused::Fields(status, errors) => Done::Refused(status, errors, values),
-        Refused::Page(response) => Done::Page(response),
     }
 }
 
