@@ -177,7 +177,10 @@ mod tests {
             let html = templates
                 .render(&format!("html/account/{page}.html"), &context)
                 .unwrap();
-            assert!(!html.contains("<script>") && !html.contains("<b>x"), "{page}: {html}");
+            assert!(
+                !html.contains("<script>") && !html.contains("<b>x"),
+                "{page}: {html}"
+            );
             assert!(
                 html.contains(&format!("aria-describedby=\"{form}-email-error\""))
                     && html.contains(&format!("id=\"{form}-email-error\"")),

@@ -179,15 +179,32 @@ async fn account_pages_in_chromium() {
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["done"], true, "{report}");
-    assert_eq!(report["violations"], serde_json::json!([]), "axe found serious or critical violations");
+    assert_eq!(
+        report["violations"],
+        serde_json::json!([]),
+        "axe found serious or critical violations"
+    );
     let landed = url::Url::parse(report["callback"].as_str().unwrap()).unwrap();
-    assert!(landed.query_pairs().any(|(k, v)| k == "state" && v == "walk-state"));
+    assert!(
+        landed
+            .query_pairs()
+            .any(|(k, v)| k == "state" && v == "walk-state")
+    );
     assert!(landed.query_pairs().any(|(k, _)| k == "code"));
     let me = body(app.login(&email, "a new browser password").await).await;
     let token = me["access_token"].as_str().unwrap();
     let user = body(app.get_auth("/api/users/me", token).await).await;
     assert_eq!(user["fname"], "Augusta Ada");
-    for page in ["signup", "signup-errors", "account-signin", "authorize-login", "forgot", "reset", "consent", "account"] {
+    for page in [
+        "signup",
+        "signup-errors",
+        "account-signin",
+        "authorize-login",
+        "forgot",
+        "reset",
+        "consent",
+        "account",
+    ] {
         assert!(
             out.join(format!("{page}.png")).metadata().unwrap().len() > 1000,
             "{page}.png saved"

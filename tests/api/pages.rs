@@ -93,7 +93,10 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 
 /// The hidden fields of the form with hidden `action` (or of the first form).
 pub fn hidden_fields(page: &str, action: Option<&str>) -> Vec<(String, String)> {
-    let forms = page.split("<form").skip(1).map(|f| f.split("</form>").next().unwrap());
+    let forms = page
+        .split("<form")
+        .skip(1)
+        .map(|f| f.split("</form>").next().unwrap());
     for form in forms {
         let fields: Vec<(String, String)> = form
             .split("<input")
@@ -139,9 +142,11 @@ pub async fn mailed_code(app: &TestApp, email: &str, count: usize) -> String {
             .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
             .filter_map(|e| {
                 let text = std::fs::read_to_string(e.path()).ok()?;
-                let to = text.lines().find(|l| l.to_ascii_lowercase().starts_with("to:"))?;
-                to.contains(email)
-                    .then(|| (e.metadata().ok()?.modified().ok()?, text))
+                let to = text
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("to:"))?;
+                let modified = e.metadata().ok()?.modified().ok()?;
+                to.contains(email).then_some((modified, text))
             })
             .collect();
         if mails.len() >= count {
@@ -174,7 +179,10 @@ fn authorize_path(client_id: &str) -> String {
         .append_pair("redirect_uri", REDIRECT)
         .append_pair("scope", "profile email")
         .append_pair("state", "s-1")
-        .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
         .append_pair("code_challenge_method", "S256");
     format!("/authorize?{}", url.query().unwrap())
 }
@@ -208,11 +216,25 @@ async fn account_pages_walk(backend: Backend) {
     assert!(page.contains("Your account is ready.") && page.contains(&email));
 
     let saved = browser
-        .submit("/account", &page, Some("profile"), &[("fname", "Augusta"), ("lname", "King"), ("gender", "female")])
+        .submit(
+            "/account",
+            &page,
+            Some("profile"),
+            &[
+                ("fname", "Augusta"),
+                ("lname", "King"),
+                ("gender", "female"),
+            ],
+        )
         .await;
     assert_eq!(location(&saved), "/account?done=profile");
     let saved = browser
-        .submit("/account", &page, Some("mobile"), &[("mobile", "+14155552671")])
+        .submit(
+            "/account",
+            &page,
+            Some("mobile"),
+            &[("mobile", "+14155552671")],
+        )
         .await;
     assert_eq!(location(&saved), "/account?done=mobile");
     let token = body(app.login(&email, PASSWORD).await).await["access_token"]
@@ -221,22 +243,45 @@ async fn account_pages_walk(backend: Backend) {
         .to_owned();
     let me = body(app.get_auth("/api/users/me", &token).await).await;
     assert_eq!(
-        (me["fname"].as_str(), me["gender"].as_str(), me["mobile"].as_str()),
+        (
+            me["fname"].as_str(),
+            me["gender"].as_str(),
+            me["mobile"].as_str()
+        ),
         (Some("Augusta"), Some("female"), Some("+14155552671"))
     );
 
     // A wrong current password: 403 as in the API, next to its field.
     let refused = browser
-        .submit("/account", &page, Some("password"), &[("old_password", "not the password"), ("new_password", "a brand new password")])
+        .submit(
+            "/account",
+            &page,
+            Some("password"),
+            &[
+                ("old_password", "not the password"),
+                ("new_password", "a brand new password"),
+            ],
+        )
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let html = refused.text().await.unwrap();
-    assert!(html.contains("id=\"password-old_password-error\""), "{html}");
+    assert!(
+        html.contains("id=\"password-old_password-error\""),
+        "{html}"
+    );
     assert!(html.contains("the current password is incorrect"));
     assert!(!html.contains("not the password") && !html.contains("a brand new password"));
 
     let changed = browser
-        .submit("/account", &page, Some("password"), &[("old_password", PASSWORD), ("new_password", "a brand new password")])
+        .submit(
+            "/account",
+            &page,
+            Some("password"),
+            &[
+                ("old_password", PASSWORD),
+                ("new_password", "a brand new password"),
+            ],
+        )
         .await;
     assert_eq!(location(&changed), "/account?done=password");
     let signin = browser.page("/account?done=password").await;
@@ -248,12 +293,19 @@ async fn account_pages_walk(backend: Backend) {
     );
 
     let signed_in = browser
-        .submit("/account", &signin, Some("login"), &[("email", &email), ("password", "a brand new password")])
+        .submit(
+            "/account",
+            &signin,
+            Some("login"),
+            &[("email", &email), ("password", "a brand new password")],
+        )
         .await;
     assert_eq!(location(&signed_in), "/account");
     let page = browser.page("/account").await;
     assert!(page.contains("value=\"Augusta\""), "{page}");
-    let out = browser.submit("/account", &page, Some("signout"), &[]).await;
+    let out = browser
+        .submit("/account", &page, Some("signout"), &[])
+        .await;
     assert_eq!(location(&out), "/account?done=signed_out");
     let after = browser.page("/account?done=signed_out").await;
     assert!(after.contains("You are signed out.") && after.contains("action\" value=\"login\""));
@@ -268,7 +320,12 @@ async fn page_logins_share_the_api_budget(backend: Backend) {
     let page = browser.page("/account").await;
     for _ in 0..10 {
         let refused = browser
-            .submit("/account", &page, Some("login"), &[("email", &user.email), ("password", "wrong password!")])
+            .submit(
+                "/account",
+                &page,
+                Some("login"),
+                &[("email", &user.email), ("password", "wrong password!")],
+            )
             .await;
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         let html = refused.text().await.unwrap();
@@ -277,7 +334,12 @@ async fn page_logins_share_the_api_budget(backend: Backend) {
     let api = app.login(&user.email, PASSWORD).await;
     assert_eq!(api.status(), StatusCode::TOO_MANY_REQUESTS);
     let throttled = browser
-        .submit("/account", &page, Some("login"), &[("email", &user.email), ("password", PASSWORD)])
+        .submit(
+            "/account",
+            &page,
+            Some("login"),
+            &[("email", &user.email), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(throttled.headers().contains_key("retry-after"));
@@ -291,12 +353,31 @@ async fn every_form_needs_the_csrf_token_of_its_browser() {
     let app = TestApp::spawn().await;
     let browser = Browser::new(&app);
     let email = unique_email("csrf");
-    let fields = [("email", email.as_str()), ("password", PASSWORD), ("fname", "A"), ("lname", "B")];
+    let fields = [
+        ("email", email.as_str()),
+        ("password", PASSWORD),
+        ("fname", "A"),
+        ("lname", "B"),
+    ];
     for (path, extra) in [
         ("/account/signup", &fields[..]),
         ("/account/forgot", &fields[..1]),
-        ("/account/reset", &[("email", email.as_str()), ("otp", "123456"), ("new_password", PASSWORD)][..]),
-        ("/account", &[("action", "login"), ("email", email.as_str()), ("password", PASSWORD)][..]),
+        (
+            "/account/reset",
+            &[
+                ("email", email.as_str()),
+                ("otp", "123456"),
+                ("new_password", PASSWORD),
+            ][..],
+        ),
+        (
+            "/account",
+            &[
+                ("action", "login"),
+                ("email", email.as_str()),
+                ("password", PASSWORD),
+            ][..],
+        ),
     ] {
         // No token, then another browser's token.
         let refused = browser.post(path, extra).await;
@@ -304,9 +385,20 @@ async fn every_form_needs_the_csrf_token_of_its_browser() {
         let other = Browser::new(&app);
         let other_page = other.page("/account/signup").await;
         let mut forged = hidden_fields(&other_page, None);
-        forged.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(browser.post(path, &forged).await.status(), StatusCode::FORBIDDEN, "{path}");
+        forged.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let forged: Vec<(&str, &str)> = forged
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            browser.post(path, &forged).await.status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
     }
     assert_eq!(
         app.login(&email, PASSWORD).await.status(),
@@ -315,7 +407,10 @@ async fn every_form_needs_the_csrf_token_of_its_browser() {
     );
     // A cross-site form posted to a signed-in browser cannot change a thing.
     let victim = Browser::new(&app);
-    assert_eq!(location(&sign_up(&victim, &email).await), "/account?done=welcome");
+    assert_eq!(
+        location(&sign_up(&victim, &email).await),
+        "/account?done=welcome"
+    );
     let forged = victim
         .post("/account", &[("action", "profile"), ("fname", "Mallory")])
         .await;
@@ -337,7 +432,17 @@ async fn sign_up_from_the_sign_in_page_returns_to_the_request() {
     assert_eq!(link(&page, "/authorize?"), authorize, "sign in instead");
     let email = unique_email("return");
     let created = browser
-        .submit("/account/signup", &page, None, &[("email", &email), ("password", PASSWORD), ("fname", "Ada"), ("lname", "L")])
+        .submit(
+            "/account/signup",
+            &page,
+            None,
+            &[
+                ("email", &email),
+                ("password", PASSWORD),
+                ("fname", "Ada"),
+                ("lname", "L"),
+            ],
+        )
         .await;
     assert_eq!(location(&created), authorize);
     // Signed in: the request goes on to consent, then to the client.
@@ -376,17 +481,33 @@ async fn a_forged_or_altered_return_is_ignored() {
             .append_pair("return", forged)
             .finish();
         let page = browser.page(&format!("/account/signup?{query}")).await;
-        assert!(!page.contains("name=\"return\""), "a forged return is not carried");
+        assert!(
+            !page.contains("name=\"return\""),
+            "a forged return is not carried"
+        );
         assert!(!page.contains("evil") && !page.contains("<script>"));
         let email = unique_email("forged");
         let created = browser
-            .submit("/account/signup", &page, None, &[("return", forged), ("email", &email), ("password", PASSWORD), ("fname", "A"), ("lname", "B")])
+            .submit(
+                "/account/signup",
+                &page,
+                None,
+                &[
+                    ("return", forged),
+                    ("email", &email),
+                    ("password", PASSWORD),
+                    ("fname", "A"),
+                    ("lname", "B"),
+                ],
+            )
             .await;
         assert_eq!(location(&created), "/account?done=welcome", "{forged}");
     }
     // A valid one that has expired is ignored too.
     app.clock.advance(3601);
-    let page = browser.page(&format!("/account/forgot?return={sealed}")).await;
+    let page = browser
+        .page(&format!("/account/forgot?return={sealed}"))
+        .await;
     assert!(!page.contains("name=\"return\""));
 }
 
@@ -398,23 +519,52 @@ async fn hostile_and_oversized_fields_are_refused_next_to_the_field() {
     let long = "x".repeat(30_000);
     let secret = "my secret password <b>";
     let refused = browser
-        .submit("/account/signup", &page, None, &[("email", "<script>alert(1)</script>"), ("password", secret), ("fname", &long), ("lname", "\u{7}bell")])
+        .submit(
+            "/account/signup",
+            &page,
+            None,
+            &[
+                ("email", "<script>alert(1)</script>"),
+                ("password", secret),
+                ("fname", &long),
+                ("lname", "\u{7}bell"),
+            ],
+        )
         .await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(!html.contains("<script>alert") && html.contains("&lt;script&gt;"));
-    assert!(!html.contains("my secret password"), "a password is never echoed");
+    assert!(
+        !html.contains("my secret password"),
+        "a password is never echoed"
+    );
     for field in ["email", "fname", "lname"] {
-        assert!(html.contains(&format!("id=\"signup-{field}-error\"")), "{field}");
-        assert!(html.contains(&format!("aria-describedby=\"signup-{field}-error")), "{field}");
+        assert!(
+            html.contains(&format!("id=\"signup-{field}-error\"")),
+            "{field}"
+        );
+        assert!(
+            html.contains(&format!("aria-describedby=\"signup-{field}-error")),
+            "{field}"
+        );
     }
-    assert!(html.contains("must be an email address"), "the API's wording");
+    assert!(
+        html.contains("must be an email address"),
+        "the API's wording"
+    );
     // A body over 64 KiB, a repeated field, another content type.
     let huge = "y".repeat(70 * 1024);
-    let too_big = browser.submit("/account/signup", &page, None, &[("fname", &huge)]).await;
+    let too_big = browser
+        .submit("/account/signup", &page, None, &[("fname", &huge)])
+        .await;
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let repeated = browser
-        .submit("/account/signup", &page, None, &[("email", "a@b.co"), ("email", "c@d.co")])
+        .submit(
+            "/account/signup",
+            &page,
+            None,
+            &[("email", "a@b.co"), ("email", "c@d.co")],
+        )
         .await;
     assert_eq!(repeated.status(), StatusCode::BAD_REQUEST);
     let json = browser
@@ -427,21 +577,45 @@ async fn hostile_and_oversized_fields_are_refused_next_to_the_field() {
     assert_eq!(json.status(), StatusCode::BAD_REQUEST);
     // A taken email reads like the API's 409.
     let email = unique_email("taken");
-    assert_eq!(app.signup(&email, PASSWORD).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.signup(&email, PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
     let page = browser.page("/account/signup").await;
     let taken = browser
-        .submit("/account/signup", &page, None, &[("email", &email), ("password", PASSWORD), ("fname", "A"), ("lname", "B")])
+        .submit(
+            "/account/signup",
+            &page,
+            None,
+            &[
+                ("email", &email),
+                ("password", PASSWORD),
+                ("fname", "A"),
+                ("lname", "B"),
+            ],
+        )
         .await;
     assert_eq!(taken.status(), StatusCode::CONFLICT);
-    assert!(taken.text().await.unwrap().contains("an account with this email already exists"));
+    assert!(
+        taken
+            .text()
+            .await
+            .unwrap()
+            .contains("an account with this email already exists")
+    );
     // An unknown action of a signed-in browser.
     let user = Browser::new(&app);
-    assert_eq!(location(&sign_up(&user, &unique_email("act")).await), "/account?done=welcome");
+    assert_eq!(
+        location(&sign_up(&user, &unique_email("act")).await),
+        "/account?done=welcome"
+    );
     let account = user.page("/account").await;
     let mut form = hidden_fields(&account, Some("signout"));
     form.retain(|(k, _)| k != "action");
     let csrf = form[0].1.clone();
-    let unknown = user.post("/account", &[("csrf", csrf.as_str()), ("action", "x")]).await;
+    let unknown = user
+        .post("/account", &[("csrf", csrf.as_str()), ("action", "x")])
+        .await;
     assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -454,7 +628,9 @@ async fn forgot_password_says_the_same_for_any_email_and_the_mailed_code_resets(
     let mut answers = Vec::new();
     for email in [&user.email, &stranger] {
         let page = browser.page("/account/forgot").await;
-        let sent = browser.submit("/account/forgot", &page, None, &[("email", email)]).await;
+        let sent = browser
+            .submit("/account/forgot", &page, None, &[("email", email)])
+            .await;
         assert_eq!(sent.status(), StatusCode::OK);
         answers.push(sent.text().await.unwrap().replace(email.as_str(), "EMAIL"));
     }
@@ -465,19 +641,42 @@ async fn forgot_password_says_the_same_for_any_email_and_the_mailed_code_resets(
     let code = mailed_code(&app, &user.email, 1).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let refused = browser
-        .submit("/account/reset", page, None, &[("email", &user.email), ("otp", wrong), ("new_password", "another good password")])
+        .submit(
+            "/account/reset",
+            page,
+            None,
+            &[
+                ("email", &user.email),
+                ("otp", wrong),
+                ("new_password", "another good password"),
+            ],
+        )
         .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let html = refused.text().await.unwrap();
-    assert!(html.contains("id=\"reset-otp-error\"") && html.contains("the code is wrong, expired or already used"));
+    assert!(
+        html.contains("id=\"reset-otp-error\"")
+            && html.contains("the code is wrong, expired or already used")
+    );
     assert!(!html.contains(wrong) && !html.contains("another good password"));
 
     let reset = browser
-        .submit("/account/reset", page, None, &[("email", &user.email), ("otp", &code), ("new_password", "another good password")])
+        .submit(
+            "/account/reset",
+            page,
+            None,
+            &[
+                ("email", &user.email),
+                ("otp", &code),
+                ("new_password", "another good password"),
+            ],
+        )
         .await;
     assert_eq!(location(&reset), "/account?done=reset");
     assert_eq!(
-        app.login(&user.email, "another good password").await.status(),
+        app.login(&user.email, "another good password")
+            .await
+            .status(),
         StatusCode::OK
     );
     assert_eq!(
@@ -502,9 +701,15 @@ async fn forgot_password_requests_share_the_api_budget() {
             break;
         }
     }
-    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "the API's budget ran out");
+    assert_eq!(
+        last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the API's budget ran out"
+    );
     let page = browser.page("/account/forgot").await;
-    let throttled = browser.submit("/account/forgot", &page, None, &[("email", &email)]).await;
+    let throttled = browser
+        .submit("/account/forgot", &page, None, &[("email", &email)])
+        .await;
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(throttled.headers().contains_key("retry-after"));
 }

@@ -181,8 +181,8 @@ try {
   await page.getByLabel('First name').fill('Augusta Ada');
   await page.getByRole('button', { name: 'Save profile' }).click();
   await page.getByText('Your profile was saved.').waitFor();
-  await focusIsVisible(page, 'account');
   await check(page, 'account');
+  await focusIsVisible(page, 'account');
   report.done = true;
 } finally {
   await browser.close();

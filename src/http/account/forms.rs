@@ -69,16 +69,20 @@ pub fn checked_form(
     jar: &PrivateCookieJar,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Params, Response> {
+) -> Result<Params, Box<Response>> {
     let Some(params) = read_form(headers, body) else {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             state,
             StatusCode::BAD_REQUEST,
             "The form is malformed.",
-        ));
+        )));
     };
     if !csrf_ok(jar, &params) {
-        return Err(error_page(state, StatusCode::FORBIDDEN, CSRF_REFUSED));
+        return Err(Box::new(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            CSRF_REFUSED,
+        )));
     }
     Ok(params)
 }

@@ -15,7 +15,9 @@ use crate::domain::grants::Params;
 use crate::domain::users::{ProfileUpdate, SignedIn};
 use crate::domain::{DomainError, FieldErrors};
 use crate::http::AppState;
-use crate::http::account::forms::{Done, Refused, checked_form, echo, field, notice, refusal, refused};
+use crate::http::account::forms::{
+    Done, Refused, checked_form, echo, field, notice, refusal, refused,
+};
 use crate::http::browser::{
     csrf_token, error_page, failure_page, forget_session, page, see_other, session_user,
     start_session,
@@ -55,7 +57,7 @@ pub async fn post_account(
 ) -> Response {
     let params = match checked_form(&state, &jar, &headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let action = field(&params, "action");
     if action == "login" {
@@ -65,7 +67,14 @@ pub async fn post_account(
         Ok(Some(user)) => user,
         Ok(None) => {
             let notice = notice(Some("expired"));
-            return signin_page(&state, jar, StatusCode::UNAUTHORIZED, notice, json!({}), None);
+            return signin_page(
+                &state,
+                jar,
+                StatusCode::UNAUTHORIZED,
+                notice,
+                json!({}),
+                None,
+            );
         }
         Err(e) => return failure_page(&state, DomainError::Store(e)),
     };
@@ -78,9 +87,11 @@ pub async fn post_account(
     };
     match done {
         Done::Notice(key) => see_other(&format!("/account?done={key}")),
-        Done::SignedOut(key) => {
-            (forget_session(jar), see_other(&format!("/account?done={key}"))).into_response()
-        }
+        Done::SignedOut(key) => (
+            forget_session(jar),
+            see_other(&format!("/account?done={key}")),
+        )
+            .into_response(),
         Done::Refused(status, errors, values) => {
             let view = AccountView {
                 status,
@@ -109,9 +120,14 @@ async fn sign_in(
             (jar, see_other("/account")).into_response()
         }
         Err(e) => match refusal(state, e, "password") {
-            Refused::Fields(status, errors) => {
-                signin_page(state, jar, status, None, echo(params, &["email"]), Some(errors))
-            }
+            Refused::Fields(status, errors) => signin_page(
+                state,
+                jar,
+                status,
+                None,
+                echo(params, &["email"]),
+                Some(errors),
+            ),
             Refused::Page(response) => response,
         },
     }
@@ -125,7 +141,12 @@ async fn update_profile(state: &AppState, user: &SignedIn, params: &Params) -> D
     };
     match state.users.update_profile(&user.user.id, update).await {
         Ok(_) => Done::Notice("profile"),
-        Err(e) => refused(state, e, "fname", echo(params, &["fname", "lname", "gender"])),
+        Err(e) => refused(
+            state,
+            e,
+            "fname",
+            echo(params, &["fname", "lname", "gender"]),
+        ),
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn post_forgot(
 ) -> Response {
     let params = match checked_form(&state, &jar, &headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let back = ReturnTo::carried(&state, &params);
     let mut view = View::new(StatusCode::OK, back);
@@ -87,7 +87,7 @@ pub async fn post_reset(
 ) -> Response {
     let params = match checked_form(&state, &jar, &headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let back = ReturnTo::carried(&state, &params);
     let reset = state

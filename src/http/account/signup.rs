@@ -48,7 +48,7 @@ pub async fn post_signup(
 ) -> Response {
     let params = match checked_form(&state, &jar, &headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let back = ReturnTo::carried(&state, &params);
     let signup = Signup {
