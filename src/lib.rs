@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::keys::{KeyDir, KeyRing};
 use crate::crypto::password::PasswordHasher;
+use crate::domain::account::AccountService;
 use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
@@ -214,6 +215,15 @@ impl App {
             clock.clone(),
             Throttle::new(stores.tokens.clone(), clock.clone()),
         ));
+        let account = Arc::new(AccountService::new(
+            stores.users.clone(),
+            users.clone(),
+            tokens.clone(),
+            stores.tokens.clone(),
+            clients.clone(),
+            otp.clone(),
+            clock.clone(),
+        ));
         let grants = Arc::new(Grants::new(
             tokens.clone(),
             stores.users.clone(),
@@ -249,6 +259,7 @@ impl App {
                 cookie_key,
                 trusted_proxies,
                 otp,
+                account,
                 mailer,
                 clients,
                 grants,

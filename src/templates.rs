@@ -13,6 +13,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/email/otp.html"),
     ),
     (
+        "email/verify_email.txt",
+        include_str!("../templates/email/verify_email.txt"),
+    ),
+    (
+        "email/verify_email.html",
+        include_str!("../templates/email/verify_email.html"),
+    ),
+    (
         "email/password_changed.txt",
         include_str!("../templates/email/password_changed.txt"),
     ),

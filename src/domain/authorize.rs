@@ -313,9 +313,15 @@ impl Authorizer {
         request: &ValidRequest,
         user_id: &str,
     ) -> Result<(), StoreError> {
-        let expires_at = self.clock.now() + CONSENT_TTL;
+        let now = self.clock.now();
         self.store
-            .grant_consent(user_id, &request.client.id, &request.scope, expires_at)
+            .grant_consent(
+                user_id,
+                &request.client.id,
+                &request.scope,
+                now,
+                now + CONSENT_TTL,
+            )
             .await
     }
 

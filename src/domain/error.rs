@@ -25,6 +25,10 @@ pub enum DomainError {
     WrongPassword,
     #[error("user not found")]
     UserNotFound,
+    /// No such thing of the caller's (a session, a consent): also the
+    /// answer for one that exists but belongs to someone else.
+    #[error("{0} not found")]
+    NotFound(&'static str),
     /// The caller's user is not (or no longer) an admin.
     #[error("the admin role is required")]
     NotAdmin,

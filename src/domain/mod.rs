@@ -1,5 +1,6 @@
 //! The rules of Tessera: no HTTP and no database types here.
 
+pub mod account;
 pub mod authorize;
 pub mod clients;
 pub mod error;

@@ -1,4 +1,8 @@
-//! Forgot password: a 6-digit one-time code by mail, then a reset with it.
+//! Mailed 6-digit one-time codes: forgot password (a code, then a reset
+//! with it) and email verification (a code, then the proof of the
+//! mailbox). Both purposes share the rules, the storage and the rate
+//! limits (a code request or try of one counts against the other's budget
+//! too), but a code is stored under its purpose and never found for another.
 //!
 //! Nothing here may tell an attacker whether an email has an account: the
 //! request answers alike and is rate limited alike for every email, and a
@@ -12,7 +16,7 @@ use crate::domain::tokens::TokenService;
 use crate::domain::users::replace_password;
 use crate::domain::{DomainError, validate};
 use crate::mail::{Notice, Outbox};
-use crate::store::{OtpCheck, TokenStore, UserStore};
+use crate::store::{OtpCheck, OtpPurpose, TokenStore, UserRecord, UserStore};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -114,20 +118,46 @@ impl OtpService {
         }
     }
 
-    /// Only this digest is stored: a keyed HMAC over the user id and code.
-    fn digest(&self, user_id: &str, code: &str) -> String {
-        hex::encode(hmac_sha256(
-            &self.key,
-            format!("{user_id}:{code}").as_bytes(),
-        ))
+    /// Only this digest is stored: a keyed HMAC over the user id and code
+    /// (and the purpose, for every purpose but the first one there was).
+    fn digest(&self, user_id: &str, purpose: OtpPurpose, code: &str) -> String {
+        let input = match purpose {
+            // NEVER CHANGE: reset codes in flight across an upgrade.
+            OtpPurpose::PasswordReset => format!("{user_id}:{code}"),
+            other => format!("{}:{user_id}:{code}", other.as_str()),
+        };
+        hex::encode(hmac_sha256(&self.key, input.as_bytes()))
     }
 
     /// `forgotpasswords`: mails a code if the account exists; always the same
     /// outcome for the caller.
     pub async fn request(&self, email: &str, client: IpAddr) -> Result<(), DomainError> {
         let email = validate::email(email).map_err(|m| DomainError::field("email", m))?;
-        let now = self.clock.now();
-        // Limits count every email, known or not, so a 429 says nothing.
+        self.admit_code_request(&email, client).await?;
+        let Some(user) = self.users.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        self.send_code(&user, OtpPurpose::PasswordReset).await?;
+        tracing::info!(user_id = %user.id, "password reset code issued");
+        Ok(())
+    }
+
+    /// Mails `user` a code that proves their mailbox. Rate limited with the
+    /// password-reset requests of the same email and address.
+    pub async fn request_verification(
+        &self,
+        user: &UserRecord,
+        client: IpAddr,
+    ) -> Result<(), DomainError> {
+        self.admit_code_request(&user.email, client).await?;
+        self.send_code(user, OtpPurpose::EmailVerification).await?;
+        tracing::info!(user_id = %user.id, "email verification code issued");
+        Ok(())
+    }
+
+    /// The request limits, per address and per (normalised) email. They
+    /// count every email, known or not, so a 429 says nothing.
+    async fn admit_code_request(&self, email: &str, client: IpAddr) -> Result<(), DomainError> {
         let email_key = format!("otp-req:email:{}", sha256_hex(email.as_bytes()));
         self.throttle
             .admit(
@@ -140,21 +170,28 @@ impl OtpService {
                 .admit(&format!("{email_key}:{}", limit.window), limit)
                 .await?;
         }
-        let Some(user) = self.users.user_by_email(&email).await? else {
-            return Ok(());
-        };
+        Ok(())
+    }
+
+    /// Stores a new code of `purpose` for `user` (replacing theirs of that
+    /// purpose) and mails it.
+    async fn send_code(&self, user: &UserRecord, purpose: OtpPurpose) -> Result<(), DomainError> {
         let code = six_digits();
+        let expires_at = self.clock.now() + OTP_TTL;
         self.store
-            .put_otp(&user.id, &self.digest(&user.id, &code), now + OTP_TTL)
+            .put_otp(
+                &user.id,
+                purpose,
+                &self.digest(&user.id, purpose, &code),
+                expires_at,
+            )
             .await?;
-        self.outbox.send(
-            &user.email,
-            Notice::Otp {
-                code,
-                minutes: (OTP_TTL / 60) as u64,
-            },
-        );
-        tracing::info!(user_id = %user.id, "password reset code issued");
+        let minutes = (OTP_TTL / 60) as u64;
+        let notice = match purpose {
+            OtpPurpose::PasswordReset => Notice::Otp { code, minutes },
+            OtpPurpose::EmailVerification => Notice::VerifyEmail { code, minutes },
+        };
+        self.outbox.send(&user.email, notice);
         Ok(())
     }
 
@@ -168,52 +205,9 @@ impl OtpService {
         client: IpAddr,
     ) -> Result<(), DomainError> {
         validate::password(new_password).map_err(|m| DomainError::field("new_password", &m))?;
-        let now = self.clock.now();
-        self.throttle
-            .admit(
-                &format!("otp-reset:addr:{}", address_bucket(client)),
-                self.limits.resets_per_address,
-            )
+        let user = self
+            .redeem(email, OtpPurpose::PasswordReset, code, client)
             .await?;
-        let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
-        let Ok(email) = validate::email(email) else {
-            return Err(DomainError::InvalidOtp);
-        };
-        // The day's budgets are kept per email, known or not, and taken
-        // before anything is looked up or compared, for every try but a
-        // right code: a 429 says nothing about whether the account exists.
-        // The per-code tries are counted by the compare itself, atomically.
-        let email_key = sha256_hex(email.as_bytes());
-        let per_address = format!("otp-try:day:{email_key}:{}", address_bucket(client));
-        let per_email = format!("otp-try:day:{email_key}");
-        let reservation = self
-            .throttle
-            .reserve(&[
-                (&per_address, OTP_TRIES_PER_ADDRESS_PER_DAY),
-                (&per_email, OTP_TRIES_PER_DAY),
-            ])
-            .await?;
-        let user = match well_formed {
-            true => self.users.user_by_email(&email).await?,
-            false => None,
-        };
-        let Some(user) = user else {
-            return Err(DomainError::InvalidOtp);
-        };
-        let checked = self
-            .store
-            .check_otp(
-                &user.id,
-                &self.digest(&user.id, code),
-                now,
-                OTP_MAX_ATTEMPTS,
-            )
-            .await?;
-        if checked != OtpCheck::Match {
-            drop(reservation);
-            return Err(DomainError::InvalidOtp);
-        }
-        reservation.refund().await;
         let new_hash = self.hasher.hash(new_password).await?;
         let replaced = replace_password(
             self.users.clone(),
@@ -235,6 +229,91 @@ impl OtpService {
         self.outbox.send(&user.email, Notice::PasswordChanged);
         tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");
         Ok(())
+    }
+
+    /// Proves `user`'s mailbox with a mailed verification code; the user
+    /// with `email_verified` set. Any failure of the code is `InvalidOtp`.
+    pub async fn verify_email(
+        &self,
+        user: &UserRecord,
+        code: &str,
+        client: IpAddr,
+    ) -> Result<UserRecord, DomainError> {
+        let owner = self
+            .redeem(&user.email, OtpPurpose::EmailVerification, code, client)
+            .await?;
+        if owner.id != user.id {
+            return Err(DomainError::InvalidOtp);
+        }
+        let verified = self
+            .users
+            .mark_email_verified(&user.id, self.clock.now_datetime())
+            .await?
+            .ok_or(DomainError::UserNotFound)?;
+        tracing::info!(user_id = %user.id, "email verified with a one-time code");
+        Ok(verified)
+    }
+
+    /// Uses a code of `purpose` for the account with `email`: the account
+    /// if the code was right (and is now burnt), else `InvalidOtp` for
+    /// whatever went wrong.
+    async fn redeem(
+        &self,
+        email: &str,
+        purpose: OtpPurpose,
+        code: &str,
+        client: IpAddr,
+    ) -> Result<UserRecord, DomainError> {
+        let now = self.clock.now();
+        self.throttle
+            .admit(
+                &format!("otp-reset:addr:{}", address_bucket(client)),
+                self.limits.resets_per_address,
+            )
+            .await?;
+        let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
+        let Ok(email) = validate::email(email) else {
+            return Err(DomainError::InvalidOtp);
+        };
+        // The day's budgets are kept per email, known or not, and taken
+        // before anything is looked up or compared, for every try but a
+        // right code: a 429 says nothing about whether the account exists.
+        // The per-code tries are counted by the compare itself, atomically.
+        // Both purposes share them: a second kind of code is no second
+        // budget of guesses.
+        let email_key = sha256_hex(email.as_bytes());
+        let per_address = format!("otp-try:day:{email_key}:{}", address_bucket(client));
+        let per_email = format!("otp-try:day:{email_key}");
+        let reservation = self
+            .throttle
+            .reserve(&[
+                (&per_address, OTP_TRIES_PER_ADDRESS_PER_DAY),
+                (&per_email, OTP_TRIES_PER_DAY),
+            ])
+            .await?;
+        let user = match well_formed {
+            true => self.users.user_by_email(&email).await?,
+            false => None,
+        };
+        let Some(user) = user else {
+            return Err(DomainError::InvalidOtp);
+        };
+        let checked = self
+            .store
+            .check_otp(
+                &user.id,
+                purpose,
+                &self.digest(&user.id, purpose, code),
+                now,
+                OTP_MAX_ATTEMPTS,
+            )
+            .await?;
+        if checked != OtpCheck::Match {
+            drop(reservation);
+            return Err(DomainError::InvalidOtp);
+        }
+        reservation.refund().await;
+        Ok(user)
     }
 }
 

@@ -80,6 +80,7 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidCredentials => ApiError::InvalidCredentials,
             DomainError::WrongPassword => ApiError::WrongPassword,
             DomainError::UserNotFound => ApiError::UserNotFound,
+            DomainError::NotFound(_) => ApiError::NotFound,
             DomainError::NotAdmin => ApiError::Forbidden("this endpoint needs the admin role"),
             DomainError::InvalidOtp => ApiError::InvalidOtp,
             DomainError::Throttled(retry) => ApiError::Throttled(retry),
@@ -497,6 +498,13 @@ mod tests {
             assert_eq!(error.parts().0.as_u16(), status, "{error:?}");
             assert_eq!(error.parts().1, code, "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_session_or_consent_is_a_plain_404() {
+        let error = ApiError::from(DomainError::NotFound("session"));
+        assert_eq!(error.parts().0, StatusCode::NOT_FOUND);
+        assert_eq!(error.parts().1, "not_found");
     }
 
     #[test]

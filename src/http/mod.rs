@@ -20,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -32,6 +32,7 @@ use tower_http::trace::TraceLayer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keys::KeyRing;
+use crate::domain::account::AccountService;
 use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
@@ -98,6 +99,8 @@ pub struct Services {
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub otp: Arc<OtpService>,
+    /// Self-service: sessions, consents, email verification, deletion.
+    pub account: Arc<AccountService>,
     pub mailer: Arc<Mailer>,
     pub clients: Arc<ClientService>,
     pub grants: Arc<Grants>,
@@ -117,12 +120,21 @@ pub fn router(state: AppState) -> Router {
     let users = Router::new()
         .route("/signup", post(users::post_signup))
         .route("/login", post(users::post_login))
-        .route("/me", get(users::get_me))
+        .route("/me", get(users::get_me).delete(account::delete_me))
         .route("/updateusers", put(users::put_updateusers))
         .route("/updatepassword", put(users::put_updatepassword))
         .route("/updatemobile", put(users::put_updatemobile))
         .route("/forgotpasswords", post(users::post_forgotpasswords))
-        .route("/resetpasswordotps", post(users::post_resetpasswordotps));
+        .route("/resetpasswordotps", post(users::post_resetpasswordotps))
+        .route(
+            "/sessions",
+            get(account::get_sessions).delete(account::delete_sessions),
+        )
+        .route("/sessions/{id}", delete(account::delete_session))
+        .route("/consents", get(account::get_consents))
+        .route("/consents/{client_id}", delete(account::delete_consent))
+        .route("/verifyemail", post(account::post_verifyemail))
+        .route("/verifyemailotps", post(account::post_verifyemailotps));
 
     Router::new()
         .nest("/api/users", users)

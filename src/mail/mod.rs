@@ -27,6 +27,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Notice {
     /// A password-reset one-time code.
     Otp { code: String, minutes: u64 },
+    /// An email-verification one-time code.
+    VerifyEmail { code: String, minutes: u64 },
     /// "Your password was changed".
     PasswordChanged,
 }
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Notice::Otp { minutes, .. } => write!(f, "Otp(***, {minutes} min)"),
+            Notice::VerifyEmail { minutes, .. } => write!(f, "VerifyEmail(***, {minutes} min)"),
             Notice::PasswordChanged => f.write_str("PasswordChanged"),
         }
     }
@@ -106,6 +109,11 @@ impl Mailer {
                 "otp",
                 json!({"product": PRODUCT, "code": code, "minutes": minutes}),
             ),
+            Notice::VerifyEmail { code, minutes } => (
+                format!("{PRODUCT}: your email verification code"),
+                "verify_email",
+                json!({"product": PRODUCT, "code": code, "minutes": minutes}),
+            ),
             Notice::PasswordChanged => (
                 format!("{PRODUCT}: your password was changed"),
                 "password_changed",
@@ -132,6 +140,7 @@ impl Mailer {
     pub async fn deliver(&self, to: &str, notice: &Notice) -> Result<(), String> {
         let kind = match notice {
             Notice::Otp { .. } => "otp",
+            Notice::VerifyEmail { .. } => "verify_email",
             Notice::PasswordChanged => "password_changed",
         };
         let message = match self.build(to, notice) {

@@ -145,6 +145,9 @@ pub trait UserStore: Send + Sync {
         role: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+    /// Deletes the user record in one atomic step; false if there was none.
+    /// (Their token-store state is the caller's: `TokenStore::forget_user`.)
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Registered OAuth clients: kept beside the users.
@@ -313,6 +316,22 @@ pub struct SessionFamily {
     pub kept: bool,
 }
 
+/// A family of a user's as the "sessions" listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilySummary {
+    pub id: String,
+    pub client_id: String,
+    pub scope: String,
+    /// The sign-in session it belongs to.
+    pub session_id: String,
+    pub created_at: UnixTime,
+    /// The last rotation (the creation if it never rotated).
+    pub last_used_at: UnixTime,
+    /// The credential epoch it was started in: older than the user's
+    /// current epoch means dead, whatever its own state says.
+    pub epoch: u64,
+}
+
 /// Refresh-token families and revoked access tokens.
 #[async_trait]
 pub trait FamilyStore: Send + Sync {
@@ -356,6 +375,13 @@ pub trait FamilyStore: Send + Sync {
         session_id: &str,
         now: UnixTime,
     ) -> Result<Vec<SessionFamily>, StoreError>;
+    /// The user's live families (not revoked, not expired), in no order.
+    /// Reads the user's own index, never every family.
+    async fn user_families(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<FamilySummary>, StoreError>;
     /// Marks one access token revoked until it expires.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError>;
     /// Whether a signature-valid access token was revoked, in one round trip.
@@ -400,18 +426,41 @@ pub trait CounterStore: Send + Sync {
     async fn release(&self, key: &str, window: u64, now: UnixTime) -> Result<u64, StoreError>;
 }
 
+/// A remembered consent: one approved scope of one client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub client_id: String,
+    /// Canonical, space separated.
+    pub scope: String,
+    /// `None` for consents remembered before grant times were stored (the
+    /// domain estimates it from the expiry).
+    pub granted_at: Option<UnixTime>,
+    pub expires_at: UnixTime,
+}
+
 /// Remembered consents of users to clients.
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    /// Remembers that a user approved `scope` (canonical) for a client.
-    /// "Log out everywhere" (`revoke_user`) forgets every consent too.
+    /// Remembers that a user approved `scope` (canonical) for a client at
+    /// `granted_at`. "Log out everywhere" (`revoke_user`) forgets every
+    /// consent too.
     async fn grant_consent(
         &self,
         user_id: &str,
         client_id: &str,
         scope: &str,
+        granted_at: UnixTime,
         expires_at: UnixTime,
     ) -> Result<(), StoreError>;
+    /// Every unexpired consent of the user, in no order.
+    async fn consents(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<ConsentRecord>, StoreError>;
+    /// Forgets every consent of the user to `client_id` (whatever its
+    /// scope) in one step; false if there was none.
+    async fn revoke_consent(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError>;
     /// Whether that exact consent is remembered and unexpired.
     async fn has_consent(
         &self,
@@ -431,21 +480,47 @@ pub enum OtpCheck {
     NoCode,
 }
 
-/// One-time codes (password reset by email).
+/// What a one-time code is for. Part of the code's key: a code issued for
+/// one purpose is never found when checking for another, so an email
+/// verification code can never reset a password, nor the reverse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OtpPurpose {
+    PasswordReset,
+    EmailVerification,
+}
+
+impl OtpPurpose {
+    /// The stored name. NEVER CHANGE: stored codes are keyed by it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpPurpose::PasswordReset => "password_reset",
+            OtpPurpose::EmailVerification => "email_verification",
+        }
+    }
+
+    pub const ALL: [OtpPurpose; 2] = [OtpPurpose::PasswordReset, OtpPurpose::EmailVerification];
+}
+
+/// One-time codes (password reset and email verification by email), one
+/// live code per user and purpose.
 #[async_trait]
 pub trait OtpStore: Send + Sync {
-    /// Stores a user's one-time code digest, replacing any earlier one.
+    /// Stores a user's one-time code digest for `purpose`, replacing any
+    /// earlier one of that purpose.
     async fn put_otp(
         &self,
         user_id: &str,
+        purpose: OtpPurpose,
         digest: &str,
         expires_at: UnixTime,
     ) -> Result<(), StoreError>;
-    /// Checks a code in one atomic step: a match burns it; a miss counts a
-    /// try and burns it at `max_attempts`; expired or absent is `NoCode`.
+    /// Checks a code of `purpose` in one atomic step: a match burns it; a
+    /// miss counts a try and burns it at `max_attempts`; expired or absent
+    /// is `NoCode`.
     async fn check_otp(
         &self,
         user_id: &str,
+        purpose: OtpPurpose,
         digest: &str,
         now: UnixTime,
         max_attempts: u32,
@@ -462,6 +537,13 @@ pub trait TokenStore:
     /// Drops state that can no longer matter (expired families, codes,
     /// revocations of expired tokens). Backends with TTLs may do nothing.
     async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError>;
+    /// Drops the token-store state of a deleted user: families (revoked
+    /// or not) with their tokens, consents, one-time codes and (where the
+    /// backend can find them) authorization codes. Keeps the credential
+    /// epoch: access tokens of the user must stay refused until they
+    /// expire, and only the epoch says so once the families are gone. The
+    /// caller moves the epoch first (`revoke_user`).
+    async fn forget_user(&self, user_id: &str) -> Result<(), StoreError>;
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The name `/readyz` reports for this backend.

@@ -342,6 +342,16 @@ impl UserStore for MongoStore {
         .await?;
         Ok(result.matched_count == 1)
     }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(oid) = object_id(id) else {
+            return Ok(false);
+        };
+        // A user is one document, and MongoDB writes one document
+        // atomically: no transaction is needed (see docs/security.md).
+        let result = bounded(self.users.delete_one(doc! {"_id": oid})).await?;
+        Ok(result.deleted_count == 1)
+    }
 }
 
 #[async_trait]

@@ -11,8 +11,8 @@ use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
 use crate::store::{
-    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, SessionFamily,
-    StoreError, has_offline_access,
+    AccessCheck, FamilyStore, FamilySummary, FamilyView, NewFamily, RotateRequest, Rotation,
+    SessionFamily, StoreError, has_offline_access,
 };
 
 fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
@@ -332,6 +332,14 @@ impl FamilyStore for RedisStore {
             });
         }
         Ok(ended)
+    }
+
+    async fn user_families(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<FamilySummary>, StoreError> {
+        self.families_of(user_id, now).await
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {

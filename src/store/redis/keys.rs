@@ -2,6 +2,7 @@
 //! the keys one script, transaction or pipeline touches share a slot.
 
 use crate::crypto::secret::TokenHash;
+use crate::store::OtpPurpose;
 
 pub(super) fn family_key(fid: &str) -> String {
     format!("tessera:fam:{{{fid}}}")
@@ -29,8 +30,13 @@ pub(super) fn consents_key(uid: &str) -> String {
     format!("tessera:user:{{{uid}}}:consents")
 }
 
-pub(super) fn otp_key(uid: &str) -> String {
-    format!("tessera:user:{{{uid}}}:otp")
+/// A user's one-time code of one purpose. Password-reset codes keep the
+/// key they had before purposes existed.
+pub(super) fn otp_key(uid: &str, purpose: OtpPurpose) -> String {
+    match purpose {
+        OtpPurpose::PasswordReset => format!("tessera:user:{{{uid}}}:otp"),
+        other => format!("tessera:user:{{{uid}}}:otp:{}", other.as_str()),
+    }
 }
 
 pub(super) fn counter_key(key: &str, bucket: i64) -> String {

@@ -13,11 +13,13 @@
 //! - `keys.rs`: the key layout;
 //! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
 //! - `state.rs`: codes, counters, consents and one-time codes;
+//! - `users.rs`: a user's list of families, and forgetting a deleted user;
 //! - `scripts/*.lua`: the server-side scripts, one atomic step each.
 
 mod families;
 mod keys;
 mod state;
+mod users;
 
 use std::time::Duration;
 
@@ -28,7 +30,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use crate::clock::UnixTime;
-use crate::store::{StoreError, TokenStore};
+use crate::store::{OtpPurpose, StoreError, TokenStore};
+use keys::{consents_key, otp_key, user_families_key};
 
 const BACKEND: &str = "redis";
 
@@ -48,6 +51,8 @@ const CHECK_OTP: &str = include_str!("scripts/check_otp.lua");
 const RELEASE_COUNTER: &str = include_str!("scripts/release_counter.lua");
 /// Moves a user's credential epoch (see `FamilyStore::revoke_user`).
 const MOVE_EPOCH: &str = include_str!("scripts/move_epoch.lua");
+/// Forgets a user's consents to one client (see `ConsentStore::revoke_consent`).
+const REVOKE_CONSENT: &str = include_str!("scripts/revoke_consent.lua");
 
 /// Where the store's commands go: one server (or a Sentinel-less primary)
 /// through a reconnecting manager, or a Redis Cluster.
@@ -121,6 +126,7 @@ pub struct RedisStore {
     check_otp: Script,
     release_counter: Script,
     move_epoch: Script,
+    revoke_consent: Script,
     /// How long a moved credential epoch is kept: as long as anything of an
     /// earlier epoch (a family, an access token minted from one) may live.
     epoch_ttl: u64,
@@ -212,6 +218,7 @@ impl RedisStore {
             check_otp: Script::new(CHECK_OTP),
             release_counter: Script::new(RELEASE_COUNTER),
             move_epoch: Script::new(MOVE_EPOCH),
+            revoke_consent: Script::new(REVOKE_CONSENT),
             epoch_ttl,
         })
     }
@@ -236,6 +243,23 @@ impl TokenStore for RedisStore {
     async fn purge_expired(&self, _now: UnixTime) -> Result<(), StoreError> {
         // Every key carries a TTL: Redis expires them itself.
         Ok(())
+    }
+
+    async fn forget_user(&self, user_id: &str) -> Result<(), StoreError> {
+        // The families first, the index that finds them last: a failure
+        // half-way leaves the index for a retry to find what is left.
+        self.forget_families(user_id).await?;
+        let mut keys = vec![user_families_key(user_id), consents_key(user_id)];
+        keys.extend(OtpPurpose::ALL.map(|purpose| otp_key(user_id, purpose)));
+        // One slot ({uid}); the epoch key stays (see the trait).
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

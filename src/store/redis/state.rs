@@ -8,8 +8,8 @@ use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
 use crate::store::{
-    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpCheck, OtpStore,
-    StoreError,
+    CodeGrant, CodeRedemption, CodeStore, ConsentRecord, ConsentStore, CounterStore, OtpCheck,
+    OtpPurpose, OtpStore, StoreError,
 };
 
 #[async_trait]
@@ -223,6 +223,18 @@ impl CounterStore for RedisStore {
     }
 }
 
+/// A consent's stored value: "expires_at granted_at" (older versions
+/// stored the expiry alone: no grant time).
+fn consent_value(value: &str) -> Option<(UnixTime, Option<UnixTime>)> {
+    let mut parts = value.split(' ');
+    let expires_at = parts.next()?.parse().ok()?;
+    let granted_at = match parts.next() {
+        Some(at) => Some(at.parse().ok()?),
+        None => None,
+    };
+    Some((expires_at, granted_at))
+}
+
 #[async_trait]
 impl ConsentStore for RedisStore {
     async fn grant_consent(
@@ -230,6 +242,7 @@ impl ConsentStore for RedisStore {
         user_id: &str,
         client_id: &str,
         scope: &str,
+        granted_at: UnixTime,
         expires_at: UnixTime,
     ) -> Result<(), StoreError> {
         let key = consents_key(user_id);
@@ -238,7 +251,7 @@ impl ConsentStore for RedisStore {
         self.run(async move {
             redis::pipe()
                 .atomic()
-                .hset(&key, member, expires_at)
+                .hset(&key, member, format!("{expires_at} {granted_at}"))
                 .ignore()
                 .expire_at(&key, expires_at)
                 .ignore()
@@ -258,10 +271,52 @@ impl ConsentStore for RedisStore {
         let key = consents_key(user_id);
         let member = format!("{client_id} {scope}");
         let mut conn = self.conn.clone();
-        let expires: Option<i64> = self
+        let stored: Option<String> = self
             .run(async move { conn.hget(&key, member).await })
             .await?;
-        Ok(expires.is_some_and(|at| at > now))
+        match stored {
+            None => Ok(false),
+            Some(value) => {
+                let (expires_at, _) = consent_value(&value).ok_or_else(|| corrupt("consent"))?;
+                Ok(expires_at > now)
+            }
+        }
+    }
+
+    async fn consents(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        let key = consents_key(user_id);
+        let mut conn = self.conn.clone();
+        let stored: Vec<(String, String)> =
+            self.run(async move { conn.hgetall(&key).await }).await?;
+        let mut consents = Vec::new();
+        for (member, value) in stored {
+            let (client_id, scope) = member.split_once(' ').ok_or_else(|| corrupt("consent"))?;
+            let (expires_at, granted_at) =
+                consent_value(&value).ok_or_else(|| corrupt("consent"))?;
+            if expires_at > now {
+                consents.push(ConsentRecord {
+                    client_id: client_id.to_owned(),
+                    scope: scope.to_owned(),
+                    granted_at,
+                    expires_at,
+                });
+            }
+        }
+        Ok(consents)
+    }
+
+    async fn revoke_consent(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.revoke_consent.prepare_invoke();
+        invocation.key(consents_key(user_id)).arg(client_id);
+        let forgotten: i64 = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(forgotten > 0)
     }
 }
 
@@ -270,10 +325,11 @@ impl OtpStore for RedisStore {
     async fn put_otp(
         &self,
         user_id: &str,
+        purpose: OtpPurpose,
         digest: &str,
         expires_at: UnixTime,
     ) -> Result<(), StoreError> {
-        let key = otp_key(user_id);
+        let key = otp_key(user_id, purpose);
         let digest = digest.to_owned();
         let mut conn = self.conn.clone();
         self.run(async move {
@@ -301,6 +357,7 @@ impl OtpStore for RedisStore {
     async fn check_otp(
         &self,
         user_id: &str,
+        purpose: OtpPurpose,
         digest: &str,
         now: UnixTime,
         max_attempts: u32,
@@ -308,7 +365,7 @@ impl OtpStore for RedisStore {
         let mut conn = self.conn.clone();
         let mut invocation = self.check_otp.prepare_invoke();
         invocation
-            .key(otp_key(user_id))
+            .key(otp_key(user_id, purpose))
             .arg(digest)
             .arg(now)
             .arg(max_attempts);

@@ -7,8 +7,8 @@ use super::{Cached, SqliteStore, map_sqlite};
 use crate::clock::UnixTime;
 use crate::crypto::secret::TokenHash;
 use crate::store::{
-    AccessCheck, FamilyStore, FamilyView, NewFamily, RotateRequest, Rotation, SessionFamily,
-    StoreError, has_offline_access,
+    AccessCheck, FamilyStore, FamilySummary, FamilyView, NewFamily, RotateRequest, Rotation,
+    SessionFamily, StoreError, has_offline_access,
 };
 
 const FAMILY_COLUMNS: &str = "f.id, f.user_id, f.client_id, f.scope, f.created_at, \
@@ -130,11 +130,15 @@ impl FamilyStore for SqliteStore {
                 )
                 .map_err(map_sqlite)?;
                 tx.cached_execute(
-                    "UPDATE refresh_families SET current_hash = ?2, idle_expires_at = ?3 WHERE id = ?1",
-                    params![family.id, successor, now + idle_ttl],
+                    "UPDATE refresh_families SET current_hash = ?2, idle_expires_at = ?3, \
+                     last_used_at = ?4 WHERE id = ?1",
+                    params![family.id, successor, now + idle_ttl, now],
                 )
                 .map_err(map_sqlite)?;
-                Rotation::Rotated(FamilyView { expires_at, ..family })
+                Rotation::Rotated(FamilyView {
+                    expires_at,
+                    ..family
+                })
             } else if grace > 0
                 && current == successor
                 && rotated_at.is_some_and(|at| now - at <= grace)
@@ -302,6 +306,40 @@ impl FamilyStore for SqliteStore {
             }
             tx.commit().map_err(map_sqlite)?;
             Ok(ended)
+        })
+        .await
+    }
+
+    async fn user_families(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<FamilySummary>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_reader(move |c| {
+            // Through the index on refresh_families(user_id).
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, client_id, scope, session_id, created_at, \
+                     COALESCE(last_used_at, created_at), epoch FROM refresh_families \
+                     WHERE user_id = ?1 AND revoked_at IS NULL \
+                     AND idle_expires_at > ?2 AND absolute_expires_at > ?2",
+                )
+                .map_err(map_sqlite)?;
+            stmt.query_map(params![user_id, now], |r| {
+                Ok(FamilySummary {
+                    id: r.get(0)?,
+                    client_id: r.get(1)?,
+                    scope: r.get(2)?,
+                    session_id: r.get(3)?,
+                    created_at: r.get(4)?,
+                    last_used_at: r.get(5)?,
+                    epoch: r.get::<_, i64>(6)?.max(0) as u64,
+                })
+            })
+            .map_err(map_sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_sqlite)
         })
         .await
     }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_counters_consents_otps.sql"),
     include_str!("migrations/0003_credential_epochs.sql"),
     include_str!("migrations/0004_openid_connect.sql"),
+    include_str!("migrations/0005_self_service.sql"),
 ];
 
 /// Runs every migration `conn`'s database has not run yet, each in its own

@@ -8,8 +8,8 @@ use super::{Cached, SqliteStore, map_sqlite};
 use crate::clock::UnixTime;
 use crate::crypto::secret::{TokenHash, constant_time_eq};
 use crate::store::{
-    CodeGrant, CodeRedemption, CodeStore, ConsentStore, CounterStore, OtpCheck, OtpStore,
-    StoreError,
+    CodeGrant, CodeRedemption, CodeStore, ConsentRecord, ConsentStore, CounterStore, OtpCheck,
+    OtpPurpose, OtpStore, StoreError,
 };
 
 const CODE_SELECT: &str = "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, \
@@ -189,17 +189,61 @@ impl ConsentStore for SqliteStore {
         user_id: &str,
         client_id: &str,
         scope: &str,
+        granted_at: UnixTime,
         expires_at: UnixTime,
     ) -> Result<(), StoreError> {
         let (u, c, s) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
         self.with_conn(move |conn| {
             conn.cached_execute(
-                "INSERT INTO consents (user_id, client_id, scope, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT(user_id, client_id, scope) DO UPDATE SET expires_at = excluded.expires_at",
-                params![u, c, s, expires_at],
+                "INSERT INTO consents (user_id, client_id, scope, expires_at, granted_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(user_id, client_id, scope) \
+                 DO UPDATE SET expires_at = excluded.expires_at, granted_at = excluded.granted_at",
+                params![u, c, s, expires_at, granted_at],
             )
             .map_err(map_sqlite)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn consents(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_reader(move |conn| {
+            // The primary key (user_id, client_id, scope) serves this.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT client_id, scope, granted_at, expires_at FROM consents \
+                     WHERE user_id = ?1 AND expires_at > ?2",
+                )
+                .map_err(map_sqlite)?;
+            stmt.query_map(params![user_id, now], |r| {
+                Ok(ConsentRecord {
+                    client_id: r.get(0)?,
+                    scope: r.get(1)?,
+                    granted_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                })
+            })
+            .map_err(map_sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn revoke_consent(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let (u, c) = (user_id.to_owned(), client_id.to_owned());
+        self.with_conn(move |conn| {
+            conn.cached_execute(
+                "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                params![u, c],
+            )
+            .map(|deleted| deleted > 0)
+            .map_err(map_sqlite)
         })
         .await
     }
@@ -230,16 +274,18 @@ impl OtpStore for SqliteStore {
     async fn put_otp(
         &self,
         user_id: &str,
+        purpose: OtpPurpose,
         digest: &str,
         expires_at: UnixTime,
     ) -> Result<(), StoreError> {
         let (user_id, digest) = (user_id.to_owned(), digest.to_owned());
         self.with_conn(move |c| {
             c.cached_execute(
-                "INSERT INTO otps (user_id, digest, expires_at, attempts) VALUES (?1, ?2, ?3, 0) \
-                 ON CONFLICT(user_id) DO UPDATE SET digest = excluded.digest, \
+                "INSERT INTO otps (user_id, purpose, digest, expires_at, attempts) \
+                 VALUES (?1, ?2, ?3, ?4, 0) \
+                 ON CONFLICT(user_id, purpose) DO UPDATE SET digest = excluded.digest, \
                  expires_at = excluded.expires_at, attempts = 0",
-                params![user_id, digest, expires_at],
+                params![user_id, purpose.as_str(), digest, expires_at],
             )
             .map_err(map_sqlite)?;
             Ok(())
@@ -250,6 +296,7 @@ impl OtpStore for SqliteStore {
     async fn check_otp(
         &self,
         user_id: &str,
+        purpose: OtpPurpose,
         digest: &str,
         now: UnixTime,
         max_attempts: u32,
@@ -261,8 +308,9 @@ impl OtpStore for SqliteStore {
                 .map_err(map_sqlite)?;
             let stored = tx
                 .cached_row(
-                    "SELECT digest, expires_at, attempts FROM otps WHERE user_id = ?1",
-                    [&user_id],
+                    "SELECT digest, expires_at, attempts FROM otps \
+                     WHERE user_id = ?1 AND purpose = ?2",
+                    params![user_id, purpose.as_str()],
                     |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -274,8 +322,11 @@ impl OtpStore for SqliteStore {
                 .optional()
                 .map_err(map_sqlite)?;
             let burn = |tx: &rusqlite::Transaction<'_>| {
-                tx.cached_execute("DELETE FROM otps WHERE user_id = ?1", [&user_id])
-                    .map_err(map_sqlite)
+                tx.cached_execute(
+                    "DELETE FROM otps WHERE user_id = ?1 AND purpose = ?2",
+                    params![user_id, purpose.as_str()],
+                )
+                .map_err(map_sqlite)
             };
             let outcome = match stored {
                 None => OtpCheck::NoCode,
@@ -292,8 +343,9 @@ impl OtpStore for SqliteStore {
                         burn(&tx)?;
                     } else {
                         tx.cached_execute(
-                            "UPDATE otps SET attempts = attempts + 1 WHERE user_id = ?1",
-                            [&user_id],
+                            "UPDATE otps SET attempts = attempts + 1 \
+                             WHERE user_id = ?1 AND purpose = ?2",
+                            params![user_id, purpose.as_str()],
                         )
                         .map_err(map_sqlite)?;
                     }

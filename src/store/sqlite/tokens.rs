@@ -36,6 +36,26 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    async fn forget_user(&self, user_id: &str) -> Result<(), StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_conn(move |c| {
+            // One transaction: all of it or none. `user_epochs` stays.
+            let tx = c.transaction().map_err(map_sqlite)?;
+            for sql in [
+                "DELETE FROM refresh_tokens WHERE family_id IN \
+                 (SELECT id FROM refresh_families WHERE user_id = ?1)",
+                "DELETE FROM refresh_families WHERE user_id = ?1",
+                "DELETE FROM consents WHERE user_id = ?1",
+                "DELETE FROM otps WHERE user_id = ?1",
+                "DELETE FROM auth_codes WHERE user_id = ?1",
+            ] {
+                tx.cached_execute(sql, [&user_id]).map_err(map_sqlite)?;
+            }
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Directory::ping(self).await
     }

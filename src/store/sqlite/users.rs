@@ -206,6 +206,17 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            // One statement: its own transaction, all or nothing.
+            c.cached_execute("DELETE FROM users WHERE id = ?1", [&id])
+                .map(|deleted| deleted == 1)
+                .map_err(map_sqlite)
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -16,7 +16,8 @@ local auth_time = f[11] or f[4]
 if f[8] == ARGV[1] then
   local idle = now + tonumber(ARGV[5])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3], ARGV[2], '0')
-  redis.call('HSET', KEYS[1], 'current', ARGV[2], 'idle_exp', tostring(idle))
+  -- 'used': the last rotation, for the user's list of sessions.
+  redis.call('HSET', KEYS[1], 'current', ARGV[2], 'idle_exp', tostring(idle), 'used', ARGV[3])
   return {'rotated', f[1], f[2], f[3], f[4], tostring(math.min(idle, abs_exp)), epoch, sid, auth_time}
 end
 local grace = tonumber(ARGV[4])
