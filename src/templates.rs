@@ -199,5 +199,15 @@ mod tests {
             .render("html/account/account.html", &context)
             .unwrap();
         assert!(!html.contains("<b>x") && html.contains("&lt;b&gt;x"));
+        assert_eq!(html.matches("<h1>").count(), 1, "{html}");
+        let lists = serde_json::json!({
+            "csrf": "t", "values": {}, "errors": {}, "email": "a@b.co",
+            "sessions": [{"id": "f1", "client_name": "<App>", "created": "c", "last_used": "l", "current": true}],
+            "apps": [{"client_id": "c1", "client_name": "<App>", "scopes": "email", "granted": "g"}],
+        });
+        let html = templates
+            .render("html/account/account.html", &lists)
+            .unwrap();
+        assert!(!html.contains("<App>") && html.contains("this browser"));
     }
 }

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod problems;
 pub mod server;
 pub mod users;
@@ -157,19 +158,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/account",
-            get(account::manage::get_account).post(account::manage::post_account),
+            get(pages::manage::get_account).post(pages::manage::post_account),
         )
         .route(
             "/account/signup",
-            get(account::signup::get_signup).post(account::signup::post_signup),
+            get(pages::signup::get_signup).post(pages::signup::post_signup),
         )
         .route(
             "/account/forgot",
-            get(account::recovery::get_forgot).post(account::recovery::post_forgot),
+            get(pages::recovery::get_forgot).post(pages::recovery::post_forgot),
         )
         .route(
             "/account/reset",
-            get(account::recovery::get_reset).post(account::recovery::post_reset),
+            get(pages::recovery::get_reset).post(pages::recovery::post_reset),
         )
         .route("/token", post(oauth::token::post_token))
         .route("/revoke", post(oauth::revoke::post_revoke))

@@ -117,7 +117,8 @@ async fn authorization_code_flow_in_chromium() {
 
 /// The self-service pages in Chromium (`tests/browser/account.mjs`), with
 /// an axe-core check of every page; screenshots under the test's target
-/// temp dir (`browser-account/`).
+/// temp dir (`browser-account/`). The script asks for the server's clock to
+/// move (one mailed code a minute per email) in JSON lines on its stdout.
 #[tokio::test]
 async fn account_pages_in_chromium() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -151,6 +152,7 @@ async fn account_pages_in_chromium() {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
     let email = crate::common::unique_email("walk");
+    let new_password = "a new browser password";
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-account");
     std::fs::create_dir_all(&out).unwrap();
     let config = serde_json::json!({
@@ -161,23 +163,11 @@ async fn account_pages_in_chromium() {
         "code_verifier": verifier,
         "email": email,
         "password": PASSWORD,
-        "new_password": "a new browser password",
+        "new_password": new_password,
         "mail_dir": app.config.data_dir.join("mail"),
         "out_dir": out,
     });
-    let output = tokio::process::Command::new("node")
-        .arg(repo.join("tests/browser/account.mjs"))
-        .arg(config.to_string())
-        .output()
-        .await
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "browser walk failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = drive_walk(&app, &repo.join("tests/browser/account.mjs"), &config).await;
     assert_eq!(report["done"], true, "{report}");
     assert_eq!(
         report["violations"],
@@ -191,23 +181,98 @@ async fn account_pages_in_chromium() {
             .any(|(k, v)| k == "state" && v == "walk-state")
     );
     assert!(landed.query_pairs().any(|(k, _)| k == "code"));
-    let me = body(app.login(&email, "a new browser password").await).await;
-    let token = me["access_token"].as_str().unwrap();
-    let user = body(app.get_auth("/api/users/me", token).await).await;
-    assert_eq!(user["fname"], "Augusta Ada");
+    // The other session, signed out on the page: its refresh token is dead.
+    assert_eq!(report["other_refreshed"]["status"], 400, "{report}");
+    assert_eq!(report["other_refreshed"]["body"]["error"], "invalid_grant");
+    // The connected app's refresh token died with the revoked consent.
+    let app_refresh = report["app_refresh_token"].as_str().unwrap();
+    let refreshed = app
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", app_refresh),
+            ],
+        )
+        .await;
+    crate::common::assert_oauth_error(refreshed, 400, "invalid_grant").await;
+    // The account is gone.
+    assert_eq!(
+        app.login(&email, new_password).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     for page in [
         "signup",
         "signup-errors",
+        "account-errors",
         "account-signin",
         "authorize-login",
         "forgot",
         "reset",
         "consent",
         "account",
+        "deleted",
     ] {
         assert!(
             out.join(format!("{page}.png")).metadata().unwrap().len() > 1000,
             "{page}.png saved"
         );
     }
+}
+
+/// Runs the walk script, moving the app's clock when it asks; returns its
+/// report.
+async fn drive_walk(
+    app: &TestApp,
+    script: &std::path::Path,
+    config: &serde_json::Value,
+) -> serde_json::Value {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let mut child = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(config.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut report = None;
+    let walk = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let message: serde_json::Value = match serde_json::from_str(&line) {
+                Ok(message) => message,
+                Err(_) => continue,
+            };
+            if let Some(seconds) = message["advance"].as_i64() {
+                app.clock.advance(seconds);
+                stdin.write_all(b"ok\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            } else if !message["report"].is_null() {
+                report = Some(message["report"].clone());
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(300), walk)
+        .await
+        .expect("the walk finishes within 5 minutes");
+    let status = child.wait().await.unwrap();
+    let errors = errors.await.unwrap();
+    assert!(
+        status.success(),
+        "browser walk failed: {errors}\n{report:?}"
+    );
+    report.expect("a report")
 }

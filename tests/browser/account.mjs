@@ -1,17 +1,22 @@
 // The self-service pages in a real browser (Debian's Chromium), without a
-// line of our JavaScript: sign up, sign out, forgot password from the
-// sign-in page of an authorization request, reset with the mailed code,
-// back to the request and on to the client with a code; then the account
-// page. Every page is screenshotted and checked with axe-core (no serious
-// or critical violation), on a 720-px window, a 360-px phone and at 200 %
-// zoom (no sideways scrolling).
+// line of our JavaScript: sign up, verify the email with the mailed code,
+// sign out, forgot password from the sign-in page of an authorization
+// request, reset with the mailed code, back to the request and on to the
+// client with a code; then the account page: change the name, see two
+// sessions, sign the other one out, revoke the connected app, delete the
+// account. Every page is screenshotted and checked with axe-core (no
+// serious or critical violation), on a 720-px window, a 360-px phone and at
+// 200 % zoom (no sideways scrolling).
 //
 // usage: node account.mjs CONFIG_JSON
 //   {base, authorize_url, redirect, client_id, code_verifier, email,
 //    password, new_password, mail_dir, out_dir}
-// Prints a JSON report on stdout; exits non-zero on any failure.
+// Talks to its driver in JSON lines on stdout: {"advance": SECONDS} asks it
+// to move the server's clock (answered "ok" on stdin); the last line is
+// {"report": ...}. Exits non-zero on any failure.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 const config = JSON.parse(process.argv[2] || 'null');
@@ -23,6 +28,17 @@ const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const report = { pages: [], violations: [] };
+const driver = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+/** Asks the test to move the server's clock (the mailed-code budget is one a minute). */
+async function advanceClock(seconds) {
+  console.log(JSON.stringify({ advance: seconds }));
+  const { value } = await driver.next();
+  if (value !== 'ok') throw new Error(`the driver answered ${value}`);
+}
+
+/** The sessions listed on the account page. */
+const sessionItems = (page) => page.getByRole('region', { name: 'Sessions' }).getByRole('listitem');
 
 /** The 6-digit code of the `count`-th mail to `email` in the mail folder. */
 async function mailedCode(email, count) {
@@ -130,10 +146,22 @@ try {
   await page.getByRole('heading', { name: 'Your account' }).waitFor();
   await page.getByText('Your account is ready.').waitFor();
 
+  // Verify the email: a wrong code first (the message sits next to the field).
+  await page.getByRole('button', { name: 'Send a code' }).click();
+  await page.getByText('A 6-digit code is on its way').waitFor();
+  await page.getByLabel('Code from the email').fill('12345');
+  await page.getByRole('button', { name: 'Verify email' }).click();
+  await page.getByText('the code is wrong, expired or already used').waitFor();
+  await check(page, 'account-errors');
+  await page.getByLabel('Code from the email').fill(await mailedCode(email, 1));
+  await page.getByRole('button', { name: 'Verify email' }).click();
+  await page.getByText('Your email address is verified.').waitFor();
+
   // Sign out, back to the account's sign-in form.
   await page.getByRole('button', { name: 'Sign out of this browser' }).click();
   await page.getByText('You are signed out.').waitFor();
   await check(page, 'account-signin');
+  await advanceClock(61);
 
   // The authorization request's sign-in page → forgot → reset → back.
   await page.goto(config.authorize_url);
@@ -146,7 +174,7 @@ try {
   await page.getByRole('button', { name: 'Send the code' }).click();
   await page.getByRole('heading', { name: 'Choose a new password' }).waitFor();
   await check(page, 'reset');
-  const resetCode = await mailedCode(email, 1);
+  const resetCode = await mailedCode(email, 2);
   await page.getByLabel('Code from the email').fill(resetCode);
   await page.getByLabel('New password').fill(newPassword);
   await page.getByRole('button', { name: 'Set the new password' }).click();
@@ -181,14 +209,40 @@ try {
   await page.getByLabel('First name').fill('Augusta Ada');
   await page.getByRole('button', { name: 'Save profile' }).click();
   await page.getByText('Your profile was saved.').waitFor();
+  const sessions = await sessionItems(page).count();
+  if (sessions !== 2) throw new Error(`${sessions} sessions listed, not 2`);
   await check(page, 'account');
   await focusIsVisible(page, 'account');
+
+  // Sign out the other session (the API login), not this browser's.
+  await sessionItems(page).filter({ hasNotText: 'this browser' }).getByRole('button', { name: /^Sign out/ }).click();
+  await page.getByText('The session was signed out.').waitFor();
+  const left = await sessionItems(page).count();
+  if (left !== 1) throw new Error(`${left} sessions left, not 1`);
+  report.other_refreshed = await tokenRequest({
+    grant_type: 'refresh_token', client_id: 'tessera', refresh_token: report.other_refresh_token,
+  });
+
+  // Revoke the connected app.
+  await page.getByRole('button', { name: 'Revoke Photo Prints' }).click();
+  await page.getByText("The app's access was revoked.").waitFor();
+  await page.getByText('You have not allowed any app.').waitFor();
+
+  // Delete the account: a wrong password first.
+  await page.getByRole('region', { name: 'Delete account' }).getByLabel('Password').fill('not my password');
+  await page.getByRole('button', { name: 'Delete my account' }).click();
+  await page.getByText('email or password is incorrect').waitFor();
+  await page.getByRole('region', { name: 'Delete account' }).getByLabel('Password').fill(newPassword);
+  await page.getByRole('button', { name: 'Delete my account' }).click();
+  await page.getByText('Your account was deleted.').waitFor();
+  await check(page, 'deleted');
   report.done = true;
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify(report));
+console.log(JSON.stringify({ report }));
 if (report.violations.length > 0) {
   console.error(JSON.stringify(report.violations, null, 2));
   process.exit(1);
 }
+process.exit(0);

@@ -123,6 +123,12 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         }
         "reset" => "Your password was changed. Sign in with the new password.",
         "signed_out" => "You are signed out.",
+        "session_revoked" => "The session was signed out.",
+        "everywhere" => "You are signed out everywhere: every session and app of yours.",
+        "app_revoked" => "The app's access was revoked.",
+        "code_sent" => "A 6-digit code is on its way to your email. It works for 10 minutes.",
+        "verified" => "Your email address is verified.",
+        "deleted" => "Your account was deleted.",
         "expired" => "Your session has ended. Sign in again.",
         _ => return None,
     })

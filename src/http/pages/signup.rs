@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::domain::FieldErrors;
 use crate::domain::users::Signup;
 use crate::http::AppState;
-use crate::http::account::forms::{Refused, checked_form, echo, field, refusal};
 use crate::http::browser::{ReturnTo, csrf_token, failure_page, page, see_other, start_session};
 use crate::http::extract::{ClientAddr, parse_form};
+use crate::http::pages::forms::{Refused, checked_form, echo, field, refusal};
 
 /// The fields shown again after a refusal (never the password).
 const ECHOED: &[&str] = &["email", "fname", "lname"];

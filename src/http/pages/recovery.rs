@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use crate::domain::FieldErrors;
 use crate::http::AppState;
-use crate::http::account::forms::{Refused, checked_form, echo, field, refusal};
 use crate::http::browser::{ReturnTo, csrf_token, page, see_other};
 use crate::http::extract::{ClientAddr, parse_form};
+use crate::http::pages::forms::{Refused, checked_form, echo, field, refusal};
 
 /// Said after every well-formed forgot request, known address or not.
 const CODE_SENT: &str = "If an account exists for this address, a 6-digit code is on its way. \

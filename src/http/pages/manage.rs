@@ -1,4 +1,6 @@
-//! `GET/POST /account`: the signed-in user's own account in the browser.
+//! `GET/POST /account`: the signed-in user's own account in the browser
+//! (profile, mobile, password, sign-out here; sessions, apps, email
+//! verification and deletion in `apps.rs`).
 //! Without a browser session it is a sign-in form (the same
 //! `UserService::authenticate` and login budgets as `/authorize`, starting
 //! the same browser session); with one, every section is a form whose
@@ -15,14 +17,15 @@ use crate::domain::grants::Params;
 use crate::domain::users::{ProfileUpdate, SignedIn};
 use crate::domain::{DomainError, FieldErrors};
 use crate::http::AppState;
-use crate::http::account::forms::{
-    Done, Refused, checked_form, echo, field, notice, refusal, refused,
-};
 use crate::http::browser::{
     csrf_token, error_page, failure_page, forget_session, page, see_other, session_user,
     start_session,
 };
 use crate::http::extract::{ClientAddr, parse_form};
+use crate::http::pages::apps;
+use crate::http::pages::forms::{
+    Done, Refused, checked_form, echo, field, notice, refusal, refused,
+};
 
 /// `GET /account`: the account page, or the sign-in form.
 pub async fn get_account(
@@ -83,7 +86,10 @@ pub async fn post_account(
         "mobile" => update_mobile(&state, &user, &params).await,
         "password" => change_password(&state, &user, &params).await,
         "signout" => sign_out(&state, &user).await,
-        _ => return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed."),
+        other => match apps::act(&state, &user, other, &params, client).await {
+            Some(done) => done,
+            None => return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed."),
+        },
     };
     match done {
         Done::Notice(key) => see_other(&format!("/account?done={key}")),
@@ -197,6 +203,10 @@ async fn account_page(
     user: &SignedIn,
     view: AccountView,
 ) -> Response {
+    let (sessions, apps) = match apps::lists(state, user).await {
+        Ok(lists) => lists,
+        Err(e) => return failure_page(state, e),
+    };
     let (jar, csrf) = csrf_token(state, jar);
     let u = &user.user;
     let mut values = json!({
@@ -212,6 +222,8 @@ async fn account_page(
         "values": values,
         "errors": view.errors,
         "notice": view.notice,
+        "sessions": sessions,
+        "apps": apps,
     });
     (
         jar,
