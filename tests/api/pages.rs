@@ -346,7 +346,152 @@ async fn page_logins_share_the_api_budget(backend: Backend) {
     assert!(throttled.text().await.unwrap().contains("Try again in"));
 }
 
-on_every_backend!(account_pages_walk, page_logins_share_the_api_budget);
+async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    app.post_form(
+        "/token",
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "tessera"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// The sections on `AccountService`: sign one session out, verify the
+/// email with the mailed code, sign out everywhere, delete the account.
+async fn account_sections_walk(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let browser = Browser::new(&app);
+    let email = unique_email("sections");
+    assert_eq!(
+        location(&sign_up(&browser, &email).await),
+        "/account?done=welcome"
+    );
+    let other = body(app.login(&email, PASSWORD).await).await;
+    let page = browser.page("/account").await;
+    assert!(page.contains("Tessera"), "{page}");
+    let session = hidden_fields(&page, Some("revoke_session"));
+    assert!(session.iter().any(|(k, _)| k == "session"));
+    let out = browser
+        .submit("/account", &page, Some("revoke_session"), &[])
+        .await;
+    assert_eq!(location(&out), "/account?done=session_revoked");
+    let dead = refresh(&app, other["refresh_token"].as_str().unwrap()).await;
+    crate::common::assert_oauth_error(dead, 400, "invalid_grant").await;
+    // Someone else's session, or none: a 404 page, nothing ends.
+    let stranger = app.user("sections-other").await;
+    let mut form = hidden_fields(&page, Some("revoke_session"));
+    for (k, v) in &mut form {
+        if k == "session" {
+            *v = tessera::crypto::secret::RefreshToken::parse(&stranger.refresh_token)
+                .unwrap()
+                .family_id()
+                .to_owned();
+        }
+    }
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        browser.post("/account", &form).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        refresh(&app, &stranger.refresh_token).await.status(),
+        StatusCode::OK
+    );
+    let csrf = hidden_fields(&page, Some("profile"))[0].1.clone();
+    let not_an_app = browser
+        .post(
+            "/account",
+            &[
+                ("csrf", &csrf),
+                ("action", "revoke_app"),
+                ("client_id", "no-such-client"),
+            ],
+        )
+        .await;
+    assert_eq!(not_an_app.status(), StatusCode::NOT_FOUND);
+
+    // Verify the email: a wrong code next to its field, then the mailed one.
+    let sent = browser
+        .submit("/account", &page, Some("send_code"), &[])
+        .await;
+    assert_eq!(location(&sent), "/account?done=code_sent");
+    let code = mailed_code(&app, &email, 1).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = browser
+        .submit("/account", &page, Some("verify_email"), &[("otp", wrong)])
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("id=\"verify-otp-error\"") && !html.contains(wrong));
+    let verified = browser
+        .submit("/account", &page, Some("verify_email"), &[("otp", &code)])
+        .await;
+    assert_eq!(location(&verified), "/account?done=verified");
+    assert!(browser.page("/account").await.contains("is verified"));
+
+    // Sign out everywhere: this browser and every session.
+    let second = body(app.login(&email, PASSWORD).await).await;
+    let page = browser.page("/account").await;
+    let everywhere = browser
+        .submit("/account", &page, Some("sign_out_everywhere"), &[])
+        .await;
+    assert_eq!(location(&everywhere), "/account?done=everywhere");
+    let dead = refresh(&app, second["refresh_token"].as_str().unwrap()).await;
+    crate::common::assert_oauth_error(dead, 400, "invalid_grant").await;
+    let signin = browser.page("/account?done=everywhere").await;
+    assert!(signin.contains("action\" value=\"login\""), "{signin}");
+
+    // Delete: a wrong password next to its field, then the right one.
+    let signed_in = browser
+        .submit(
+            "/account",
+            &signin,
+            Some("login"),
+            &[("email", &email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(location(&signed_in), "/account");
+    let page = browser.page("/account").await;
+    let refused = browser
+        .submit(
+            "/account",
+            &page,
+            Some("delete"),
+            &[("password", "not the password")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"delete-password-error\"")
+    );
+    let deleted = browser
+        .submit("/account", &page, Some("delete"), &[("password", PASSWORD)])
+        .await;
+    assert_eq!(location(&deleted), "/account?done=deleted");
+    assert!(
+        browser
+            .page("/account?done=deleted")
+            .await
+            .contains("Your account was deleted.")
+    );
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+on_every_backend!(
+    account_pages_walk,
+    account_sections_walk,
+    page_logins_share_the_api_budget
+);
 
 #[tokio::test]
 async fn every_form_needs_the_csrf_token_of_its_browser() {
