@@ -1075,3 +1075,55 @@ async fn a_token_store_outage_is_503_and_changes_nothing() {
     assert_eq!(me["id"], user.id.as_str(), "the user was not deleted");
     assert_eq!(sessions(&app, &fresh).await.len(), 1);
 }
+
+/// Redis only: members of a user's family index whose family expired away
+/// long ago are pruned by the listing, a member whose family is being
+/// created right now is not, and consents stored before grant times were
+/// get an estimate.
+#[tokio::test]
+async fn the_redis_index_is_pruned_and_old_consents_are_estimated() {
+    use ::redis::AsyncCommands;
+    let app = TestApp::spawn_on(Backend::Redis).await;
+    let user = app.user("redis-index").await;
+    let client = ::redis::Client::open(app.config.redis_url.as_ref().unwrap().expose()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let index = format!("tessera:user:{{{}}}:fams", user.id);
+    let now = app.clock.now();
+    let long_gone = format!("{:08x}0000000000000000", now - 2 * 24 * 3600);
+    let in_creation = format!("{:08x}0000000000000000", now);
+    let _: () = conn
+        .sadd(&index, &[&long_gone, &in_creation])
+        .await
+        .unwrap();
+
+    let listed = sessions(&app, &user.access_token).await;
+    assert_eq!(listed.len(), 1);
+    let mut members: Vec<String> = conn.smembers(&index).await.unwrap();
+    members.sort();
+    let mut expected = vec![family_of(&user.access_token), in_creation];
+    expected.sort();
+    assert_eq!(members, expected);
+
+    // A consent as older versions stored it: the expiry alone.
+    let expires_at = now + 1000;
+    let consents = format!("tessera:user:{{{}}}:consents", user.id);
+    let _: () = conn
+        .hset(&consents, "legacy-client email profile", expires_at)
+        .await
+        .unwrap();
+    let listed = app.state.account.consents(&user.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].client_name, "legacy-client", "a deleted client");
+    assert_eq!(listed[0].scopes, ["email", "profile"]);
+    assert_eq!(
+        listed[0].granted_at,
+        expires_at - tessera::domain::authorize::CONSENT_TTL
+    );
+    app.state
+        .account
+        .revoke_consent(&user.id, "legacy-client")
+        .await
+        .unwrap();
+    let left: Vec<String> = conn.hkeys(&consents).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

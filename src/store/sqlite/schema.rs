@@ -35,3 +35,67 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of the version before self-service, with a live reset
+    /// code, a consent and a family, migrated to the current version.
+    #[test]
+    fn self_service_keeps_codes_consents_and_families_of_before() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (index, sql) in MIGRATIONS.iter().enumerate().take(4) {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                index + 1
+            ))
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO otps (user_id, digest, expires_at, attempts) VALUES ('u1', 'd1', 100, 2);
+             INSERT INTO consents (user_id, client_id, scope, expires_at) VALUES ('u1', 'c1', 'email', 200);
+             INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
+             idle_expires_at, absolute_expires_at, current_hash) \
+             VALUES ('f1', 'u1', 'c1', 'email', 10, 20, 30, 'h1');",
+        )
+        .unwrap();
+
+        migrate(&conn).unwrap();
+        migrate(&conn).unwrap();
+
+        let otp: (String, String, i64, i64) = conn
+            .query_row(
+                "SELECT purpose, digest, expires_at, attempts FROM otps WHERE user_id = 'u1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(otp, ("password_reset".into(), "d1".into(), 100, 2));
+        let granted: Option<i64> = conn
+            .query_row("SELECT granted_at FROM consents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(granted, None, "estimated by the domain from the expiry");
+        let last_used: Option<i64> = conn
+            .query_row("SELECT last_used_at FROM refresh_families", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last_used, None, "never rotated: its creation");
+        // One code per user and purpose.
+        conn.execute(
+            "INSERT INTO otps (user_id, purpose, digest, expires_at, attempts) \
+             VALUES ('u1', 'email_verification', 'd2', 100, 0)",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO otps (user_id, purpose, digest, expires_at, attempts) \
+                 VALUES ('u1', 'password_reset', 'd3', 100, 0)",
+                [],
+            )
+            .is_err()
+        );
+    }
+}
