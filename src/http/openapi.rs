@@ -229,6 +229,7 @@ fn account() {}
         (status = 400, description = "Malformed form, or a refused field", content_type = "text/html"),
         (status = 401, description = "No browser session (the sign-in form), or wrong email or password", content_type = "text/html"),
         (status = 403, description = "CSRF check failed, or the current password is wrong", content_type = "text/html"),
+        (status = 404, description = "revoke_session / revoke_app: no such session or app of the user's", content_type = "text/html"),
         (status = 422, description = "A field is invalid (the form again, the message next to the field)", content_type = "text/html"),
         (status = 429, description = "Throttled: a page with the wait (Retry-After)", content_type = "text/html"),
         (status = 503, description = "Backend unavailable or hasher busy", content_type = "text/html"),
