@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tessera::domain::clients::NewClient;
 
-use crate::common::{Backend, PASSWORD, TestApp, body, otp_in, unique_email};
+use crate::common::{
+    Backend, PASSWORD, RedisServer, TestApp, body, free_port, otp_in, unique_email,
+};
 use crate::on_every_backend;
 
 const REDIRECT: &str = "https://app.example/callback";
@@ -857,4 +859,60 @@ async fn forgot_password_requests_share_the_api_budget() {
         .await;
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(throttled.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_token_store_outage_answers_a_503_page_and_recovers() {
+    let redis = RedisServer::start(free_port());
+    let url = redis.url.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.redis_url = Some(tessera::config::Secret::new(url));
+    })
+    .await;
+    let browser = Browser::new(&app);
+    let email = unique_email("outage");
+    assert_eq!(
+        location(&sign_up(&browser, &email).await),
+        "/account?done=welcome"
+    );
+    let signin = Browser::new(&app);
+    let login_page = signin.page("/account").await;
+
+    redis.stop();
+    let account = browser.get("/account").await;
+    assert_eq!(account.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        account.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(account.text().await.unwrap().contains("unavailable"));
+    let login = signin
+        .submit(
+            "/account",
+            &login_page,
+            Some("login"),
+            &[("email", &email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let _restarted = RedisServer::start(redis.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while browser.get("/account").await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the pages did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_done_notice_is_a_fixed_text_never_the_query() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new(&app);
+    let page = browser
+        .page("/account?done=%3Cscript%3Ealert(1)%3C/script%3E")
+        .await;
+    assert!(!page.contains("<script>") && !page.contains("alert(1)"));
+    assert!(!page.contains("role=\"status\""));
 }
