@@ -1,7 +1,8 @@
 //! The `/account` sections built on `AccountService`: the sessions (refresh
 //! families) with sign-out buttons and "sign out everywhere", the connected
 //! apps with revoke, email verification and deletion. Each action calls the
-//! function the JSON endpoint of §10 calls.
+//! function its JSON endpoint calls (`/api/users/sessions`, `/consents`,
+//! `/verifyemail`, `/verifyemailotps`, `DELETE /api/users/me`).
 
 use std::net::IpAddr;
 
