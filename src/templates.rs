@@ -1,4 +1,4 @@
-//! Templates for mail and the `/authorize` pages, compiled into the binary
+//! Templates for mail and the HTML pages (`/authorize`, `/logout`, `/account`), compiled into the binary
 //! from `templates/` so a deployment cannot lose them. One engine:
 //! minijinja, which escapes HTML in `.html` templates automatically.
 
@@ -55,6 +55,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "html/signed_out.html",
         include_str!("../templates/html/signed_out.html"),
+    ),
+    (
+        "html/account/fields.html",
+        include_str!("../templates/html/account/fields.html"),
+    ),
+    (
+        "html/account/signup.html",
+        include_str!("../templates/html/account/signup.html"),
+    ),
+    (
+        "html/account/forgot.html",
+        include_str!("../templates/html/account/forgot.html"),
+    ),
+    (
+        "html/account/reset.html",
+        include_str!("../templates/html/account/reset.html"),
+    ),
+    (
+        "html/account/signin.html",
+        include_str!("../templates/html/account/signin.html"),
+    ),
+    (
+        "html/account/account.html",
+        include_str!("../templates/html/account/account.html"),
     ),
 ];
 
@@ -141,5 +165,49 @@ mod tests {
                 "{page}: {html}"
             );
         }
+    }
+
+    #[test]
+    fn account_pages_put_errors_next_to_fields_and_escape_what_they_echo() {
+        let templates = Templates::load().unwrap();
+        let context = serde_json::json!({
+            "csrf": "t", "back": "sealed.mac", "sign_in": "/account", "notice": "n",
+            "values": {"email": "\"><script>", "fname": "<b>x", "lname": "l", "gender": null},
+            "errors": {"email": "must be an email address", "password": "too short"},
+            "email": "a@b.co", "email_verified": false,
+        });
+        for (page, form) in [
+            ("signup", "signup"),
+            ("forgot", "forgot"),
+            ("reset", "reset"),
+            ("signin", "signin"),
+        ] {
+            let html = templates
+                .render(&format!("html/account/{page}.html"), &context)
+                .unwrap();
+            assert!(
+                !html.contains("<script>") && !html.contains("<b>x"),
+                "{page}: {html}"
+            );
+            assert!(
+                html.contains(&format!("aria-describedby=\"{form}-email-error\""))
+                    && html.contains(&format!("id=\"{form}-email-error\"")),
+                "{page}: {html}"
+            );
+        }
+        let html = templates
+            .render("html/account/account.html", &context)
+            .unwrap();
+        assert!(!html.contains("<b>x") && html.contains("&lt;b&gt;x"));
+        assert_eq!(html.matches("<h1>").count(), 1, "{html}");
+        let lists = serde_json::json!({
+            "csrf": "t", "values": {}, "errors": {}, "email": "a@b.co",
+            "sessions": [{"id": "f1", "client_name": "<App>", "created": "c", "last_used": "l", "current": true}],
+            "apps": [{"client_id": "c1", "client_name": "<App>", "scopes": "email", "granted": "g"}],
+        });
+        let html = templates
+            .render("html/account/account.html", &lists)
+            .unwrap();
+        assert!(!html.contains("<App>") && html.contains("this browser"));
     }
 }

@@ -29,12 +29,16 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/requiremen
   cp tests/requirements.txt .venv/requirements.installed
 fi
 
-# The browser test's driver (playwright-core, no browser download: it drives
-# Debian's Chromium).
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
-  log "installing playwright-core"
-  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# The browser tests' driver (playwright-core, no browser download: it drives
+# Debian's Chromium) and axe-core, pinned in tests/browser/package-lock.json;
+# installed again when any of them is missing (an older node_modules).
+for package in playwright-core axe-core; do
+  if [ ! -d "tests/browser/node_modules/$package" ]; then
+    log "installing the browser tests' packages ($package was missing)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    break
+  fi
+done
 
 # The relying-party tests' Node library (openid-client, pinned in
 # tests/rp/package-lock.json).

@@ -325,6 +325,18 @@ impl UserService {
         }
     }
 
+    /// A sign-in session for a user who has just proved who they are by
+    /// creating the account (the sign-up page signs the new user in).
+    pub async fn sign_in_new_user(&self, user: UserRecord) -> Result<SignedIn, DomainError> {
+        let epoch = self.tokens.credential_epoch(&user.id).await?;
+        Ok(SignedIn {
+            user,
+            epoch,
+            session_id: self.tokens.new_family_id(),
+            auth_time: self.clock.now(),
+        })
+    }
+
     /// The user of a browser session that began in credential epoch
     /// `epoch`, if the user still exists and the epoch has not moved since
     /// (a password change or "sign out everywhere" ends every session).

@@ -131,6 +131,16 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// The status the JSON API answers with; the pages answer with it too.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The problem's `detail`: the pages show the same wording.
+    pub fn detail(&self) -> String {
+        self.parts().2
+    }
+
     /// Status, stable `code` and a human `detail` safe for any client.
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {

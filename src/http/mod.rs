@@ -2,11 +2,13 @@
 
 pub mod account;
 pub mod admin;
+pub mod browser;
 pub mod error;
 pub mod extract;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod problems;
 pub mod server;
 pub mod users;
@@ -92,7 +94,8 @@ pub struct Services {
     pub users: Arc<UserService>,
     pub authorizer: Arc<Authorizer>,
     pub templates: Arc<Templates>,
-    /// Encrypts the browser session and CSRF cookies of `/authorize`.
+    /// Encrypts the browser session and CSRF cookies of the pages, and MACs
+    /// their `return` values.
     pub cookie_key: axum_extra::extract::cookie::Key,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
@@ -152,6 +155,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/authorize/style.css",
             get(oauth::authorize::get_stylesheet),
+        )
+        .route(
+            "/account",
+            get(pages::manage::get_account).post(pages::manage::post_account),
+        )
+        .route(
+            "/account/signup",
+            get(pages::signup::get_signup).post(pages::signup::post_signup),
+        )
+        .route(
+            "/account/forgot",
+            get(pages::recovery::get_forgot).post(pages::recovery::post_forgot),
+        )
+        .route(
+            "/account/reset",
+            get(pages::recovery::get_reset).post(pages::recovery::post_reset),
         )
         .route("/token", post(oauth::token::post_token))
         .route("/revoke", post(oauth::revoke::post_revoke))

@@ -212,6 +212,85 @@ struct LogoutForm {
     ))]
 fn authorize_form() {}
 
+#[utoipa::path(get, path = "/account", tag = "account pages",
+    params(("done" = Option<String>, Query, description = "A notice to show after a redirect (fixed texts for known keys; anything else shows nothing)")),
+    responses(
+        (status = 200, description = "The account page (signed in) or its sign-in form", content_type = "text/html"),
+        (status = 503, description = "Error page (backend unavailable)", content_type = "text/html"),
+    ))]
+fn account() {}
+
+#[utoipa::path(post, path = "/account", tag = "account pages",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "csrf, action (login|profile|mobile|password|signout|send_code|verify_email|revoke_session|sign_out_everywhere|revoke_app|delete) and the action's fields"),
+    responses(
+        (status = 200, description = "The page again (a refused form shows its messages next to the fields with the status the JSON API answers: 400, 401, 403, 409, 422)", content_type = "text/html"),
+        (status = 303, description = "Done: back to /account with a notice"),
+        (status = 400, description = "Malformed form, or a refused field", content_type = "text/html"),
+        (status = 401, description = "No browser session (the sign-in form), or wrong email or password", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed, or the current password is wrong", content_type = "text/html"),
+        (status = 404, description = "revoke_session / revoke_app: no such session or app of the user's", content_type = "text/html"),
+        (status = 422, description = "A field is invalid (the form again, the message next to the field)", content_type = "text/html"),
+        (status = 429, description = "Throttled: a page with the wait (Retry-After)", content_type = "text/html"),
+        (status = 503, description = "Backend unavailable or hasher busy", content_type = "text/html"),
+    ))]
+fn account_form() {}
+
+#[utoipa::path(get, path = "/account/signup", tag = "account pages",
+    params(("return" = Option<String>, Query, description = "The sealed pending authorization request (from the sign-in page); ignored unless valid")),
+    responses((status = 200, description = "The sign-up form", content_type = "text/html")))]
+fn account_signup() {}
+
+#[utoipa::path(post, path = "/account/signup", tag = "account pages",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "csrf, email, password, fname, lname, optional return"),
+    responses(
+        (status = 303, description = "Created and signed in: to /account, or back to the pending authorization request"),
+        (status = 400, description = "Malformed form", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed", content_type = "text/html"),
+        (status = 409, description = "The email is registered (the form again, as the JSON API's 409)", content_type = "text/html"),
+        (status = 422, description = "A field is invalid (the form again)", content_type = "text/html"),
+        (status = 429, description = "Too many sign-ups from this address", content_type = "text/html"),
+        (status = 503, description = "Backend unavailable or hasher busy", content_type = "text/html"),
+    ))]
+fn account_signup_form() {}
+
+#[utoipa::path(get, path = "/account/forgot", tag = "account pages",
+    params(("return" = Option<String>, Query, description = "The sealed pending authorization request")),
+    responses((status = 200, description = "The forgot-password form", content_type = "text/html")))]
+fn account_forgot() {}
+
+#[utoipa::path(post, path = "/account/forgot", tag = "account pages",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "csrf, email, optional return"),
+    responses(
+        (status = 200, description = "The reset form, the same whether or not the email has an account", content_type = "text/html"),
+        (status = 400, description = "Malformed form", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed", content_type = "text/html"),
+        (status = 422, description = "Not an email address", content_type = "text/html"),
+        (status = 429, description = "Too many codes asked for", content_type = "text/html"),
+        (status = 503, description = "Backend unavailable", content_type = "text/html"),
+    ))]
+fn account_forgot_form() {}
+
+#[utoipa::path(get, path = "/account/reset", tag = "account pages",
+    params(("return" = Option<String>, Query, description = "The sealed pending authorization request")),
+    responses((status = 200, description = "The reset form", content_type = "text/html")))]
+fn account_reset() {}
+
+#[utoipa::path(post, path = "/account/reset", tag = "account pages",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "csrf, email, otp, new_password, optional return"),
+    responses(
+        (status = 303, description = "Password set, every session signed out: to the /account sign-in, or back to the pending authorization request"),
+        (status = 400, description = "Malformed form, or the code is wrong, expired or used", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed", content_type = "text/html"),
+        (status = 422, description = "The new password is invalid", content_type = "text/html"),
+        (status = 429, description = "Too many tries", content_type = "text/html"),
+        (status = 503, description = "Backend unavailable or hasher busy", content_type = "text/html"),
+    ))]
+fn account_reset_form() {}
+
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
     responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
 fn metadata() {}
@@ -290,6 +369,8 @@ impl Modify for SecuritySchemes {
         crate::http::admin::delete_client,
         token, revoke, introspect, authorize, authorize_form,
         userinfo, userinfo_form, logout, logout_form,
+        account, account_form, account_signup, account_signup_form,
+        account_forgot, account_forgot_form, account_reset, account_reset_form,
         metadata, openid_configuration, jwks, healthz, readyz, metrics, openapi,
     ),
     modifiers(&SecuritySchemes),

@@ -19,6 +19,7 @@ mod oauth;
 mod oidc_rp;
 mod ops;
 mod otp;
+mod pages;
 mod recipes;
 mod resource_server;
 mod scale;

@@ -7,28 +7,20 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::PrivateCookieJar;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::crypto::secret::{constant_time_eq, random_token};
+use crate::crypto::secret::random_token;
 use crate::domain::DomainError;
 use crate::domain::authorize::{AuthorizeError, REQUEST_PARAMS, ResponseMode, ValidRequest};
 use crate::domain::grants::Params;
 use crate::domain::users::SignedIn;
 use crate::http::AppState;
+use crate::http::browser::{
+    CSRF_REFUSED, ReturnTo, csrf_ok, csrf_token, error_page, page, read_form, session_user,
+    start_session,
+};
 use crate::http::extract::{ClientAddr, parse_form};
-
-pub(super) const SESSION_COOKIE: &str = "tessera_session";
-pub(super) const CSRF_COOKIE: &str = "tessera_csrf";
-/// A browser session lasts an hour: enough for a second `/authorize` to skip
-/// the password, short enough that a shared computer forgets.
-const SESSION_TTL: i64 = 3600;
-
-/// The pages may be shown by no other site (clickjacking) and load nothing
-/// but our stylesheet.
-const PAGE_CSP: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 #[derive(Serialize)]
 struct ScopeView {
@@ -48,44 +40,6 @@ fn describe(scope: &str) -> ScopeView {
         name: scope.to_owned(),
         label: label.to_owned(),
     }
-}
-
-/// An HTML page with the headers every authorization page carries.
-pub(super) fn page(
-    state: &AppState,
-    status: StatusCode,
-    template: &str,
-    context: serde_json::Value,
-) -> Response {
-    let html = match state.templates.render(template, context) {
-        Ok(html) => html,
-        Err(e) => {
-            tracing::error!(error = %e, "page failed to render");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
-        }
-    };
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_CSP),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-pub(super) fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
-    page(
-        state,
-        status,
-        "html/error.html",
-        json!({ "message": message }),
-    )
 }
 
 /// The authorization response (RFC 6749 §4.1.2) in the request's response
@@ -179,75 +133,6 @@ fn answer_error(state: &AppState, error: AuthorizeError) -> Response {
     }
 }
 
-pub(super) fn cookie<'a>(state: &AppState, name: &'a str, value: String) -> Cookie<'a> {
-    let mut cookie = Cookie::new(name, value);
-    cookie.set_http_only(true);
-    cookie.set_same_site(SameSite::Lax);
-    cookie.set_secure(state.config.issuer.starts_with("https://"));
-    // `/` so that `/logout` sees the browser session too.
-    cookie.set_path("/");
-    cookie.set_max_age(time::Duration::seconds(SESSION_TTL));
-    cookie
-}
-
-/// The CSRF token of this browser, creating it if needed.
-pub(super) fn csrf_token(state: &AppState, jar: PrivateCookieJar) -> (PrivateCookieJar, String) {
-    match jar.get(CSRF_COOKIE) {
-        Some(existing) => {
-            let value = existing.value().to_owned();
-            (jar, value)
-        }
-        None => {
-            let token = random_token::<32>();
-            (jar.add(cookie(state, CSRF_COOKIE, token.clone())), token)
-        }
-    }
-}
-
-/// The signed-in user of this browser, if the session is live: not
-/// expired, and begun in the user's current credential epoch.
-pub(super) async fn session_user(
-    state: &AppState,
-    jar: &PrivateCookieJar,
-) -> Result<Option<SignedIn>, AuthorizeError> {
-    let Some(session) = jar.get(SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let parts: Vec<&str> = session.value().split('.').collect();
-    let [user_id, expires, epoch, session_id, auth_time] = parts[..] else {
-        return Ok(None);
-    };
-    let (Ok(expires), Ok(epoch), Ok(auth_time)) = (
-        expires.parse::<i64>(),
-        epoch.parse::<u64>(),
-        auth_time.parse::<i64>(),
-    ) else {
-        return Ok(None);
-    };
-    if expires <= state.clock.now() {
-        return Ok(None);
-    }
-    match state
-        .users
-        .session_user(user_id, epoch, session_id, auth_time)
-        .await
-    {
-        Ok(user) => Ok(user),
-        Err(DomainError::Store(e)) => Err(AuthorizeError::Store(e)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The session cookie's value: who, until when, and in which credential
-/// epoch (the cookie is encrypted and authenticated, so none of it can be
-/// forged or changed).
-fn session_value(signed_in: &SignedIn, expires: i64) -> String {
-    format!(
-        "{}.{expires}.{}.{}.{}",
-        signed_in.user.id, signed_in.epoch, signed_in.session_id, signed_in.auth_time
-    )
-}
-
 /// The request's own parameters, to carry through the forms.
 fn carried(params: &Params) -> Vec<(String, String)> {
     REQUEST_PARAMS
@@ -275,13 +160,17 @@ fn login_page(
     email: &str,
 ) -> Response {
     let (jar, csrf) = csrf_token(state, jar);
+    let carried = carried(params);
+    // Sign-up and forgot-password come back to this request when done.
+    let sealed = ReturnTo::seal(state, &carried);
     let context = json!({
         "client_name": request.client.name,
         "scopes": scopes_of(request),
-        "params": carried(params),
+        "params": carried,
         "csrf": csrf,
         "error": error,
         "email": email,
+        "back": sealed,
     });
     (jar, page(state, status, "html/login.html", context)).into_response()
 }
@@ -380,7 +269,7 @@ pub async fn get_authorize(
     // max_age, another user than id_token_hint names) means signing in again.
     let user = match session_user(&state, &jar).await {
         Ok(user) => user.filter(|session| state.authorizer.session_suits(&request, session)),
-        Err(e) => return answer_error(&state, e),
+        Err(e) => return answer_error(&state, AuthorizeError::Store(e)),
     };
     proceed(&state, jar, request, &params, user).await
 }
@@ -393,26 +282,11 @@ pub async fn post_authorize(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let Some(params) = is_form.then(|| parse_form(&body).ok()).flatten() else {
+    let Some(params) = read_form(&headers, &body) else {
         return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed.");
     };
-    // CSRF: the form must carry the token of this browser's own cookie.
-    let csrf_ok = match (jar.get(CSRF_COOKIE), params.get("csrf")) {
-        (Some(cookie), Some(field)) => {
-            constant_time_eq(cookie.value().as_bytes(), field.as_bytes())
-        }
-        _ => false,
-    };
-    if !csrf_ok {
-        return error_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back to the application and try again.",
-        );
+    if !csrf_ok(&jar, &params) {
+        return error_page(&state, StatusCode::FORBIDDEN, CSRF_REFUSED);
     }
     let request = match state.authorizer.validate(&params).await {
         Ok(request) => request,
@@ -424,12 +298,7 @@ pub async fn post_authorize(
             let password = params.get("password").map(String::as_str).unwrap_or("");
             match state.users.authenticate(email, password, client).await {
                 Ok(user) => {
-                    let expires = state.clock.now() + SESSION_TTL;
-                    let jar = jar.add(cookie(
-                        &state,
-                        SESSION_COOKIE,
-                        session_value(&user, expires),
-                    ));
+                    let jar = start_session(&state, jar, &user);
                     proceed(&state, jar, request, &params, Some(user)).await
                 }
                 Err(DomainError::InvalidCredentials) => {
@@ -494,7 +363,7 @@ pub async fn post_authorize(
                 Ok(_) => {
                     return login_page(&state, jar, &request, &params, StatusCode::OK, None, "");
                 }
-                Err(e) => return answer_error(&state, e),
+                Err(e) => return answer_error(&state, AuthorizeError::Store(e)),
             };
             match params.get("decision").map(String::as_str) {
                 Some("approve") => {

@@ -8,16 +8,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::PrivateCookieJar;
-use axum_extra::extract::cookie::Cookie;
 use serde_json::json;
 
-use crate::crypto::secret::constant_time_eq;
 use crate::domain::grants::Params;
 use crate::http::AppState;
-use crate::http::extract::parse_form;
-use crate::http::oauth::authorize::{
-    CSRF_COOKIE, SESSION_COOKIE, csrf_token, error_page, page, session_user,
+use crate::http::browser::{
+    CSRF_REFUSED, csrf_ok, csrf_token, error_page, forget_session, page, read_form, session_user,
 };
+use crate::http::extract::parse_form;
 use crate::store::ClientRecord;
 
 /// The request parameters the confirmation page carries along.
@@ -65,11 +63,7 @@ pub async fn post_logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    match is_form.then(|| parse_form(&body).ok()).flatten() {
+    match read_form(&headers, &body) {
         Some(params) => logout(&state, jar, params, true).await,
         None => error_page(
             &state,
@@ -110,11 +104,7 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
     // not, and is handled like a GET.
     let answering_page = posted && params.contains_key("action");
     if answering_page && !csrf_ok(&jar, &params) {
-        return error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back to the application and try again.",
-        );
+        return error_page(state, StatusCode::FORBIDDEN, CSRF_REFUSED);
     }
     let confirmed = answering_page && params.get("action").map(String::as_str) == Some("logout");
     if answering_page && !confirmed {
@@ -154,7 +144,7 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
             "The service is temporarily unavailable. Try again shortly.",
         );
     }
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    let jar = forget_session(jar);
     (jar, finished(state, &destination, true)).into_response()
 }
 
@@ -195,15 +185,6 @@ async fn destination(
         redirect,
         state: params.get("state").cloned(),
     })
-}
-
-fn csrf_ok(jar: &PrivateCookieJar, params: &Params) -> bool {
-    match (jar.get(CSRF_COOKIE), params.get("csrf")) {
-        (Some(cookie), Some(field)) => {
-            constant_time_eq(cookie.value().as_bytes(), field.as_bytes())
-        }
-        _ => false,
-    }
 }
 
 fn confirmation_page(
