@@ -25,6 +25,19 @@ pub enum DomainError {
     WrongPassword,
     #[error("user not found")]
     UserNotFound,
+    /// The password was right, but an administrator disabled the account.
+    /// Only ever answered after a correct password, so it tells nothing to
+    /// someone who does not know it.
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("client not found")]
+    ClientNotFound,
+    /// The built-in client `tessera` cannot be changed, rotated or deleted.
+    #[error("the built-in client cannot be changed")]
+    BuiltInClient,
+    /// A public client has no secret to rotate.
+    #[error("a public client has no secret")]
+    PublicClient,
     /// The caller's user is not (or no longer) an admin.
     #[error("the admin role is required")]
     NotAdmin,

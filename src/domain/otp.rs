@@ -7,6 +7,7 @@
 use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{hmac_sha256, random_bytes, sha256_hex};
+use crate::domain::audit::{Audit, Event, EventType};
 use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::TokenService;
 use crate::domain::users::replace_password;
@@ -75,6 +76,7 @@ pub struct OtpService {
     key: Vec<u8>,
     limits: OtpLimits,
     throttle: Throttle,
+    audit: Arc<Audit>,
 }
 
 /// A uniformly distributed 6-digit code from the OS CSPRNG.
@@ -99,6 +101,7 @@ impl OtpService {
         clock: Clock,
         key: Vec<u8>,
         limits: OtpLimits,
+        audit: Arc<Audit>,
     ) -> Self {
         let throttle = Throttle::new(store.clone(), clock.clone());
         Self {
@@ -111,6 +114,7 @@ impl OtpService {
             key,
             limits,
             throttle,
+            audit,
         }
     }
 
@@ -140,9 +144,13 @@ impl OtpService {
                 .admit(&format!("{email_key}:{}", limit.window), limit)
                 .await?;
         }
+        // A disabled account gets no code: it could not use it.
         let Some(user) = self.users.user_by_email(&email).await? else {
             return Ok(());
         };
+        if user.disabled {
+            return Ok(());
+        }
         let code = six_digits();
         self.store
             .put_otp(&user.id, &self.digest(&user.id, &code), now + OTP_TTL)
@@ -197,7 +205,7 @@ impl OtpService {
             true => self.users.user_by_email(&email).await?,
             false => None,
         };
-        let Some(user) = user else {
+        let Some(user) = user.filter(|u| !u.disabled) else {
             return Err(DomainError::InvalidOtp);
         };
         let checked = self
@@ -233,6 +241,9 @@ impl OtpService {
             .mark_email_verified(&user.id, self.clock.now_datetime())
             .await?;
         self.outbox.send(&user.email, Notice::PasswordChanged);
+        self.audit
+            .record(Event::new(EventType::PasswordReset).user(&user.id).ip(client))
+            .await;
         tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");
         Ok(())
     }

@@ -560,8 +560,8 @@ impl TestApp {
     pub async fn admin_token(&self, tag: &str) -> String {
         let user = self.user(tag).await;
         self.state
-            .users
-            .set_role(&user.email, "admin")
+            .admin
+            .set_role_by_email(&user.email, "admin")
             .await
             .expect("role set");
         let tokens = body(self.login(&user.email, PASSWORD).await).await;

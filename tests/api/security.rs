@@ -185,8 +185,8 @@ async fn a_third_party_token_of_an_admin_cannot_administer() {
     let app = TestApp::spawn().await;
     let admin = app.user("3p-admin").await;
     app.state
-        .users
-        .set_role(&admin.email, "admin")
+        .admin
+        .set_role_by_email(&admin.email, "admin")
         .await
         .unwrap();
     let token = third_party_token(&app, &admin, "admin").await;
@@ -237,7 +237,7 @@ async fn a_demoted_admin_loses_the_admin_api_at_once() {
         .await
         .unwrap()
         .email;
-    app.state.users.set_role(&email, "user").await.unwrap();
+    app.state.admin.set_role_by_email(&email, "user").await.unwrap();
     assert_problem(
         app.get_auth("/api/admin/clients", &token).await,
         403,

@@ -422,7 +422,11 @@ pub async fn post_authorize(
         Some("login") => {
             let email = params.get("email").map(String::as_str).unwrap_or("");
             let password = params.get("password").map(String::as_str).unwrap_or("");
-            match state.users.authenticate(email, password, client).await {
+            let from = crate::domain::users::SignInFrom {
+                ip: client,
+                client_id: &request.client.id,
+            };
+            match state.users.authenticate(email, password, from).await {
                 Ok(user) => {
                     let expires = state.clock.now() + SESSION_TTL;
                     let jar = jar.add(cookie(
@@ -463,6 +467,18 @@ pub async fn post_authorize(
                     }
                     response
                 }
+                Err(DomainError::AccountDisabled) => {
+                    let message = "This account has been disabled. Contact the administrator.";
+                    login_page(
+                        &state,
+                        jar,
+                        &request,
+                        &params,
+                        StatusCode::FORBIDDEN,
+                        Some(message),
+                        email,
+                    )
+                }
                 Err(DomainError::Store(e)) => answer_error(&state, AuthorizeError::Store(e)),
                 Err(DomainError::Hasher(crate::crypto::password::HasherError::Busy)) => {
                     let mut response = error_page(
@@ -500,7 +516,7 @@ pub async fn post_authorize(
                 Some("approve") => {
                     if let Err(e) = state
                         .authorizer
-                        .remember_consent(&request, &user.user.id)
+                        .remember_consent(&request, &user.user.id, client)
                         .await
                     {
                         return answer_error(&state, AuthorizeError::Store(e));
