@@ -279,6 +279,15 @@ impl Config {
         self.jwks_max_age + self.keys_reload_interval
     }
 
+    /// `TESSERA_BOOTSTRAP_ADMIN_EMAIL` when set to something (compose files
+    /// pass an empty value for "unset").
+    pub fn bootstrap_admin(&self) -> Option<&str> {
+        self.bootstrap_admin_email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+
     /// How long a retired signing key stays in the JWKS: as long as the
     /// longest-lived token it may have signed, plus the verifiers' leeway.
     pub fn retired_key_window(&self) -> u64 {
@@ -382,7 +391,7 @@ impl Config {
         if !(1..=3650).contains(&self.events_retention) {
             return bad("EVENTS_RETENTION", "must be between 1 and 3650 days");
         }
-        if let Some(email) = &self.bootstrap_admin_email
+        if let Some(email) = self.bootstrap_admin()
             && (email.len() > 254 || !email.contains('@'))
         {
             return bad("BOOTSTRAP_ADMIN_EMAIL", "must be an email address");

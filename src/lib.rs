@@ -237,7 +237,7 @@ impl App {
             audit.clone(),
             clock.clone(),
         ));
-        if let Some(email) = &config.bootstrap_admin_email {
+        if let Some(email) = config.bootstrap_admin() {
             admin
                 .bootstrap_admin(email)
                 .await

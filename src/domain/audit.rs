@@ -19,6 +19,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -226,24 +227,31 @@ impl Actor<'_> {
 pub struct Audit {
     store: Arc<dyn EventStore>,
     clock: Clock,
+    /// Orders the ids this node stamps within one millisecond.
+    sequence: AtomicU16,
 }
 
 impl Audit {
     pub fn new(store: Arc<dyn EventStore>, clock: Clock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            sequence: AtomicU16::new(0),
+        }
     }
 
-    /// The event as it will be stored: a time-ordered id (milliseconds,
-    /// then random bits) and the time.
+    /// The event as it will be stored: a time-ordered id (12 hex digits of
+    /// milliseconds, 4 of this node's sequence, 8 random) and the time.
     pub fn stamp(&self, event: Event) -> EventRecord {
         let millis = self.clock.now_millis();
         let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         EventRecord {
             id: format!(
-                "{:012x}{}",
+                "{:012x}{:04x}{}",
                 millis & 0xffff_ffff_ffff,
-                hex::encode(random_bytes::<6>())
+                self.sequence.fetch_add(1, Ordering::Relaxed),
+                hex::encode(random_bytes::<4>())
             ),
             at,
             kind: event.kind.as_str().to_owned(),

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 /// builder is the one way in).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventRecord {
-    /// 24 hex digits, time-ordered: 12 of milliseconds, 12 random.
+    /// 24 hex digits, time-ordered (milliseconds first).
     pub id: String,
     pub at: OffsetDateTime,
     /// The event type (`login_failed`, `user_disabled`, ...).

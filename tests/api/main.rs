@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod admin_users;
+mod audit;
 mod authorize;
 mod browser;
 mod cli;

@@ -371,7 +371,14 @@ async fn a_login_that_checked_the_old_password_starts_no_session() {
     let signed_in = app
         .state
         .users
-        .authenticate(&user.email, PASSWORD, client)
+        .authenticate(
+            &user.email,
+            PASSWORD,
+            tessera::domain::users::SignInFrom {
+                ip: client,
+                client_id: "tessera",
+            },
+        )
         .await
         .unwrap();
     // … the password changes while that login is still in flight …
