@@ -204,20 +204,27 @@ pub(super) async fn users(config: Config, command: UsersCommand) -> Result<(), S
                 }
             }
         }
-        UsersCommand::Disable { email } | UsersCommand::Enable { email } => {
-            let disable = matches!(command, UsersCommand::Disable { .. });
-            let user = admin
-                .set_disabled_by_email(&email, disable)
-                .await
-                .map_err(failed)?;
-            let state = if user.disabled {
-                "disabled; every session ended"
-            } else {
-                "enabled"
-            };
-            println!("{}: {state}", user.email);
-        }
+        UsersCommand::Disable { email } => set_disabled(admin, &email, true).await?,
+        UsersCommand::Enable { email } => set_disabled(admin, &email, false).await?,
     }
+    Ok(())
+}
+
+async fn set_disabled(
+    admin: &crate::domain::admin::AdminService,
+    email: &str,
+    disabled: bool,
+) -> Result<(), StartError> {
+    let user = admin
+        .set_disabled_by_email(email, disabled)
+        .await
+        .map_err(|e| StartError::Users(describe(e)))?;
+    let state = if user.disabled {
+        "disabled; every session ended"
+    } else {
+        "enabled"
+    };
+    println!("{}: {state}", user.email);
     Ok(())
 }
 

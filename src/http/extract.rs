@@ -40,8 +40,7 @@ where
     }
 }
 
-/// Whether the request says its body is JSON (`application/json` or `+json`).
-pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

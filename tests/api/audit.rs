@@ -279,8 +279,8 @@ async fn secret_rotation_keeps_the_old_secret_for_its_grace(backend: Backend) {
     app.clock.advance(61);
     assert_oauth_error(client_credentials(&app, &id, &old).await, 401, "invalid_client").await;
     assert_eq!(client_credentials(&app, &id, &new).await.status(), StatusCode::OK);
-    // Without a grace (no body), the old secret stops at once.
-    let again = app.send_json_auth(Method::POST, &path, &admin, None).await;
+    // Without a grace, the old secret stops at once.
+    let again = app.send_json_auth(Method::POST, &path, &admin, Some(&json!({}))).await;
     let newest = body(again).await["client_secret"].as_str().unwrap().to_owned();
     assert_oauth_error(client_credentials(&app, &id, &new).await, 401, "invalid_client").await;
     assert_eq!(client_credentials(&app, &id, &newest).await.status(), StatusCode::OK);
@@ -302,11 +302,11 @@ async fn secret_rotation_keeps_the_old_secret_for_its_grace(backend: Backend) {
         .await;
     }
     let builtin = app
-        .send_json_auth(Method::POST, "/api/admin/clients/tessera/secret", &admin, None)
+        .send_json_auth(Method::POST, "/api/admin/clients/tessera/secret", &admin, Some(&json!({})))
         .await;
     assert_problem(builtin, 403, "builtin_client").await;
     let missing = app
-        .send_json_auth(Method::POST, "/api/admin/clients/nope/secret", &admin, None)
+        .send_json_auth(Method::POST, "/api/admin/clients/nope/secret", &admin, Some(&json!({})))
         .await;
     assert_problem(missing, 404, "client_not_found").await;
     let public = app
@@ -321,7 +321,7 @@ async fn secret_rotation_keeps_the_old_secret_for_its_grace(backend: Backend) {
         .await
         .0;
     let public = app
-        .send_json_auth(Method::POST, &format!("/api/admin/clients/{public}/secret"), &admin, None)
+        .send_json_auth(Method::POST, &format!("/api/admin/clients/{public}/secret"), &admin, Some(&json!({})))
         .await;
     assert_problem(public, 409, "public_client").await;
 }

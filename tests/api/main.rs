@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod admin_cli;
 mod admin_users;
 mod audit;
 mod authorize;

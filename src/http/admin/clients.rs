@@ -246,8 +246,8 @@ pub async fn patch_client(
     Ok(Json(client.into()))
 }
 
-/// A secret rotation: how long the old secret keeps working.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+/// A secret rotation: how long the old secret keeps working (`{}` for none).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecretBody {
     /// Seconds (default 0, at most 2592000: 30 days).
@@ -266,7 +266,7 @@ pub struct NewSecretView {
     path = "/api/admin/clients/{id}/secret",
     tag = "admin",
     params(("id" = String, Path, description = "The client id")),
-    request_body(content = RotateSecretBody, description = "Optional; `{}` or no body for no grace"),
+    request_body = RotateSecretBody,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The new secret, shown once", body = NewSecretView),
@@ -282,17 +282,8 @@ pub async fn post_client_secret(
     admin: Admin,
     ClientAddr(ip): ClientAddr,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    ApiJson(body): ApiJson<RotateSecretBody>,
 ) -> Result<Response, ApiError> {
-    // The body is optional: none means no grace.
-    let body: RotateSecretBody = if body.is_empty() {
-        RotateSecretBody::default()
-    } else if !crate::http::extract::is_json(&headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    } else {
-        crate::http::extract::parse_json(&body)?
-    };
     let client_secret = state
         .clients
         .rotate_secret(&id, body.grace_seconds, admin.actor(ip))

@@ -12,11 +12,9 @@ use crate::store::{EventQuery, EventRecord, EventStore, StoreError};
 
 fn event_from(document: &Document) -> Result<EventRecord, StoreError> {
     let optional = |key: &str| document.get_str(key).ok().map(str::to_owned);
-    let detail = match document.get("detail") {
-        Some(value) => serde_json::to_value(value.clone().into_relaxed_extjson())
-            .map_err(|e| corrupt(e))?,
-        None => serde_json::json!({}),
-    };
+    let detail = document
+        .get("detail")
+        .map_or_else(|| serde_json::json!({}), |v| v.clone().into_relaxed_extjson());
     Ok(EventRecord {
         id: document.get_str("_id").map_err(corrupt)?.to_owned(),
         at: from_bson_time(document.get("at")),
@@ -69,7 +67,7 @@ impl MongoStore {
 #[async_trait]
 impl EventStore for MongoStore {
     async fn append_event(&self, event: &EventRecord) -> Result<(), StoreError> {
-        let detail = Bson::try_from(event.detail.clone()).map_err(|e| corrupt(e))?;
+        let detail = Bson::try_from(event.detail.clone()).map_err(corrupt)?;
         let mut document = doc! {
             "_id": &event.id,
             "at": to_bson_time(event.at),
