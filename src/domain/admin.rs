@@ -220,9 +220,15 @@ impl AdminService {
         if self.users.any_admin().await? {
             return Ok(false);
         }
-        let Ok(user) = self.user_by_email(email).await else {
-            tracing::warn!("TESSERA_BOOTSTRAP_ADMIN_EMAIL names no user yet; sign up, then restart");
-            return Ok(false);
+        let user = match self.user_by_email(email).await {
+            Ok(user) => user,
+            Err(DomainError::UserNotFound | DomainError::Validation(_)) => {
+                tracing::warn!(
+                    "TESSERA_BOOTSTRAP_ADMIN_EMAIL names no user yet; sign up, then restart"
+                );
+                return Ok(false);
+            }
+            Err(other) => return Err(other),
         };
         let event = Event::new(EventType::RoleChanged)
             .user(&user.id)

@@ -35,7 +35,7 @@ const BACKEND: &str = "mongodb";
 /// Upper bound on any one operation, server selection included.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// MongoDB-backed [`UserStore`] and [`ClientStore`].
+/// MongoDB-backed [`UserStore`], `ClientStore` and [`EventStore`].
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,

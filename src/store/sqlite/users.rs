@@ -1,4 +1,4 @@
-//! Users and clients in the embedded store.
+//! Users in the embedded store (each admin change with its audit event).
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
