@@ -72,7 +72,10 @@ pub enum ClientsCommand {
         /// Replaces the post-logout redirect URIs (repeat for several).
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
-        #[arg(long = "backchannel-logout-uri", conflicts_with = "no_backchannel_logout_uri")]
+        #[arg(
+            long = "backchannel-logout-uri",
+            conflicts_with = "no_backchannel_logout_uri"
+        )]
         backchannel_logout_uri: Option<String>,
         /// Removes the back-channel logout URI.
         #[arg(long)]
@@ -192,7 +195,10 @@ pub(super) async fn users(config: Config, command: UsersCommand) -> Result<(), S
             let items: Vec<AdminUserView> =
                 page.items.into_iter().map(AdminUserView::from).collect();
             if json {
-                println!("{}", serde_json::json!({"items": items, "next_cursor": next}));
+                println!(
+                    "{}",
+                    serde_json::json!({"items": items, "next_cursor": next})
+                );
             } else {
                 println!("ID	EMAIL	ROLE	STATE");
                 for u in &items {
@@ -246,7 +252,10 @@ pub(super) async fn events(config: Config, args: EventsArgs) -> Result<(), Start
     let next = page.next_cursor.clone();
     let items: Vec<EventView> = page.items.into_iter().map(EventView::from).collect();
     if args.json {
-        println!("{}", serde_json::json!({"items": items, "next_cursor": next}));
+        println!(
+            "{}",
+            serde_json::json!({"items": items, "next_cursor": next})
+        );
         return Ok(());
     }
     println!("AT	TYPE	USER	CLIENT	IP	DETAIL");
@@ -267,11 +276,13 @@ pub(super) async fn events(config: Config, args: EventsArgs) -> Result<(), Start
     Ok(())
 }
 
-
 /// The scopes of `clients create`: as given, else `email profile` for a
 /// client that only acts for users; a client_credentials client must name
 /// its scopes.
-pub(super) fn scopes_or_default(scopes: Vec<String>, grants: &[String]) -> Result<Vec<String>, StartError> {
+pub(super) fn scopes_or_default(
+    scopes: Vec<String>,
+    grants: &[String],
+) -> Result<Vec<String>, StartError> {
     if !scopes.is_empty() {
         return Ok(scopes);
     }

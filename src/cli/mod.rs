@@ -290,4 +290,3 @@ async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartEr
         Err(not_ready(response.status().to_string()))
     }
 }
-

@@ -81,7 +81,10 @@ impl AdminService {
         if prefix.len() > 254 || prefix.chars().any(char::is_control) {
             checks.check::<(), _>("q", Err("must be at most 254 characters of an email"));
         }
-        let limit = checks.check("limit", page::limit(listing.limit.as_deref()).map_err(first));
+        let limit = checks.check(
+            "limit",
+            page::limit(listing.limit.as_deref()).map_err(first),
+        );
         let after = match &listing.cursor {
             Some(raw) => checks.check("cursor", user_cursor(raw).map_err(first)),
             None => None,
@@ -136,7 +139,10 @@ impl AdminService {
             } else {
                 "role"
             };
-            return Err(DomainError::field(field, "cannot be changed on your own account"));
+            return Err(DomainError::field(
+                field,
+                "cannot be changed on your own account",
+            ));
         }
         let before = self.user(id).await?;
         let events = self.change_events(&before, &change, actor);
@@ -257,7 +263,14 @@ impl AdminService {
         let id_filter = |field: &'static str, value: &Option<String>, checks: &mut Checks| {
             value.as_ref().and_then(|v| {
                 let ok = !v.is_empty() && v.len() <= 128 && !v.chars().any(char::is_control);
-                checks.check(field, if ok { Ok(v.clone()) } else { Err("is not an id") })
+                checks.check(
+                    field,
+                    if ok {
+                        Ok(v.clone())
+                    } else {
+                        Err("is not an id")
+                    },
+                )
             })
         };
         let user_id = id_filter("user_id", &listing.user_id, &mut checks);
@@ -271,7 +284,10 @@ impl AdminService {
                 .map_err(|_| "must be an RFC 3339 date-time");
             checks.check("since", parsed)
         });
-        let limit = checks.check("limit", page::limit(listing.limit.as_deref()).map_err(first));
+        let limit = checks.check(
+            "limit",
+            page::limit(listing.limit.as_deref()).map_err(first),
+        );
         let before_id = listing.cursor.as_ref().and_then(|raw| {
             let position = page::decode_cursor(raw, 1)
                 .map_err(first)
@@ -294,7 +310,9 @@ impl AdminService {
                 limit: limit + 1,
             })
             .await?;
-        Ok(page::paginate(rows, limit, |e| page::encode_cursor(&[&e.id])))
+        Ok(page::paginate(rows, limit, |e| {
+            page::encode_cursor(&[&e.id])
+        }))
     }
 }
 
@@ -304,7 +322,10 @@ fn user_cursor(raw: &str) -> Result<(String, String), DomainError> {
     let id = position.pop().unwrap_or_default();
     let email = position.pop().unwrap_or_default();
     if !page::is_id(&id) || email.is_empty() || email.len() > 254 {
-        return Err(DomainError::field("cursor", "is not a cursor of this listing"));
+        return Err(DomainError::field(
+            "cursor",
+            "is not a cursor of this listing",
+        ));
     }
     Ok((email, id))
 }

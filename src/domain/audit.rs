@@ -318,7 +318,11 @@ mod tests {
     fn every_type_round_trips_and_is_snake_case() {
         for kind in EventType::ALL {
             assert_eq!(EventType::parse(kind.as_str()), Some(kind));
-            assert!(kind.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                kind.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
         }
     }
 
@@ -329,6 +333,9 @@ mod tests {
             "email": "x".repeat(1000), "reason": "invalid_credentials",
         }));
         assert_eq!(event.detail.len(), 2);
-        assert_eq!(event.detail["email"].as_str().unwrap().len(), MAX_DETAIL_TEXT);
+        assert_eq!(
+            event.detail["email"].as_str().unwrap().len(),
+            MAX_DETAIL_TEXT
+        );
     }
 }

@@ -242,7 +242,11 @@ impl OtpService {
             .await?;
         self.outbox.send(&user.email, Notice::PasswordChanged);
         self.audit
-            .record(Event::new(EventType::PasswordReset).user(&user.id).ip(client))
+            .record(
+                Event::new(EventType::PasswordReset)
+                    .user(&user.id)
+                    .ip(client),
+            )
             .await;
         tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");
         Ok(())

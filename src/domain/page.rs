@@ -29,7 +29,10 @@ pub fn limit(raw: Option<&str>) -> Result<usize, DomainError> {
     };
     match raw.parse::<usize>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(DomainError::field("limit", "must be an integer from 1 to 100")),
+        _ => Err(DomainError::field(
+            "limit",
+            "must be an integer from 1 to 100",
+        )),
     }
 }
 
@@ -54,11 +57,7 @@ pub fn decode_cursor(raw: &str, parts: usize) -> Result<Vec<String>, DomainError
 
 /// Splits `limit + 1` rows into a page: the extra row only says that
 /// another page exists, and the last row shown is where it starts.
-pub fn paginate<T>(
-    mut rows: Vec<T>,
-    limit: usize,
-    position: impl Fn(&T) -> String,
-) -> Page<T> {
+pub fn paginate<T>(mut rows: Vec<T>, limit: usize, position: impl Fn(&T) -> String) -> Page<T> {
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = match (more, rows.last()) {
@@ -87,7 +86,13 @@ mod tests {
             decode_cursor(&cursor, 2).unwrap(),
             vec!["a@example.com", "0123456789abcdef01234567"]
         );
-        for hostile in ["", "!!!", "bnVsbA", &"A".repeat(5000), &encode_cursor(&["x"])] {
+        for hostile in [
+            "",
+            "!!!",
+            "bnVsbA",
+            &"A".repeat(5000),
+            &encode_cursor(&["x"]),
+        ] {
             assert!(matches!(
                 decode_cursor(hostile, 2),
                 Err(DomainError::Validation(_))

@@ -313,7 +313,11 @@ impl UserService {
             return;
         }
         let key = format!("audit-throttled:{action}:{}", address_bucket(ip));
-        match self.throttle.first_in_window(&key, LOGIN_FAILURES_PER_ADDRESS.window).await {
+        match self
+            .throttle
+            .first_in_window(&key, LOGIN_FAILURES_PER_ADDRESS.window)
+            .await
+        {
             Ok(true) => {
                 let event = Event::new(EventType::Throttled)
                     .ip(ip)
@@ -439,12 +443,14 @@ impl UserService {
     ) -> Result<Option<SignedIn>, DomainError> {
         let (user, current) =
             tokio::try_join!(self.users.user_by_id(id), self.tokens.credential_epoch(id))?;
-        Ok(user.filter(|u| current == epoch && !u.disabled).map(|user| SignedIn {
-            user,
-            epoch,
-            session_id: session_id.to_owned(),
-            auth_time,
-        }))
+        Ok(user
+            .filter(|u| current == epoch && !u.disabled)
+            .map(|user| SignedIn {
+                user,
+                epoch,
+                session_id: session_id.to_owned(),
+                auth_time,
+            }))
     }
 
     /// The user with `id` (from a verified token).

@@ -42,7 +42,11 @@ async fn operators_manage_users_clients_and_read_events() {
     let table = tessera(&app, &["users", "list", "--q", prefix]);
     assert!(String::from_utf8_lossy(&table.stdout).contains(&email));
 
-    assert!(tessera(&app, &["users", "disable", &email]).status.success());
+    assert!(
+        tessera(&app, &["users", "disable", &email])
+            .status
+            .success()
+    );
     let listed = json_of(&tessera(&app, &["users", "list", "--q", prefix, "--json"]));
     assert_eq!(listed["items"][0]["disabled"], true);
     assert!(tessera(&app, &["users", "enable", &email]).status.success());
@@ -54,13 +58,25 @@ async fn operators_manage_users_clients_and_read_events() {
 
     let created = json_of(&tessera(
         &app,
-        &["clients", "create", "--name", "svc", "--grant", "client_credentials", "--scope", "a", "--json"],
+        &[
+            "clients",
+            "create",
+            "--name",
+            "svc",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "a",
+            "--json",
+        ],
     ));
     let id = created["client_id"].as_str().unwrap().to_owned();
     let first_secret = created["client_secret"].as_str().unwrap().to_owned();
     let updated = json_of(&tessera(
         &app,
-        &["clients", "update", &id, "--name", "svc 2", "--scope", "a", "--scope", "b", "--json"],
+        &[
+            "clients", "update", &id, "--name", "svc 2", "--scope", "a", "--scope", "b", "--json",
+        ],
     ));
     assert_eq!(updated["name"], "svc 2");
     assert_eq!(updated["scopes"], serde_json::json!(["a", "b"]));
@@ -75,7 +91,11 @@ async fn operators_manage_users_clients_and_read_events() {
     let builtin = tessera(&app, &["clients", "rotate-secret", "tessera"]);
     assert!(!builtin.status.success());
 
-    assert!(tessera(&app, &["keys", "rotate", "--prepublish", "900"]).status.success());
+    assert!(
+        tessera(&app, &["keys", "rotate", "--prepublish", "900"])
+            .status
+            .success()
+    );
 
     let events = json_of(&tessera(&app, &["events", "--limit", "100", "--json"]));
     let items = events["items"].as_array().unwrap();
@@ -98,7 +118,10 @@ async fn operators_manage_users_clients_and_read_events() {
     for secret in [&first_secret, &second_secret] {
         assert!(!text.contains(secret.as_str()));
     }
-    let filtered = json_of(&tessera(&app, &["events", "--type", "key_rotated", "--json"]));
+    let filtered = json_of(&tessera(
+        &app,
+        &["events", "--type", "key_rotated", "--json"],
+    ));
     assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
     let table = tessera(&app, &["events", "--client-id", &id]);
     assert_eq!(String::from_utf8_lossy(&table.stdout).lines().count(), 4);

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use tessera::domain::clients::NewClient;
 
 use crate::common::{
-    Backend, PASSWORD, TestApp, TestUser, assert_invalid_token, assert_oauth_error,
-    assert_problem, body,
+    Backend, PASSWORD, TestApp, TestUser, assert_invalid_token, assert_oauth_error, assert_problem,
+    body,
 };
 
 const REDIRECT: &str = "https://app.example/callback";
@@ -133,11 +133,15 @@ async fn hostile_listing_parameters_are_422(backend: Backend) {
         ("limit=1&limit=2", "limit"),
         ("sort=email", "query"),
     ] {
-        let problem = assert_problem(list(&app, &admin, query).await, 422, "validation_failed").await;
+        let problem =
+            assert_problem(list(&app, &admin, query).await, 422, "validation_failed").await;
         assert!(problem["errors"][field].is_string(), "{query}: {problem}");
     }
     // The largest page is allowed.
-    assert_eq!(list(&app, &admin, "limit=100").await.status(), StatusCode::OK);
+    assert_eq!(
+        list(&app, &admin, "limit=100").await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn admins_show_and_change_users(backend: Backend) {
@@ -249,7 +253,11 @@ fn form_of(html: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         };
         fields.push((attr("name"), attr("value")));
     }
-    fields.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    fields.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     fields
 }
 
@@ -363,7 +371,12 @@ async fn disabling_ends_every_way_in(backend: Backend) {
     assert_invalid_token(app.get_auth("/api/users/me", &user.access_token).await).await;
     // …its refresh token and the pending code are dead…
     assert_oauth_error(refresh(&app, &user).await, 400, "invalid_grant").await;
-    assert_oauth_error(exchange(&app, &client_id, &code).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        exchange(&app, &client_id, &code).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     // …the browser session is gone (the password is asked again)…
     let page = browser
         .get(app.url("/authorize"))
@@ -374,7 +387,12 @@ async fn disabling_ends_every_way_in(backend: Backend) {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("name=\"password\""));
     // …and signing in is refused: account_disabled only after the right password.
-    assert_problem(app.login(&user.email, PASSWORD).await, 401, "account_disabled").await;
+    assert_problem(
+        app.login(&user.email, PASSWORD).await,
+        401,
+        "account_disabled",
+    )
+    .await;
     assert_problem(
         app.login(&user.email, "a wrong password").await,
         401,
@@ -391,7 +409,10 @@ async fn disabling_ends_every_way_in(backend: Backend) {
 
     let enabled = patch_user(&app, &admin, &user.id, &json!({"disabled": false})).await;
     assert_eq!(body(enabled).await["disabled"], false);
-    assert_eq!(app.login(&user.email, PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login(&user.email, PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn non_admin_and_third_party_tokens_are_refused(backend: Backend) {
@@ -493,8 +514,7 @@ async fn bootstrap_admin_is_made_at_start_once(backend: Backend) {
     // Never twice, and never for an unknown email.
     assert!(!app.state.admin.bootstrap_admin(&email).await.unwrap());
     assert!(
-        !app
-            .state
+        !app.state
             .admin
             .bootstrap_admin("nobody-here@example.com")
             .await

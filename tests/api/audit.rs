@@ -73,7 +73,10 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
     // Refresh reuse: the first refresh rotates, the replay is reuse.
     let fresh = body(app.login(&user.email, new_password).await).await;
     let refresh = fresh["refresh_token"].as_str().unwrap().to_owned();
-    secrets.extend([refresh.clone(), fresh["access_token"].as_str().unwrap().to_owned()]);
+    secrets.extend([
+        refresh.clone(),
+        fresh["access_token"].as_str().unwrap().to_owned(),
+    ]);
     for _ in 0..2 {
         let rotated = app
             .post_form(
@@ -107,9 +110,18 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
             .await
         }
     };
-    assert_eq!(patch(json!({"role": "auditor"})).await.status(), StatusCode::OK);
-    assert_eq!(patch(json!({"disabled": true})).await.status(), StatusCode::OK);
-    assert_eq!(patch(json!({"disabled": false})).await.status(), StatusCode::OK);
+    assert_eq!(
+        patch(json!({"role": "auditor"})).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch(json!({"disabled": true})).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch(json!({"disabled": false})).await.status(),
+        StatusCode::OK
+    );
 
     // Admin actions on a client: created, changed, rotated, deleted.
     let created = app
@@ -125,7 +137,12 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
     secrets.push(created["client_secret"].as_str().unwrap().to_owned());
     let client_path = format!("/api/admin/clients/{client_id}");
     let updated = app
-        .send_json_auth(Method::PATCH, &client_path, &admin, Some(&json!({"name": "Reports 2"})))
+        .send_json_auth(
+            Method::PATCH,
+            &client_path,
+            &admin,
+            Some(&json!({"name": "Reports 2"})),
+        )
         .await;
     assert_eq!(updated.status(), StatusCode::OK);
     let rotated = app
@@ -137,7 +154,12 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
         )
         .await;
     assert_eq!(rotated.status(), StatusCode::OK);
-    secrets.push(body(rotated).await["client_secret"].as_str().unwrap().to_owned());
+    secrets.push(
+        body(rotated).await["client_secret"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
     let deleted = app
         .send_json_auth(Method::DELETE, &client_path, &admin, None)
         .await;
@@ -154,21 +176,37 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
         "user_disabled",
         "user_enabled",
     ] {
-        assert!(!of_type(&about_user, kind).is_empty(), "{kind}: {about_user:?}");
+        assert!(
+            !of_type(&about_user, kind).is_empty(),
+            "{kind}: {about_user:?}"
+        );
     }
-    assert!(about_user.windows(2).all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()));
+    assert!(
+        about_user
+            .windows(2)
+            .all(|w| w[0]["id"].as_str() > w[1]["id"].as_str())
+    );
     let signup = of_type(&about_user, "user_created")[0];
     assert_eq!(signup["ip"], "127.0.0.1");
     let login = of_type(&about_user, "login_succeeded")[0];
     assert_eq!(login["client_id"], "tessera");
-    assert_eq!(of_type(&about_user, "login_failed")[0]["detail"]["reason"], "invalid_credentials");
+    assert_eq!(
+        of_type(&about_user, "login_failed")[0]["detail"]["reason"],
+        "invalid_credentials"
+    );
     for kind in ["role_changed", "user_disabled", "user_enabled"] {
         let event = of_type(&about_user, kind)[0];
         assert_eq!(event["detail"]["actor"], admin_id.as_str(), "{kind}");
         assert_eq!(event["ip"], "127.0.0.1");
     }
     let role = of_type(&about_user, "role_changed")[0];
-    assert_eq!((role["detail"]["from"].as_str(), role["detail"]["to"].as_str()), (Some("user"), Some("auditor")));
+    assert_eq!(
+        (
+            role["detail"]["from"].as_str(),
+            role["detail"]["to"].as_str()
+        ),
+        (Some("user"), Some("auditor"))
+    );
 
     // A failed sign-in for an unknown email names no user.
     let failed = events(&app, &admin, "type=login_failed&limit=100").await;
@@ -180,12 +218,24 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
 
     // About the client.
     let about_client = events(&app, &admin, &format!("client_id={client_id}")).await;
-    let kinds: Vec<&str> = about_client.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = about_client
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(
         kinds,
-        ["client_deleted", "client_secret_rotated", "client_updated", "client_created"]
+        [
+            "client_deleted",
+            "client_secret_rotated",
+            "client_updated",
+            "client_created"
+        ]
     );
-    assert!(about_client.iter().all(|e| e["detail"]["actor"] == admin_id.as_str()));
+    assert!(
+        about_client
+            .iter()
+            .all(|e| e["detail"]["actor"] == admin_id.as_str())
+    );
     assert_eq!(about_client[1]["detail"]["grace_seconds"], 60);
     assert_eq!(about_client[2]["detail"]["fields"], json!(["name"]));
 
@@ -197,7 +247,10 @@ async fn every_action_is_recorded_without_secrets(backend: Backend) {
     let everything = events(&app, &admin, "limit=100").await;
     let text = serde_json::to_string(&everything).unwrap();
     for secret in &secrets {
-        assert!(!text.contains(secret.as_str()), "a secret leaked into the events");
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret leaked into the events"
+        );
     }
     assert!(!text.contains("$2"), "no bcrypt hash");
 }
@@ -216,8 +269,18 @@ async fn the_listing_pages_filters_and_refuses_hostile_input(backend: Backend) {
     let mut cursor = String::new();
     loop {
         let query = format!("user_id={}&limit=1{cursor}", user.id);
-        let page = body(app.get_auth(&format!("/api/admin/events?{query}"), &admin).await).await;
-        paged.extend(page["items"].as_array().unwrap().iter().map(|e| e["id"].clone()));
+        let page = body(
+            app.get_auth(&format!("/api/admin/events?{query}"), &admin)
+                .await,
+        )
+        .await;
+        paged.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
             None => break,
@@ -226,12 +289,25 @@ async fn the_listing_pages_filters_and_refuses_hostile_input(backend: Backend) {
     let ids: Vec<Value> = all.iter().map(|e| e["id"].clone()).collect();
     assert_eq!(paged, ids);
     // Filters: type, since.
-    let logins = events(&app, &admin, &format!("user_id={}&type=login_succeeded", user.id)).await;
+    let logins = events(
+        &app,
+        &admin,
+        &format!("user_id={}&type=login_succeeded", user.id),
+    )
+    .await;
     assert_eq!(logins.len(), 5);
     let future = "2999-01-01T00:00:00Z";
-    assert!(events(&app, &admin, &format!("since={future}")).await.is_empty());
+    assert!(
+        events(&app, &admin, &format!("since={future}"))
+            .await
+            .is_empty()
+    );
     let past = "2000-01-01T00:00:00Z";
-    assert!(!events(&app, &admin, &format!("since={past}")).await.is_empty());
+    assert!(
+        !events(&app, &admin, &format!("since={past}"))
+            .await
+            .is_empty()
+    );
     for (query, field) in [
         ("type=nope", "type"),
         ("since=yesterday", "since"),
@@ -265,48 +341,96 @@ async fn secret_rotation_keeps_the_old_secret_for_its_grace(backend: Backend) {
     let old = old.unwrap();
     let path = format!("/api/admin/clients/{id}/secret");
     let rotated = app
-        .send_json_auth(Method::POST, &path, &admin, Some(&json!({"grace_seconds": 60})))
+        .send_json_auth(
+            Method::POST,
+            &path,
+            &admin,
+            Some(&json!({"grace_seconds": 60})),
+        )
         .await;
     assert_eq!(rotated.status(), StatusCode::OK);
     assert_eq!(rotated.headers()["cache-control"], "no-store");
-    let new = body(rotated).await["client_secret"].as_str().unwrap().to_owned();
+    let new = body(rotated).await["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new, old);
     // During the grace both work…
     for secret in [&old, &new] {
-        assert_eq!(client_credentials(&app, &id, secret).await.status(), StatusCode::OK);
+        assert_eq!(
+            client_credentials(&app, &id, secret).await.status(),
+            StatusCode::OK
+        );
     }
     // …after it, only the new one.
     app.clock.advance(61);
-    assert_oauth_error(client_credentials(&app, &id, &old).await, 401, "invalid_client").await;
-    assert_eq!(client_credentials(&app, &id, &new).await.status(), StatusCode::OK);
+    assert_oauth_error(
+        client_credentials(&app, &id, &old).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_eq!(
+        client_credentials(&app, &id, &new).await.status(),
+        StatusCode::OK
+    );
     // Without a grace, the old secret stops at once.
-    let again = app.send_json_auth(Method::POST, &path, &admin, Some(&json!({}))).await;
-    let newest = body(again).await["client_secret"].as_str().unwrap().to_owned();
-    assert_oauth_error(client_credentials(&app, &id, &new).await, 401, "invalid_client").await;
-    assert_eq!(client_credentials(&app, &id, &newest).await.status(), StatusCode::OK);
+    let again = app
+        .send_json_auth(Method::POST, &path, &admin, Some(&json!({})))
+        .await;
+    let newest = body(again).await["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_oauth_error(
+        client_credentials(&app, &id, &new).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_eq!(
+        client_credentials(&app, &id, &newest).await.status(),
+        StatusCode::OK
+    );
 
     let too_long = json!({"grace_seconds": 30 * 24 * 3600 + 1});
     let problem = assert_problem(
-        app.send_json_auth(Method::POST, &path, &admin, Some(&too_long)).await,
+        app.send_json_auth(Method::POST, &path, &admin, Some(&too_long))
+            .await,
         422,
         "validation_failed",
     )
     .await;
     assert!(problem["errors"]["grace_seconds"].is_string());
-    for hostile in [json!({"grace_seconds": -1}), json!({"grace_seconds": "60"}), json!({"grace": 1})] {
+    for hostile in [
+        json!({"grace_seconds": -1}),
+        json!({"grace_seconds": "60"}),
+        json!({"grace": 1}),
+    ] {
         assert_problem(
-            app.send_json_auth(Method::POST, &path, &admin, Some(&hostile)).await,
+            app.send_json_auth(Method::POST, &path, &admin, Some(&hostile))
+                .await,
             422,
             "validation_failed",
         )
         .await;
     }
     let builtin = app
-        .send_json_auth(Method::POST, "/api/admin/clients/tessera/secret", &admin, Some(&json!({})))
+        .send_json_auth(
+            Method::POST,
+            "/api/admin/clients/tessera/secret",
+            &admin,
+            Some(&json!({})),
+        )
         .await;
     assert_problem(builtin, 403, "builtin_client").await;
     let missing = app
-        .send_json_auth(Method::POST, "/api/admin/clients/nope/secret", &admin, Some(&json!({})))
+        .send_json_auth(
+            Method::POST,
+            "/api/admin/clients/nope/secret",
+            &admin,
+            Some(&json!({})),
+        )
         .await;
     assert_problem(missing, 404, "client_not_found").await;
     let public = app
@@ -321,7 +445,12 @@ async fn secret_rotation_keeps_the_old_secret_for_its_grace(backend: Backend) {
         .await
         .0;
     let public = app
-        .send_json_auth(Method::POST, &format!("/api/admin/clients/{public}/secret"), &admin, Some(&json!({})))
+        .send_json_auth(
+            Method::POST,
+            &format!("/api/admin/clients/{public}/secret"),
+            &admin,
+            Some(&json!({})),
+        )
         .await;
     assert_problem(public, 409, "public_client").await;
 }
@@ -389,7 +518,9 @@ async fn clients_change_under_the_rules_of_registration(backend: Backend) {
         "scopes": ["profile"],
         "access_token_ttl": 120,
     });
-    let changed = app.send_json_auth(Method::PATCH, &path, &admin, Some(&change)).await;
+    let changed = app
+        .send_json_auth(Method::PATCH, &path, &admin, Some(&change))
+        .await;
     assert_eq!(changed.status(), StatusCode::OK);
     let changed = body(changed).await;
     assert_eq!(changed["name"], "Console 2");
@@ -410,25 +541,45 @@ async fn clients_change_under_the_rules_of_registration(backend: Backend) {
 
     for (change, field) in [
         (json!({}), "body"),
-        (json!({"redirect_uris": ["http://evil.example/cb"]}), "redirect_uris"),
+        (
+            json!({"redirect_uris": ["http://evil.example/cb"]}),
+            "redirect_uris",
+        ),
         (json!({"redirect_uris": []}), "redirect_uris"),
         (json!({"grant_types": ["password"]}), "grant_types"),
-        (json!({"grant_types": ["client_credentials"]}), "grant_types"),
+        (
+            json!({"grant_types": ["client_credentials"]}),
+            "grant_types",
+        ),
         (json!({"scopes": ["a\"b"]}), "scopes"),
         (json!({"scopes": []}), "scopes"),
         (json!({"name": ""}), "name"),
         (json!({"access_token_ttl": 0}), "access_token_ttl"),
-        (json!({"backchannel_logout_uri": "javascript:alert(1)"}), "backchannel_logout_uri"),
+        (
+            json!({"backchannel_logout_uri": "javascript:alert(1)"}),
+            "backchannel_logout_uri",
+        ),
         (json!({"secret_hash": "x"}), "secret_hash"),
         (json!({"public": false}), "public"),
     ] {
-        let response = app.send_json_auth(Method::PATCH, &path, &admin, Some(&change)).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{change}");
+        let response = app
+            .send_json_auth(Method::PATCH, &path, &admin, Some(&change))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}"
+        );
         let problem = assert_problem(response, 422, "validation_failed").await;
         assert!(problem["errors"][field].is_string(), "{change}: {problem}");
     }
     let builtin = app
-        .send_json_auth(Method::PATCH, "/api/admin/clients/tessera", &admin, Some(&json!({"name": "x"})))
+        .send_json_auth(
+            Method::PATCH,
+            "/api/admin/clients/tessera",
+            &admin,
+            Some(&json!({"name": "x"})),
+        )
         .await;
     assert_problem(builtin, 403, "builtin_client").await;
     let builtin = app
@@ -438,16 +589,25 @@ async fn clients_change_under_the_rules_of_registration(backend: Backend) {
 
     // Dropping refresh_token revokes the client's families and their tokens.
     let (access, refresh) = web_session(&app, &client_id, &user.email).await;
-    assert_eq!(app.get_auth("/api/users/me", &access).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_auth("/api/users/me", &access).await.status(),
+        StatusCode::OK
+    );
     let no_refresh = json!({"grant_types": ["authorization_code"]});
-    let dropped = app.send_json_auth(Method::PATCH, &path, &admin, Some(&no_refresh)).await;
+    let dropped = app
+        .send_json_auth(Method::PATCH, &path, &admin, Some(&no_refresh))
+        .await;
     assert_eq!(dropped.status(), StatusCode::OK);
     assert_invalid_token(app.get_auth("/api/users/me", &access).await).await;
     let refreshed = app
         .post_form(
             "/token",
             None,
-            &[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", &refresh)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", &refresh),
+            ],
         )
         .await;
     assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
@@ -456,12 +616,22 @@ async fn clients_change_under_the_rules_of_registration(backend: Backend) {
     let other = web_client(&app).await;
     let (access, _) = web_session(&app, &other, &user.email).await;
     let deleted = app
-        .send_json_auth(Method::DELETE, &format!("/api/admin/clients/{other}"), &admin, None)
+        .send_json_auth(
+            Method::DELETE,
+            &format!("/api/admin/clients/{other}"),
+            &admin,
+            None,
+        )
         .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_invalid_token(app.get_auth("/api/users/me", &access).await).await;
     let again = app
-        .send_json_auth(Method::DELETE, &format!("/api/admin/clients/{other}"), &admin, None)
+        .send_json_auth(
+            Method::DELETE,
+            &format!("/api/admin/clients/{other}"),
+            &admin,
+            None,
+        )
         .await;
     assert_problem(again, 404, "client_not_found").await;
 }
@@ -471,7 +641,12 @@ async fn old_events_are_pruned_after_the_retention(backend: Backend) {
     let admin = app.admin_token("pruner").await;
     assert!(!events(&app, &admin, "").await.is_empty());
     app.clock.advance(91 * 24 * 3600);
-    let pruned = app.state.audit.prune(app.config.events_retention).await.unwrap();
+    let pruned = app
+        .state
+        .audit
+        .prune(app.config.events_retention)
+        .await
+        .unwrap();
     assert!(pruned > 0);
     // A fresh admin token: the old one expired with the clock.
     let admin = app.admin_token("pruner2").await;
@@ -497,7 +672,9 @@ async fn a_throttled_flood_writes_one_event() {
     let user = app.user("flooded").await;
     let mut throttled = 0;
     for _ in 0..14 {
-        if app.login(&user.email, "wrong password 42").await.status() == StatusCode::TOO_MANY_REQUESTS {
+        if app.login(&user.email, "wrong password 42").await.status()
+            == StatusCode::TOO_MANY_REQUESTS
+        {
             throttled += 1;
         }
     }
@@ -513,11 +690,20 @@ async fn a_throttled_flood_writes_one_event() {
 async fn the_bootstrap_email_becomes_admin_at_start() {
     let mut app = TestApp::spawn().await;
     let email = unique_email("first-admin");
-    assert_eq!(app.signup(&email, PASSWORD).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.signup(&email, PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
     app.config.bootstrap_admin_email = Some(email.clone());
     let app = app.restart().await;
     let tokens = body(app.login(&email, PASSWORD).await).await;
-    assert!(tokens["scope"].as_str().unwrap().split(' ').any(|s| s == "admin"));
+    assert!(
+        tokens["scope"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "admin")
+    );
     let admin = tokens["access_token"].as_str().unwrap();
     let made = events(&app, admin, "type=role_changed").await;
     assert_eq!(made.len(), 1);

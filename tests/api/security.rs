@@ -237,7 +237,11 @@ async fn a_demoted_admin_loses_the_admin_api_at_once() {
         .await
         .unwrap()
         .email;
-    app.state.admin.set_role_by_email(&email, "user").await.unwrap();
+    app.state
+        .admin
+        .set_role_by_email(&email, "user")
+        .await
+        .unwrap();
     assert_problem(
         app.get_auth("/api/admin/clients", &token).await,
         403,

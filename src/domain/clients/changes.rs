@@ -35,7 +35,10 @@ impl ClientPatch {
                 "post_logout_redirect_uris",
                 self.post_logout_redirect_uris.is_some(),
             ),
-            ("backchannel_logout_uri", self.backchannel_logout_uri.is_some()),
+            (
+                "backchannel_logout_uri",
+                self.backchannel_logout_uri.is_some(),
+            ),
             ("scopes", self.scopes.is_some()),
             ("grant_types", self.grant_types.is_some()),
             ("access_token_ttl", self.access_token_ttl.is_some()),
@@ -155,9 +158,8 @@ impl ClientService {
                 return Err(DomainError::PublicClient);
             };
             let secret = generate_client_secret();
-            let keep_until = (grace_seconds > 0).then(|| {
-                self.clock.now_datetime() + time::Duration::seconds(grace_seconds as i64)
-            });
+            let keep_until = (grace_seconds > 0)
+                .then(|| self.clock.now_datetime() + time::Duration::seconds(grace_seconds as i64));
             let event = Event::new(EventType::ClientSecretRotated)
                 .client(id)
                 .detail(serde_json::json!({ "grace_seconds": grace_seconds }));

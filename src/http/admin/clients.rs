@@ -1,10 +1,10 @@
 //! `/api/admin/clients`: register, list, show, change, rotate the secret
 //! of, and delete OAuth clients.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
@@ -113,16 +113,16 @@ pub async fn post_client(
         .clients
         .register(
             NewClient {
-            name: body.name,
-            public: body.public,
-            first_party: body.first_party,
-            grant_types: body.grant_types,
-            redirect_uris: body.redirect_uris,
-            scopes: body.scopes,
-            access_token_ttl: body.access_token_ttl,
-            refresh_token_ttl: body.refresh_token_ttl,
-            post_logout_redirect_uris: body.post_logout_redirect_uris,
-            backchannel_logout_uri: body.backchannel_logout_uri,
+                name: body.name,
+                public: body.public,
+                first_party: body.first_party,
+                grant_types: body.grant_types,
+                redirect_uris: body.redirect_uris,
+                scopes: body.scopes,
+                access_token_ttl: body.access_token_ttl,
+                refresh_token_ttl: body.refresh_token_ttl,
+                post_logout_redirect_uris: body.post_logout_redirect_uris,
+                backchannel_logout_uri: body.backchannel_logout_uri,
             },
             admin.actor(ip),
         )

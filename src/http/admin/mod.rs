@@ -15,11 +15,11 @@ pub mod users;
 
 use std::net::IpAddr;
 
+use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 
 use crate::domain::audit::Actor;
 use crate::domain::scope;
@@ -31,7 +31,10 @@ pub use clients::ClientView;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/clients", get(clients::list_clients).post(clients::post_client))
+        .route(
+            "/clients",
+            get(clients::list_clients).post(clients::post_client),
+        )
         .route(
             "/clients/{id}",
             get(clients::get_client)

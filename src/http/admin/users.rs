@@ -152,7 +152,10 @@ pub async fn patch_user(
         role: body.role,
         disabled: body.disabled,
     };
-    let user = state.admin.update_user(&id, change, admin.actor(ip)).await?;
+    let user = state
+        .admin
+        .update_user(&id, change, admin.actor(ip))
+        .await?;
     tracing::info!(user_id = %id, by = %admin.0.claims.sub, "user changed by an admin");
     Ok(Json(user.into()))
 }

@@ -129,11 +129,7 @@ impl ClientStore for MongoStore {
         if !unset.is_empty() {
             update.insert("$unset", unset);
         }
-        let result = bounded(
-            self.clients
-                .update_one(doc! {"_id": &client.id}, update),
-        )
-        .await?;
+        let result = bounded(self.clients.update_one(doc! {"_id": &client.id}, update)).await?;
         if result.matched_count != 1 {
             return Ok(false);
         }

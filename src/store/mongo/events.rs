@@ -12,9 +12,10 @@ use crate::store::{EventQuery, EventRecord, EventStore, StoreError};
 
 fn event_from(document: &Document) -> Result<EventRecord, StoreError> {
     let optional = |key: &str| document.get_str(key).ok().map(str::to_owned);
-    let detail = document
-        .get("detail")
-        .map_or_else(|| serde_json::json!({}), |v| v.clone().into_relaxed_extjson());
+    let detail = document.get("detail").map_or_else(
+        || serde_json::json!({}),
+        |v| v.clone().into_relaxed_extjson(),
+    );
     Ok(EventRecord {
         id: document.get_str("_id").map_err(corrupt)?.to_owned(),
         at: from_bson_time(document.get("at")),
@@ -56,7 +57,11 @@ impl MongoStore {
         ] {
             let index = IndexModel::builder()
                 .keys(keys)
-                .options(IndexOptions::builder().name(format!("events_{name}")).build())
+                .options(
+                    IndexOptions::builder()
+                        .name(format!("events_{name}"))
+                        .build(),
+                )
                 .build();
             bounded(self.events.create_index(index)).await?;
         }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::keys::{
-    client_families_key, consents_key, family_key, family_tokens_key, revoked_access_key, session_families_key,
-    user_epoch_key, user_families_key,
+    client_families_key, consents_key, family_key, family_tokens_key, revoked_access_key,
+    session_families_key, user_epoch_key, user_families_key,
 };
 use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;

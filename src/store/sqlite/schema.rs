@@ -14,7 +14,10 @@ use crate::store::StoreError;
 /// run it again).
 const MIGRATIONS: &[(usize, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
-    (2, include_str!("migrations/0002_counters_consents_otps.sql")),
+    (
+        2,
+        include_str!("migrations/0002_counters_consents_otps.sql"),
+    ),
     (3, include_str!("migrations/0003_credential_epochs.sql")),
     (4, include_str!("migrations/0004_openid_connect.sql")),
     (6, include_str!("migrations/0006_admin_audit.sql")),

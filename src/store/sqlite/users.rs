@@ -37,7 +37,6 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
-
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: &UserRecord, event: &EventRecord) -> Result<(), StoreError> {
