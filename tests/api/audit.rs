@@ -709,3 +709,24 @@ async fn the_bootstrap_email_becomes_admin_at_start() {
     assert_eq!(made.len(), 1);
     assert_eq!(made[0]["detail"]["actor"], "bootstrap");
 }
+
+/// `/openapi.json` documents every admin operation.
+#[tokio::test]
+async fn the_openapi_document_has_the_admin_api() {
+    let app = TestApp::spawn().await;
+    let document = body(app.get("/openapi.json").await).await;
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/api/admin/users", "get"),
+        ("/api/admin/users/{id}", "get"),
+        ("/api/admin/users/{id}", "patch"),
+        ("/api/admin/clients/{id}", "patch"),
+        ("/api/admin/clients/{id}/secret", "post"),
+        ("/api/admin/events", "get"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+    }
+    let schemas = &document["components"]["schemas"];
+    assert!(schemas["AdminUserView"]["properties"]["disabled"].is_object());
+    assert!(schemas["EventView"]["properties"]["type"].is_object());
+}
