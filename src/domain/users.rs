@@ -490,7 +490,13 @@ impl UserService {
     /// user out everywhere (other sessions and their access tokens die).
     /// The check has an attempt budget per account, taken before bcrypt
     /// runs: a stolen access token cannot guess the password at bcrypt speed.
-    pub async fn change_password(&self, id: &str, old: &str, new: &str) -> Result<(), DomainError> {
+    pub async fn change_password(
+        &self,
+        id: &str,
+        old: &str,
+        new: &str,
+        ip: IpAddr,
+    ) -> Result<(), DomainError> {
         validate::password(new).map_err(|m| DomainError::field("new_password", &m))?;
         let user = self.profile(id).await?;
         let budget = format!("password-check-fail:user:{id}");
@@ -529,7 +535,7 @@ impl UserService {
         }
         self.outbox.send(&user.email, Notice::PasswordChanged);
         self.audit
-            .record(Event::new(EventType::PasswordChanged).user(&user.id))
+            .record(Event::new(EventType::PasswordChanged).user(&user.id).ip(ip))
             .await;
         Ok(())
     }

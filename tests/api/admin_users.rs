@@ -230,7 +230,7 @@ async fn admins_show_and_change_users(backend: Backend) {
 }
 
 /// A cookie-keeping client that does not follow redirects.
-fn browser() -> reqwest::Client {
+pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -239,7 +239,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The hidden fields of a page's form, plus `extra`.
-fn form_of(html: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn form_of(html: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     for input in html.split("<input type=\"hidden\" ").skip(1) {
         let attr = |name: &str| {
@@ -301,7 +301,7 @@ pub async fn page_login(
         .unwrap()
 }
 
-fn code_of(response: &reqwest::Response) -> String {
+pub fn code_of(response: &reqwest::Response) -> String {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     location
@@ -311,7 +311,7 @@ fn code_of(response: &reqwest::Response) -> String {
         .expect("a code")
 }
 
-async fn exchange(app: &TestApp, client_id: &str, code: &str) -> reqwest::Response {
+pub async fn exchange(app: &TestApp, client_id: &str, code: &str) -> reqwest::Response {
     app.post_form(
         "/token",
         None,

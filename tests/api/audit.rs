@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tessera::domain::clients::NewClient;
 
-use crate::admin_users::page_login;
+use crate::admin_users::{browser, code_of, exchange, form_of, page_login};
 use crate::common::{
     Backend, PASSWORD, TestApp, assert_invalid_token, assert_oauth_error, assert_problem, body,
     unique_email,
@@ -655,7 +655,76 @@ async fn old_events_are_pruned_after_the_retention(backend: Backend) {
     assert!(of_type(&left, "user_created").len() == 1, "{left:?}");
 }
 
+async fn consents_logouts_and_password_changes_are_recorded(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let admin = app.admin_token("consent-auditor").await;
+    let user = app.user("consenting").await;
+    let client_id = app
+        .client(NewClient {
+            name: "Photo Prints".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: vec!["profile".into(), "email".into()],
+            ..NewClient::default()
+        })
+        .await
+        .0;
+    let browser = browser();
+    let consent = page_login(&app, &browser, &client_id, &user.email, PASSWORD).await;
+    let html = consent.text().await.unwrap();
+    let approved = browser
+        .post(app.url("/authorize"))
+        .form(&form_of(&html, &[("decision", "approve")]))
+        .send()
+        .await
+        .unwrap();
+    let code = code_of(&approved);
+    assert_eq!(
+        exchange(&app, &client_id, &code).await.status(),
+        StatusCode::OK
+    );
+    // Sign out on the confirmation page.
+    let page = browser.get(app.url("/logout")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let signed_out = browser
+        .post(app.url("/logout"))
+        .form(&form_of(&html, &[("action", "logout")]))
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_out.status().is_success() || signed_out.status().is_redirection());
+    let changed = app
+        .put_json_auth(
+            "/api/users/updatepassword",
+            &user.access_token,
+            &json!({"old_password": PASSWORD, "new_password": "another password 77"}),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+
+    let about_user = events(&app, &admin, &format!("user_id={}", user.id)).await;
+    let granted = of_type(&about_user, "consent_granted");
+    assert_eq!(granted.len(), 1, "{about_user:?}");
+    assert_eq!(granted[0]["client_id"], client_id.as_str());
+    assert_eq!(granted[0]["detail"]["scope"], "email profile");
+    let page_login = of_type(&about_user, "login_succeeded")
+        .into_iter()
+        .find(|e| e["client_id"] == client_id.as_str());
+    assert!(page_login.is_some(), "the page sign-in names its client");
+    let logout = of_type(&about_user, "logout");
+    assert_eq!(logout.len(), 1, "{about_user:?}");
+    assert_eq!(logout[0]["ip"], "127.0.0.1");
+    assert_eq!(
+        of_type(&about_user, "password_changed")[0]["ip"],
+        "127.0.0.1"
+    );
+    let text = serde_json::to_string(&about_user).unwrap();
+    assert!(!text.contains(&code) && !text.contains("another password 77"));
+}
+
 crate::on_every_backend!(
+    consents_logouts_and_password_changes_are_recorded,
     every_action_is_recorded_without_secrets,
     the_listing_pages_filters_and_refuses_hostile_input,
     secret_rotation_keeps_the_old_secret_for_its_grace,

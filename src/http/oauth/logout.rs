@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::crypto::secret::constant_time_eq;
 use crate::domain::grants::Params;
 use crate::http::AppState;
-use crate::http::extract::parse_form;
+use crate::http::extract::{ClientAddr, parse_form};
 use crate::http::oauth::authorize::{
     CSRF_COOKIE, SESSION_COOKIE, csrf_token, error_page, page, session_user,
 };
@@ -46,10 +46,11 @@ struct Destination {
 pub async fn get_logout(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
+    ClientAddr(ip): ClientAddr,
     RawQuery(query): RawQuery,
 ) -> Response {
     match parse_form(query.unwrap_or_default().as_bytes()) {
-        Ok(params) => logout(&state, jar, params, false).await,
+        Ok(params) => logout(&state, jar, params, false, ip).await,
         Err(_) => error_page(
             &state,
             StatusCode::BAD_REQUEST,
@@ -62,6 +63,7 @@ pub async fn get_logout(
 pub async fn post_logout(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -70,7 +72,7 @@ pub async fn post_logout(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     match is_form.then(|| parse_form(&body).ok()).flatten() {
-        Some(params) => logout(&state, jar, params, true).await,
+        Some(params) => logout(&state, jar, params, true, ip).await,
         None => error_page(
             &state,
             StatusCode::BAD_REQUEST,
@@ -79,7 +81,13 @@ pub async fn post_logout(
     }
 }
 
-async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted: bool) -> Response {
+async fn logout(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    params: Params,
+    posted: bool,
+    ip: std::net::IpAddr,
+) -> Response {
     // The hint: an ID token this server signed, expired or not (§2).
     let hint = match params.get("id_token_hint") {
         Some(raw) => match state.tokens.verify_id_token(raw) {
@@ -145,7 +153,7 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
         .map(|s| s.session_id)
         .or_else(|| hint.map(|h| h.sid));
     if let Some(session_id) = ended
-        && let Err(e) = state.logout.end_session(&session_id).await
+        && let Err(e) = state.logout.end_session(&session_id, ip).await
     {
         tracing::warn!(error = %e, "logout: token store unavailable");
         return error_page(
