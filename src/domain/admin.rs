@@ -155,7 +155,16 @@ impl AdminService {
             self.audit.emit(event);
         }
         if change.disabled == Some(true) {
-            self.tokens.revoke_user(id).await?;
+            // A task of its own, so a cancelled request cannot stop it
+            // half-way. (It runs on every disable, so repeating a PATCH
+            // that failed here with a 503 finishes the job.)
+            let (tokens, id) = (self.tokens.clone(), id.to_owned());
+            tokio::spawn(async move { tokens.revoke_user(&id).await })
+                .await
+                .map_err(|_| crate::store::StoreError::Internal {
+                    backend: "token store",
+                    reason: "the revocation task did not finish".into(),
+                })??;
         }
         Ok(updated)
     }
