@@ -181,10 +181,6 @@ impl Event {
         }
         self
     }
-
-    pub fn kind(&self) -> EventType {
-        self.kind
-    }
 }
 
 fn bounded(value: Value) -> Value {
