@@ -168,6 +168,12 @@ pub struct Config {
     /// `TESSERA_SIGNUPS_PER_ADDRESS`: signups per client address (IPv6: per
     /// /64) per hour. Default 20.
     pub signups_per_address: u64,
+    /// `TESSERA_EVENTS_RETENTION`: days audit events are kept before a
+    /// background task prunes them. Default 90.
+    pub events_retention: u64,
+    /// `TESSERA_BOOTSTRAP_ADMIN_EMAIL`: at start, if this user exists and no
+    /// admin does, they become admin (recorded as an audit event). Default: unset.
+    pub bootstrap_admin_email: Option<String>,
     /// `TESSERA_LOG`: tracing filter. Default `info`.
     pub log: String,
     /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -211,6 +217,8 @@ impl Default for Config {
             max_connections: None,
             bcrypt_queue: 64,
             signups_per_address: 20,
+            events_retention: 90,
+            bootstrap_admin_email: None,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -269,6 +277,15 @@ impl Config {
     /// server's cached JWKS and every node's loaded keys include it by then.
     pub fn min_key_prepublish(&self) -> u64 {
         self.jwks_max_age + self.keys_reload_interval
+    }
+
+    /// `TESSERA_BOOTSTRAP_ADMIN_EMAIL` when set to something (compose files
+    /// pass an empty value for "unset").
+    pub fn bootstrap_admin(&self) -> Option<&str> {
+        self.bootstrap_admin_email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
     }
 
     /// How long a retired signing key stays in the JWKS: as long as the
@@ -370,6 +387,14 @@ impl Config {
         }
         if self.clock_leeway > 300 {
             return bad("CLOCK_LEEWAY", "must be at most 300 seconds");
+        }
+        if !(1..=3650).contains(&self.events_retention) {
+            return bad("EVENTS_RETENTION", "must be between 1 and 3650 days");
+        }
+        if let Some(email) = self.bootstrap_admin()
+            && (email.len() > 254 || !email.contains('@'))
+        {
+            return bad("BOOTSTRAP_ADMIN_EMAIL", "must be an email address");
         }
         if self.mongodb_db.is_empty() {
             return bad("MONGODB_DB", "must not be empty");

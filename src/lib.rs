@@ -31,6 +31,8 @@ use crate::crypto::jwt::AccessClaims;
 use crate::crypto::keys::{KeyDir, KeyRing};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::account::AccountService;
+use crate::domain::admin::AdminService;
+use crate::domain::audit::Audit;
 use crate::domain::authorize::Authorizer;
 use crate::domain::clients::ClientService;
 use crate::domain::grants::Grants;
@@ -86,6 +88,15 @@ pub enum StartError {
     /// `tessera users set-role` failed.
     #[error("set-role failed: {0}")]
     SetRole(domain::DomainError),
+    /// `TESSERA_BOOTSTRAP_ADMIN_EMAIL` could not be applied.
+    #[error("TESSERA_BOOTSTRAP_ADMIN_EMAIL: {0}")]
+    Bootstrap(domain::DomainError),
+    /// A `tessera users` command failed.
+    #[error("users: {0}")]
+    Users(String),
+    /// A `tessera events` command failed.
+    #[error("events: {0}")]
+    Events(String),
     /// `tessera healthcheck`: the server is not ready (or not reachable).
     #[error("not ready: {0}")]
     NotReady(String),
@@ -184,12 +195,14 @@ impl App {
         let mailer = Arc::new(Mailer::from_config(&config, templates.clone())?);
         let cookie_key = cookie_key(&token_secret);
         let outbox: Arc<dyn Outbox> = Arc::new(mailer.clone());
+        let audit = Arc::new(Audit::new(stores.users.clone(), clock.clone()));
         let tokens = Arc::new(TokenService::new(
             &config,
             keys.clone(),
             stores.tokens.clone(),
             clock.clone(),
             derived_key(&token_secret, b"tessera refresh successor").to_vec(),
+            audit.clone(),
         ));
         let users = Arc::new(UserService::new(
             stores.users.clone(),
@@ -198,6 +211,7 @@ impl App {
             outbox.clone(),
             Throttle::new(stores.tokens.clone(), clock.clone()),
             clock.clone(),
+            audit.clone(),
             config.signups_per_address,
         ));
         let otp = Arc::new(OtpService::new(
@@ -209,11 +223,14 @@ impl App {
             clock.clone(),
             derived_key(&token_secret, b"tessera one-time code").to_vec(),
             OtpLimits::default(),
+            audit.clone(),
         ));
         let clients = Arc::new(ClientService::new(
             stores.users.clone(),
+            stores.tokens.clone(),
             clock.clone(),
             Throttle::new(stores.tokens.clone(), clock.clone()),
+            audit.clone(),
         ));
         let account = Arc::new(AccountService::new(
             stores.users.clone(),
@@ -222,8 +239,21 @@ impl App {
             stores.tokens.clone(),
             clients.clone(),
             otp.clone(),
+            audit.clone(),
             clock.clone(),
         ));
+        let admin = Arc::new(AdminService::new(
+            stores.users.clone(),
+            tokens.clone(),
+            audit.clone(),
+            clock.clone(),
+        ));
+        if let Some(email) = config.bootstrap_admin() {
+            admin
+                .bootstrap_admin(email)
+                .await
+                .map_err(StartError::Bootstrap)?;
+        }
         let grants = Arc::new(Grants::new(
             tokens.clone(),
             stores.users.clone(),
@@ -234,11 +264,13 @@ impl App {
             grants.clone(),
             stores.tokens.clone(),
             clock.clone(),
+            audit.clone(),
         ));
         let logout = Arc::new(crate::domain::oidc::Logout::new(
             tokens.clone(),
             stores.tokens.clone(),
             clients.clone(),
+            audit.clone(),
         ));
         let verifier = AccessTokenVerifier::new(
             Arc::new(LocalKeys::new(keys.clone())),
@@ -254,6 +286,8 @@ impl App {
                 clock,
                 keys,
                 users,
+                admin,
+                audit,
                 authorizer,
                 templates,
                 cookie_key,
@@ -294,7 +328,12 @@ impl App {
             std::time::Duration::from_secs(self.state.config.keys_reload_interval),
         ));
         let upkeep = tokio::spawn(observability::upkeep_periodically());
+        let prune = tokio::spawn(prune_events_periodically(
+            self.state.audit.clone(),
+            self.state.config.events_retention,
+        ));
         let result = self.serve_until(listener, shutdown).await;
+        prune.abort();
         purge.abort();
         reload.abort();
         upkeep.abort();
@@ -357,6 +396,20 @@ async fn purge_periodically(store: Arc<dyn TokenStore>, clock: Clock) {
         every.tick().await;
         if let Err(e) = store.purge_expired(clock.now()).await {
             tracing::warn!(error = %e, "purging expired token state failed");
+        }
+    }
+}
+
+/// Deletes audit events older than `TESSERA_EVENTS_RETENTION` days, once an
+/// hour (every node does; deleting what another node deleted is a no-op).
+async fn prune_events_periodically(audit: Arc<Audit>, retention_days: u64) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match audit.prune(retention_days).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old audit events pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning old audit events failed"),
         }
     }
 }

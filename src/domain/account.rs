@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, UnixTime};
 use crate::domain::DomainError;
+use crate::domain::audit::{Actor, Audit, Event, EventType};
 use crate::domain::authorize::CONSENT_TTL;
 use crate::domain::clients::ClientService;
 use crate::domain::otp::OtpService;
+use crate::domain::tokens::FIRST_PARTY_CLIENT_ID;
 use crate::domain::tokens::TokenService;
-use crate::domain::users::UserService;
+use crate::domain::users::{SignInFrom, UserService};
 use crate::store::{TokenStore, UserRecord, UserStore};
 
 /// One sign-in as the user sees it: a live refresh-token family.
@@ -64,10 +66,12 @@ pub struct AccountService {
     store: Arc<dyn TokenStore>,
     clients: Arc<ClientService>,
     otp: Arc<OtpService>,
+    audit: Arc<Audit>,
     clock: Clock,
 }
 
 impl AccountService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         users: Arc<dyn UserStore>,
         logins: Arc<UserService>,
@@ -75,6 +79,7 @@ impl AccountService {
         store: Arc<dyn TokenStore>,
         clients: Arc<ClientService>,
         otp: Arc<OtpService>,
+        audit: Arc<Audit>,
         clock: Clock,
     ) -> Self {
         Self {
@@ -84,6 +89,7 @@ impl AccountService {
             store,
             clients,
             otp,
+            audit,
             clock,
         }
     }
@@ -115,14 +121,23 @@ impl AccountService {
     /// Ends one session of the user's. `NotFound` alike for an unknown,
     /// ended or expired family and for another user's: nobody learns
     /// which family ids exist.
-    pub async fn revoke_session(&self, user_id: &str, family_id: &str) -> Result<(), DomainError> {
+    pub async fn revoke_session(
+        &self,
+        user_id: &str,
+        family_id: &str,
+        actor: Actor<'_>,
+    ) -> Result<(), DomainError> {
         if !is_family_id(family_id) {
             return Err(DomainError::NotFound("session"));
         }
         match self.store.family(family_id, self.clock.now()).await? {
             Some(family) if family.user_id == user_id => {
                 self.tokens.revoke_family(family_id).await?;
-                tracing::info!(user_id = %user_id, family_id = %family_id, "session revoked");
+                let event = Event::new(EventType::SessionRevoked)
+                    .user(user_id)
+                    .client(&family.client_id)
+                    .detail(serde_json::json!({ "session": family_id }));
+                self.audit.record(actor.stamp(event)).await;
                 Ok(())
             }
             _ => Err(DomainError::NotFound("session")),
@@ -131,9 +146,16 @@ impl AccountService {
 
     /// Moves the user's credential epoch: every session, access token,
     /// browser session and remembered consent of theirs ends at once.
-    pub async fn sign_out_everywhere(&self, user_id: &str) -> Result<(), DomainError> {
+    pub async fn sign_out_everywhere(
+        &self,
+        user_id: &str,
+        actor: Actor<'_>,
+    ) -> Result<(), DomainError> {
         self.tokens.revoke_user(user_id).await?;
-        tracing::info!(user_id = %user_id, "signed out everywhere");
+        let event = Event::new(EventType::SessionRevoked)
+            .user(user_id)
+            .detail(serde_json::json!({ "session": "all" }));
+        self.audit.record(actor.stamp(event)).await;
         Ok(())
     }
 
@@ -177,7 +199,12 @@ impl AccountService {
     /// Forgets the user's consent to `client_id` (the client must ask
     /// again) and ends that client's sessions of the user. `NotFound` when
     /// the user had no consent to that client.
-    pub async fn revoke_consent(&self, user_id: &str, client_id: &str) -> Result<(), DomainError> {
+    pub async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        actor: Actor<'_>,
+    ) -> Result<(), DomainError> {
         if !is_client_id(client_id) || !self.store.revoke_consent(user_id, client_id).await? {
             return Err(DomainError::NotFound("consent"));
         }
@@ -187,7 +214,10 @@ impl AccountService {
                 self.tokens.revoke_family(&family.id).await?;
             }
         }
-        tracing::info!(user_id = %user_id, client_id = %client_id, "consent revoked");
+        let event = Event::new(EventType::ConsentRevoked)
+            .user(user_id)
+            .client(client_id);
+        self.audit.record(actor.stamp(event)).await;
         Ok(())
     }
 
@@ -223,24 +253,32 @@ impl AccountService {
         client: IpAddr,
     ) -> Result<(), DomainError> {
         let user = self.user(user_id).await?;
+        let from = SignInFrom {
+            ip: client,
+            client_id: FIRST_PARTY_CLIENT_ID,
+        };
         let signed_in = self
             .logins
-            .authenticate(&user.email, password, client)
+            .authenticate(&user.email, password, from)
             .await?;
         if signed_in.user.id != user.id {
             return Err(DomainError::InvalidCredentials);
         }
-        self.erase(user_id).await?;
+        self.erase(user_id, Actor::Own { ip: client }).await?;
         Ok(())
     }
 
-    /// Deletes a user without a password (the admin API); false if there
-    /// is no such user.
-    pub async fn delete_user(&self, user_id: &str) -> Result<bool, DomainError> {
+    /// Deletes a user without a password (the admin API, the CLI); false
+    /// if there is no such user.
+    pub async fn delete_user(&self, user_id: &str, actor: Actor<'_>) -> Result<bool, DomainError> {
+        if actor.is_user(user_id) {
+            // As with disabling: an admin does not delete their own account here.
+            return Err(DomainError::field("id", "cannot be your own account"));
+        }
         if self.users.user_by_id(user_id).await?.is_none() {
             return Ok(false);
         }
-        self.erase(user_id).await
+        self.erase(user_id, actor).await
     }
 
     async fn user(&self, user_id: &str) -> Result<UserRecord, DomainError> {
@@ -265,20 +303,34 @@ impl AccountService {
     /// It runs as a task of its own, so a request that times out or is
     /// cancelled cannot stop it half-way. A new signup with the same email
     /// is a new user id, which no old token names.
-    async fn erase(&self, user_id: &str) -> Result<bool, DomainError> {
+    async fn erase(&self, user_id: &str, actor: Actor<'_>) -> Result<bool, DomainError> {
         let (users, tokens, store) = (self.users.clone(), self.tokens.clone(), self.store.clone());
         let id = user_id.to_owned();
-        let deleted = tokio::spawn(async move {
+        // Written with the deletion, in its transaction where the store has them.
+        let event = self
+            .audit
+            .stamp(actor.stamp(Event::new(EventType::UserDeleted).user(user_id)));
+        let events = [event];
+        let (deleted, events) = tokio::spawn(async move {
             tokens.revoke_user(&id).await?;
             store.forget_user(&id).await?;
-            let deleted = users.delete_user(&id).await?;
+            let deleted = users.delete_user(&id, &events).await?;
             tokens.revoke_user(&id).await?;
             store.forget_user(&id).await?;
-            Ok::<_, DomainError>(deleted)
+            Ok::<_, DomainError>((deleted, events))
         })
         .await
-        .map_err(|_| DomainError::Hasher(crate::crypto::password::HasherError::Failed))??;
-        tracing::info!(user_id = %user_id, "account deleted");
+        .map_err(|_| {
+            DomainError::Store(crate::store::StoreError::Internal {
+                backend: "token store",
+                reason: "the deletion task did not finish".into(),
+            })
+        })??;
+        if deleted {
+            for event in &events {
+                self.audit.emit(event);
+            }
+        }
         Ok(deleted)
     }
 }

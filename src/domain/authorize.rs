@@ -144,6 +144,7 @@ pub struct Authorizer {
     grants: Arc<Grants>,
     store: Arc<dyn TokenStore>,
     clock: Clock,
+    audit: Arc<crate::domain::audit::Audit>,
 }
 
 impl Authorizer {
@@ -152,12 +153,14 @@ impl Authorizer {
         grants: Arc<Grants>,
         store: Arc<dyn TokenStore>,
         clock: Clock,
+        audit: Arc<crate::domain::audit::Audit>,
     ) -> Self {
         Self {
             clients,
             grants,
             store,
             clock,
+            audit,
         }
     }
 
@@ -308,11 +311,14 @@ impl Authorizer {
             .await
     }
 
+    /// Remembers the user's approval (and records `consent_granted`).
     pub async fn remember_consent(
         &self,
         request: &ValidRequest,
         user_id: &str,
+        ip: std::net::IpAddr,
     ) -> Result<(), StoreError> {
+        use crate::domain::audit::{Event, EventType};
         let now = self.clock.now();
         self.store
             .grant_consent(
@@ -322,7 +328,14 @@ impl Authorizer {
                 now,
                 now + CONSENT_TTL,
             )
-            .await
+            .await?;
+        let event = Event::new(EventType::ConsentGranted)
+            .user(user_id)
+            .client(&request.client.id)
+            .ip(ip)
+            .detail(serde_json::json!({ "scope": request.scope }));
+        self.audit.record(event).await;
+        Ok(())
     }
 
     /// Whether the browser session can answer this request, or the user

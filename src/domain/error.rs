@@ -29,6 +29,19 @@ pub enum DomainError {
     /// answer for one that exists but belongs to someone else.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The password was right, but an administrator disabled the account.
+    /// Only ever answered after a correct password, so it tells nothing to
+    /// someone who does not know it.
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("client not found")]
+    ClientNotFound,
+    /// The built-in client `tessera` cannot be changed, rotated or deleted.
+    #[error("the built-in client cannot be changed")]
+    BuiltInClient,
+    /// A public client has no secret to rotate.
+    #[error("a public client has no secret")]
+    PublicClient,
     /// The caller's user is not (or no longer) an admin.
     #[error("the admin role is required")]
     NotAdmin,

@@ -1,12 +1,15 @@
 //! The rules of Tessera: no HTTP and no database types here.
 
 pub mod account;
+pub mod admin;
+pub mod audit;
 pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod grants;
 pub mod oidc;
 pub mod otp;
+pub mod page;
 pub mod pkce;
 pub mod scope;
 pub mod throttle;

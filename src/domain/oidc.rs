@@ -43,6 +43,7 @@ pub struct Logout {
     tokens: std::sync::Arc<crate::domain::tokens::TokenService>,
     store: std::sync::Arc<dyn crate::store::TokenStore>,
     clients: std::sync::Arc<crate::domain::clients::ClientService>,
+    audit: std::sync::Arc<crate::domain::audit::Audit>,
     http: reqwest::Client,
 }
 
@@ -58,6 +59,7 @@ impl Logout {
         tokens: std::sync::Arc<crate::domain::tokens::TokenService>,
         store: std::sync::Arc<dyn crate::store::TokenStore>,
         clients: std::sync::Arc<crate::domain::clients::ClientService>,
+        audit: std::sync::Arc<crate::domain::audit::Audit>,
     ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
@@ -71,6 +73,7 @@ impl Logout {
             tokens,
             store,
             clients,
+            audit,
             http,
         }
     }
@@ -79,9 +82,20 @@ impl Logout {
     /// `offline_access` are revoked at once; every client with a family in
     /// it that registered a `backchannel_logout_uri` is sent a logout token
     /// in the background (retried with backoff, never blocking the caller).
-    pub async fn end_session(&self, session_id: &str) -> Result<(), crate::store::StoreError> {
+    pub async fn end_session(
+        &self,
+        session_id: &str,
+        ip: std::net::IpAddr,
+    ) -> Result<(), crate::store::StoreError> {
         let now = self.tokens.clock().now();
         let ended = self.store.end_session(session_id, now).await?;
+        let mut event = crate::domain::audit::Event::new(crate::domain::audit::EventType::Logout)
+            .ip(ip)
+            .detail(serde_json::json!({ "session_id": session_id, "families": ended.len() }));
+        if let Some(family) = ended.first() {
+            event = event.user(&family.user_id);
+        }
+        self.audit.record(event).await;
         let mut told = std::collections::BTreeSet::new();
         for family in ended {
             if !told.insert(family.client_id.clone()) {

@@ -11,6 +11,7 @@
 use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{hmac_sha256, random_bytes, sha256_hex};
+use crate::domain::audit::{Audit, Event, EventType};
 use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::TokenService;
 use crate::domain::users::replace_password;
@@ -79,6 +80,7 @@ pub struct OtpService {
     key: Vec<u8>,
     limits: OtpLimits,
     throttle: Throttle,
+    audit: Arc<Audit>,
 }
 
 /// A uniformly distributed 6-digit code from the OS CSPRNG.
@@ -103,6 +105,7 @@ impl OtpService {
         clock: Clock,
         key: Vec<u8>,
         limits: OtpLimits,
+        audit: Arc<Audit>,
     ) -> Self {
         let throttle = Throttle::new(store.clone(), clock.clone());
         Self {
@@ -115,6 +118,7 @@ impl OtpService {
             key,
             limits,
             throttle,
+            audit,
         }
     }
 
@@ -134,9 +138,13 @@ impl OtpService {
     pub async fn request(&self, email: &str, client: IpAddr) -> Result<(), DomainError> {
         let email = validate::email(email).map_err(|m| DomainError::field("email", m))?;
         self.admit_code_request(&email, client).await?;
+        // A disabled account gets no code: it could not use it.
         let Some(user) = self.users.user_by_email(&email).await? else {
             return Ok(());
         };
+        if user.disabled {
+            return Ok(());
+        }
         self.send_code(&user, OtpPurpose::PasswordReset).await?;
         tracing::info!(user_id = %user.id, "password reset code issued");
         Ok(())
@@ -227,6 +235,13 @@ impl OtpService {
             .mark_email_verified(&user.id, self.clock.now_datetime())
             .await?;
         self.outbox.send(&user.email, Notice::PasswordChanged);
+        self.audit
+            .record(
+                Event::new(EventType::PasswordReset)
+                    .user(&user.id)
+                    .ip(client),
+            )
+            .await;
         tracing::info!(user_id = %user.id, "password reset with a one-time code; sessions revoked");
         Ok(())
     }
@@ -250,6 +265,13 @@ impl OtpService {
             .mark_email_verified(&user.id, self.clock.now_datetime())
             .await?
             .ok_or(DomainError::UserNotFound)?;
+        self.audit
+            .record(
+                Event::new(EventType::EmailVerified)
+                    .user(&user.id)
+                    .ip(client),
+            )
+            .await;
         tracing::info!(user_id = %user.id, "email verified with a one-time code");
         Ok(verified)
     }
@@ -295,7 +317,7 @@ impl OtpService {
             true => self.users.user_by_email(&email).await?,
             false => None,
         };
-        let Some(user) = user else {
+        let Some(user) = user.filter(|u| !u.disabled) else {
             return Err(DomainError::InvalidOtp);
         };
         let checked = self

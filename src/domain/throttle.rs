@@ -78,6 +78,13 @@ impl Throttle {
         Ok(())
     }
 
+    /// Whether this is the first call for `key` in the current window of
+    /// `window` seconds: one store increment. Lets a flood of refused
+    /// requests write one audit event per window instead of one each.
+    pub async fn first_in_window(&self, key: &str, window: u64) -> Result<bool, StoreError> {
+        Ok(self.store.hit(key, window, self.clock.now()).await? == 1)
+    }
+
     /// Takes one slot of each budget *before* the work it guards (a bcrypt
     /// verify, a code compare), atomically in the store: of N attempts in
     /// flight at once, at most `max` get a slot, whatever their timing. If

@@ -105,6 +105,8 @@ pub struct TokenService {
     leeway: u64,
     /// Seconds an ID token lives.
     id_token_ttl: u64,
+    /// Where refresh-token reuse is recorded.
+    audit: Arc<crate::domain::audit::Audit>,
 }
 
 impl TokenService {
@@ -114,6 +116,7 @@ impl TokenService {
         store: Arc<dyn TokenStore>,
         clock: Clock,
         successor_key: Vec<u8>,
+        audit: Arc<crate::domain::audit::Audit>,
     ) -> Self {
         Self {
             keys,
@@ -131,6 +134,7 @@ impl TokenService {
             keep_after_expiry: config.retired_key_window(),
             leeway: config.clock_leeway,
             id_token_ttl: config.id_token_ttl,
+            audit,
         }
     }
 
@@ -396,6 +400,13 @@ impl TokenService {
             Rotation::ReuseDetected => {
                 metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
                 tracing::warn!(family_id = %token.family_id(), client_id = %client.id, "refresh token reuse detected; family revoked");
+                // The family id is no secret (every access token's `fid`).
+                let event = crate::domain::audit::Event::new(
+                    crate::domain::audit::EventType::RefreshReuseDetected,
+                )
+                .client(&client.id)
+                .detail(serde_json::json!({ "family_id": token.family_id() }));
+                self.audit.record(event).await;
                 Err(GrantError::InvalidGrant(
                     "the refresh token was already used; the session has been revoked",
                 ))

@@ -7,10 +7,11 @@ use crate::clock::{Clock, UnixTime};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secret::{new_object_id, sha256_hex};
 use crate::domain::DomainError;
+use crate::domain::audit::{Audit, Event, EventType};
 use crate::domain::clients::first_party_client;
 use crate::domain::grants::GrantError;
 use crate::domain::scope;
-use crate::domain::throttle::{Limit, Throttle, address_bucket};
+use crate::domain::throttle::{Limit, Throttle, ThrottleError, address_bucket};
 use crate::domain::tokens::{IssuedTokens, TokenService, UserGrant};
 use crate::domain::validate::{self, Checks};
 use crate::mail::{Notice, Outbox};
@@ -104,11 +105,20 @@ pub struct UserService {
     outbox: Arc<dyn Outbox>,
     throttle: Throttle,
     clock: Clock,
+    audit: Arc<Audit>,
     /// Signups per client address (per hour).
     signups_per_address: Limit,
 }
 
+/// Where a sign-in comes from: the client address and the client it is for.
+#[derive(Clone, Copy, Debug)]
+pub struct SignInFrom<'a> {
+    pub ip: IpAddr,
+    pub client_id: &'a str,
+}
+
 impl UserService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         users: Arc<dyn UserStore>,
         tokens: Arc<TokenService>,
@@ -116,6 +126,7 @@ impl UserService {
         outbox: Arc<dyn Outbox>,
         throttle: Throttle,
         clock: Clock,
+        audit: Arc<Audit>,
         signups_per_address: u64,
     ) -> Self {
         Self {
@@ -125,6 +136,7 @@ impl UserService {
             outbox,
             throttle,
             clock,
+            audit,
             signups_per_address: Limit {
                 max: signups_per_address,
                 window: 3600,
@@ -155,12 +167,15 @@ impl UserService {
             unreachable!("checks.finish() returned Ok, so every required field parsed");
         };
 
-        self.throttle
+        let admitted = self
+            .throttle
             .admit(
                 &format!("signup:addr:{}", address_bucket(client)),
                 self.signups_per_address,
             )
-            .await?;
+            .await;
+        self.audit_throttled(&admitted, "signup", client).await;
+        admitted?;
         if self.users.user_by_email(&email).await?.is_some() {
             return Err(DomainError::EmailTaken);
         }
@@ -176,11 +191,18 @@ impl UserService {
             mobile,
             role: DEFAULT_ROLE.to_owned(),
             email_verified: false,
+            disabled: false,
             created_at: now,
             updated_at: now,
         };
-        match self.users.create_user(&user).await {
-            Ok(()) => Ok(user),
+        let record = self
+            .audit
+            .stamp(Event::new(EventType::UserCreated).user(&user.id).ip(client));
+        match self.users.create_user(&user, &record).await {
+            Ok(()) => {
+                self.audit.emit(&record);
+                Ok(user)
+            }
             Err(StoreError::Duplicate) => Err(DomainError::EmailTaken),
             Err(e) => Err(e.into()),
         }
@@ -194,7 +216,11 @@ impl UserService {
         password: &str,
         client: IpAddr,
     ) -> Result<IssuedTokens, DomainError> {
-        let signed_in = self.authenticate(email, password, client).await?;
+        let from = SignInFrom {
+            ip: client,
+            client_id: crate::domain::tokens::FIRST_PARTY_CLIENT_ID,
+        };
+        let signed_in = self.authenticate(email, password, from).await?;
         let client = first_party_client();
         let grant = UserGrant {
             user_id: &signed_in.user.id,
@@ -227,29 +253,47 @@ impl UserService {
     /// budget; a success gives its slots back (only failures count). An
     /// exhausted budget answers 429 before any password is checked, whether
     /// or not the account exists.
+    ///
+    /// A disabled account answers `AccountDisabled` only after its correct
+    /// password; a wrong one is the same `InvalidCredentials` as ever.
     pub async fn authenticate(
         &self,
         email: &str,
         password: &str,
-        client: IpAddr,
+        from: SignInFrom<'_>,
     ) -> Result<SignedIn, DomainError> {
         let normalised = email.trim().to_lowercase();
         let account = format!("login-fail:acct:{}", sha256_hex(normalised.as_bytes()));
-        let address = format!("login-fail:addr:{}", address_bucket(client));
-        let reservation = self
+        let address = format!("login-fail:addr:{}", address_bucket(from.ip));
+        let reserved = self
             .throttle
             .reserve(&[
                 (&account, LOGIN_FAILURES_PER_ACCOUNT),
                 (&address, LOGIN_FAILURES_PER_ADDRESS),
             ])
-            .await?;
-        match self.verify_credentials(email, password).await {
+            .await;
+        self.audit_throttled(&reserved, "login", from.ip).await;
+        let reservation = reserved?;
+        match self.verify_credentials(email, password, from).await {
             Err(DomainError::InvalidCredentials) => {
                 metrics::counter!("tessera_login_failures_total").increment(1);
                 drop(reservation);
                 Err(DomainError::InvalidCredentials)
             }
-            // A success, an outage or a busy hasher is not a failed guess.
+            Ok(signed_in) => {
+                reservation.refund().await;
+                self.audit
+                    .record(
+                        Event::new(EventType::LoginSucceeded)
+                            .user(&signed_in.user.id)
+                            .client(from.client_id)
+                            .ip(from.ip),
+                    )
+                    .await;
+                Ok(signed_in)
+            }
+            // A disabled account's right password, an outage or a busy
+            // hasher is not a failed guess.
             other => {
                 reservation.refund().await;
                 other
@@ -257,14 +301,66 @@ impl UserService {
         }
     }
 
+    /// Records a refused request once per window and address, so that a
+    /// flood of them writes one event, not one each.
+    async fn audit_throttled<T>(
+        &self,
+        result: &Result<T, ThrottleError>,
+        action: &str,
+        ip: IpAddr,
+    ) {
+        if !matches!(result, Err(ThrottleError::Throttled(_))) {
+            return;
+        }
+        let key = format!("audit-throttled:{action}:{}", address_bucket(ip));
+        match self
+            .throttle
+            .first_in_window(&key, LOGIN_FAILURES_PER_ADDRESS.window)
+            .await
+        {
+            Ok(true) => {
+                let event = Event::new(EventType::Throttled)
+                    .ip(ip)
+                    .detail(serde_json::json!({ "action": action }));
+                self.audit.record(event).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot count throttled requests for the audit"),
+        }
+    }
+
+    /// A failed sign-in: the user when the email is theirs (never an
+    /// arbitrary string: the email only when it is one, cut short).
+    async fn audit_failed_login(
+        &self,
+        email: Option<&str>,
+        user: Option<&UserRecord>,
+        reason: &str,
+        from: SignInFrom<'_>,
+    ) {
+        let mut event = Event::new(EventType::LoginFailed)
+            .client(from.client_id)
+            .ip(from.ip)
+            .detail(serde_json::json!({ "reason": reason }));
+        if let Some(email) = email {
+            event = event.detail(serde_json::json!({ "email": email }));
+        }
+        if let Some(user) = user {
+            event = event.user(&user.id);
+        }
+        self.audit.record(event).await;
+    }
+
     async fn verify_credentials(
         &self,
         email: &str,
         password: &str,
+        from: SignInFrom<'_>,
     ) -> Result<SignedIn, DomainError> {
-        let user = match validate::email(email) {
-            Ok(email) => self.users.user_by_email(&email).await?,
-            Err(_) => None,
+        let email = validate::email(email).ok();
+        let user = match &email {
+            Some(email) => self.users.user_by_email(email).await?,
+            None => None,
         };
         // Read before the password is checked: a change that lands during
         // the check moves the epoch past this one, and the session dies.
@@ -277,21 +373,31 @@ impl UserService {
         // can never be right, but it still costs the time of a verify.
         let Some(user) = user.filter(|_| password.len() <= 72) else {
             self.hasher.verify_dummy(password).await?;
+            self.audit_failed_login(email.as_deref(), None, "invalid_credentials", from)
+                .await;
             return Err(DomainError::InvalidCredentials);
         };
         if !self.hasher.verify(password, &user.password_hash).await? {
+            self.audit_failed_login(email.as_deref(), Some(&user), "invalid_credentials", from)
+                .await;
             return Err(DomainError::InvalidCredentials);
         }
         // The hash was read before the epoch: a change that replaced it in
         // between moved the epoch before this read of it, so only the hash
         // can tell. The password checked must still be the user's.
-        let still_current = self
-            .users
-            .user_by_id(&user.id)
-            .await?
+        // Re-read after the epoch: a disable writes its flag before it
+        // moves the epoch, so a sign-in that read the new epoch sees the flag.
+        let now = self.users.user_by_id(&user.id).await?;
+        let still_current = now
+            .as_ref()
             .is_some_and(|now| now.password_hash == user.password_hash);
         if !still_current {
             return Err(DomainError::InvalidCredentials);
+        }
+        if user.disabled || now.is_some_and(|now| now.disabled) {
+            self.audit_failed_login(email.as_deref(), Some(&user), "account_disabled", from)
+                .await;
+            return Err(DomainError::AccountDisabled);
         }
         self.rehash_if_needed(&user, password).await;
         Ok(SignedIn {
@@ -349,12 +455,14 @@ impl UserService {
     ) -> Result<Option<SignedIn>, DomainError> {
         let (user, current) =
             tokio::try_join!(self.users.user_by_id(id), self.tokens.credential_epoch(id))?;
-        Ok(user.filter(|_| current == epoch).map(|user| SignedIn {
-            user,
-            epoch,
-            session_id: session_id.to_owned(),
-            auth_time,
-        }))
+        Ok(user
+            .filter(|u| current == epoch && !u.disabled)
+            .map(|user| SignedIn {
+                user,
+                epoch,
+                session_id: session_id.to_owned(),
+                auth_time,
+            }))
     }
 
     /// The user with `id` (from a verified token).
@@ -394,7 +502,13 @@ impl UserService {
     /// user out everywhere (other sessions and their access tokens die).
     /// The check has an attempt budget per account, taken before bcrypt
     /// runs: a stolen access token cannot guess the password at bcrypt speed.
-    pub async fn change_password(&self, id: &str, old: &str, new: &str) -> Result<(), DomainError> {
+    pub async fn change_password(
+        &self,
+        id: &str,
+        old: &str,
+        new: &str,
+        ip: IpAddr,
+    ) -> Result<(), DomainError> {
         validate::password(new).map_err(|m| DomainError::field("new_password", &m))?;
         let user = self.profile(id).await?;
         let budget = format!("password-check-fail:user:{id}");
@@ -432,6 +546,9 @@ impl UserService {
             return Err(DomainError::WrongPassword);
         }
         self.outbox.send(&user.email, Notice::PasswordChanged);
+        self.audit
+            .record(Event::new(EventType::PasswordChanged).user(&user.id).ip(ip))
+            .await;
         Ok(())
     }
 
@@ -448,33 +565,8 @@ impl UserService {
     /// every call, so a demoted admin's live token stops working at once.
     pub async fn require_admin(&self, id: &str) -> Result<UserRecord, DomainError> {
         match self.users.user_by_id(id).await? {
-            Some(user) if user.role == scope::ADMIN_ROLE => Ok(user),
+            Some(user) if user.role == scope::ADMIN_ROLE && !user.disabled => Ok(user),
             _ => Err(DomainError::NotAdmin),
-        }
-    }
-
-    /// Gives the user with `email` a role (the CLI makes the first admin this way).
-    pub async fn set_role(&self, email: &str, role: &str) -> Result<(), DomainError> {
-        let email = validate::email(email).map_err(|m| DomainError::field("email", m))?;
-        if role.is_empty()
-            || role.len() > 32
-            || !role
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(DomainError::field(
-                "role",
-                "must be 1 to 32 letters, digits, '-' or '_'",
-            ));
-        }
-        if self
-            .users
-            .set_role(&email, role, self.clock.now_datetime())
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(DomainError::UserNotFound)
         }
     }
 }

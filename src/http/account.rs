@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::clock::UnixTime;
 use crate::domain::account::{ConsentInfo, SessionInfo};
+use crate::domain::audit::Actor;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AccountToken, ApiJson, ClientAddr};
@@ -42,7 +43,7 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    fn new(session: SessionInfo, current_family: Option<&str>) -> Self {
+    pub(crate) fn new(session: SessionInfo, current_family: Option<&str>) -> Self {
         Self {
             current: current_family == Some(session.id.as_str()),
             id: session.id,
@@ -136,10 +137,14 @@ pub async fn get_sessions(
 pub async fn delete_session(
     State(state): State<AppState>,
     token: AccountToken,
+    ClientAddr(ip): ClientAddr,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(id)?;
-    state.account.revoke_session(token.user_id(), &id).await?;
+    state
+        .account
+        .revoke_session(token.user_id(), &id, Actor::Own { ip })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,8 +162,12 @@ pub async fn delete_session(
 pub async fn delete_sessions(
     State(state): State<AppState>,
     token: AccountToken,
+    ClientAddr(ip): ClientAddr,
 ) -> Result<StatusCode, ApiError> {
-    state.account.sign_out_everywhere(token.user_id()).await?;
+    state
+        .account
+        .sign_out_everywhere(token.user_id(), Actor::Own { ip })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -197,12 +206,13 @@ pub async fn get_consents(
 pub async fn delete_consent(
     State(state): State<AppState>,
     token: AccountToken,
+    ClientAddr(ip): ClientAddr,
     client_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let client_id = path_id(client_id)?;
     state
         .account
-        .revoke_consent(token.user_id(), &client_id)
+        .revoke_consent(token.user_id(), &client_id, Actor::Own { ip })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -52,6 +52,12 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("client not found")]
     ClientNotFound,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("the built-in client cannot be changed")]
+    BuiltInClient,
+    #[error("a public client has no secret")]
+    PublicClient,
     /// An RFC 6749 §5.2 refusal met outside the OAuth endpoints (issuing
     /// a login's tokens): 400 with the OAuth error as `code`.
     #[error("{code}: {detail}")]
@@ -81,6 +87,10 @@ impl From<DomainError> for ApiError {
             DomainError::WrongPassword => ApiError::WrongPassword,
             DomainError::UserNotFound => ApiError::UserNotFound,
             DomainError::NotFound(_) => ApiError::NotFound,
+            DomainError::AccountDisabled => ApiError::AccountDisabled,
+            DomainError::ClientNotFound => ApiError::ClientNotFound,
+            DomainError::BuiltInClient => ApiError::BuiltInClient,
+            DomainError::PublicClient => ApiError::PublicClient,
             DomainError::NotAdmin => ApiError::Forbidden("this endpoint needs the admin role"),
             DomainError::InvalidOtp => ApiError::InvalidOtp,
             DomainError::Throttled(retry) => ApiError::Throttled(retry),
@@ -195,7 +205,7 @@ impl ApiError {
             ApiError::UserNotFound => (
                 StatusCode::NOT_FOUND,
                 "user_not_found",
-                "the user of this token no longer exists".into(),
+                "the user does not exist (or no longer exists)".into(),
             ),
             ApiError::InvalidOtp => (
                 StatusCode::BAD_REQUEST,
@@ -207,6 +217,21 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "client_not_found",
                 "no client with this id".into(),
+            ),
+            ApiError::AccountDisabled => (
+                StatusCode::UNAUTHORIZED,
+                "account_disabled",
+                "this account has been disabled by an administrator".into(),
+            ),
+            ApiError::BuiltInClient => (
+                StatusCode::FORBIDDEN,
+                "builtin_client",
+                "the built-in client tessera cannot be changed, rotated or deleted".into(),
+            ),
+            ApiError::PublicClient => (
+                StatusCode::CONFLICT,
+                "public_client",
+                "a public client has no secret to rotate".into(),
             ),
             ApiError::GrantRefused { code, detail } => {
                 (StatusCode::BAD_REQUEST, *code, (*detail).into())
@@ -432,6 +457,9 @@ mod tests {
             (ApiError::InvalidOtp, 400),
             (ApiError::Forbidden("admin"), 403),
             (ApiError::ClientNotFound, 404),
+            (ApiError::AccountDisabled, 401),
+            (ApiError::BuiltInClient, 403),
+            (ApiError::PublicClient, 409),
             (
                 ApiError::GrantRefused {
                     code: "invalid_grant",

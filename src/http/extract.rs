@@ -1,6 +1,7 @@
 //! Our extractors: JSON bodies whose rejections are problem+json, and the
 //! user-token guard for `/api/users`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -181,6 +182,38 @@ pub fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
         }
     }
     Ok(params)
+}
+
+/// The query of an admin listing: each parameter at most once, and only
+/// those in `allowed` (a typo must not silently widen a listing). Keys are
+/// the allowed names, so nothing the caller wrote is ever echoed as a key.
+pub fn listing_params(
+    raw: Option<&str>,
+    allowed: &[&'static str],
+) -> Result<BTreeMap<&'static str, String>, ApiError> {
+    let mut params = BTreeMap::new();
+    let mut errors = FieldErrors::new();
+    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match allowed.iter().find(|a| **a == name) {
+            Some(known) if params.contains_key(known) => {
+                errors.insert((*known).to_owned(), "must be given at most once".into());
+            }
+            Some(known) => {
+                params.insert(*known, value.into_owned());
+            }
+            None => {
+                errors.insert(
+                    "query".into(),
+                    format!("unknown parameter {:?}", printable(&name)),
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 /// A parameter name safe to echo: short and printable.

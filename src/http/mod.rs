@@ -92,6 +92,10 @@ pub struct Services {
     pub clock: Clock,
     pub keys: Arc<KeyRing>,
     pub users: Arc<UserService>,
+    /// User administration and the audit-event listing.
+    pub admin: Arc<crate::domain::admin::AdminService>,
+    /// The audit trail (`audit.record(Event::new(..)...)`).
+    pub audit: Arc<crate::domain::audit::Audit>,
     pub authorizer: Arc<Authorizer>,
     pub templates: Arc<Templates>,
     /// Encrypts the browser session and CSRF cookies of the pages, and MACs

@@ -212,11 +212,12 @@ pub async fn put_updateusers(
 pub async fn put_updatepassword(
     State(state): State<AppState>,
     token: AccountToken,
+    ClientAddr(ip): ClientAddr,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .users
-        .change_password(token.user_id(), &body.old_password, &body.new_password)
+        .change_password(token.user_id(), &body.old_password, &body.new_password, ip)
         .await?;
     tracing::info!(user_id = %token.user_id(), "password changed; sessions revoked");
     Ok(Json(serde_json::json!({

@@ -7,9 +7,12 @@
 //! Every method is atomic on its own: callers never compose two calls into
 //! one logical step.
 
+pub mod admin;
 pub mod mongo;
 pub mod redis;
 pub mod sqlite;
+
+pub use admin::{AccountChange, EventQuery, EventRecord, EventStore, UserQuery};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -54,6 +57,9 @@ pub struct UserRecord {
     /// Whether the user proved control of the email address (a mailed code:
     /// a completed password reset or email verification).
     pub email_verified: bool,
+    /// Set by an administrator: the user cannot sign in, refresh or reset
+    /// their password until it is cleared.
+    pub disabled: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -64,6 +70,7 @@ impl std::fmt::Debug for UserRecord {
             .field("id", &self.id)
             .field("email", &self.email)
             .field("role", &self.role)
+            .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +90,10 @@ pub struct ClientRecord {
     pub name: String,
     /// SHA-256 (hex) of the secret; `None` for public clients.
     pub secret_hash: Option<String>,
+    /// SHA-256 (hex) of the secret before the last rotation, accepted
+    /// until `previous_secret_expires_at` (the rotation's grace).
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
     pub first_party: bool,
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
@@ -105,8 +116,9 @@ impl ClientRecord {
 /// Users: MongoDB in production, SQLite embedded.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Inserts a user; `Duplicate` when the email is taken.
-    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Inserts a user and the event recording it (one transaction where
+    /// the backend has them); `Duplicate` when the email is taken.
+    async fn create_user(&self, user: &UserRecord, event: &EventRecord) -> Result<(), StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Applies `change`; returns the updated user, `None` if it does not exist.
@@ -138,34 +150,68 @@ pub trait UserStore: Send + Sync {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<UserRecord>, StoreError>;
-    /// Sets the role of the user with `email`; false if there is none.
-    async fn set_role(
+    /// Applies an administrator's change and writes its events (one
+    /// transaction where the backend has them); the updated user, `None`
+    /// if there is no such user.
+    async fn update_account(
         &self,
-        email: &str,
-        role: &str,
+        id: &str,
+        change: &AccountChange,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-    /// Deletes the user record in one atomic step; false if there was none.
-    /// (Their token-store state is the caller's: `TokenStore::forget_user`.)
-    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
+        events: &[EventRecord],
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// One page of users in `(email, id)` order: an index range, never a scan.
+    async fn list_users(&self, query: &UserQuery) -> Result<Vec<UserRecord>, StoreError>;
+    /// Whether any user has the admin role.
+    async fn any_admin(&self) -> Result<bool, StoreError>;
+    /// Deletes the user record and writes its events in one atomic step
+    /// (one transaction where the backend has them); false if there was
+    /// none. (Their token-store state is the caller's:
+    /// `TokenStore::forget_user`.)
+    async fn delete_user(&self, id: &str, events: &[EventRecord]) -> Result<bool, StoreError>;
 }
 
 /// Registered OAuth clients: kept beside the users.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    /// Inserts a client; `Duplicate` when the id is taken.
-    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    /// Inserts a client and its event; `Duplicate` when the id is taken.
+    async fn create_client(
+        &self,
+        client: &ClientRecord,
+        event: &EventRecord,
+    ) -> Result<(), StoreError>;
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
-    /// False if there was no such client.
-    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+    /// Replaces the settings of `client.id` (name, URIs, scopes, grant
+    /// types, lifetimes; never its secrets, kind or creation time) and
+    /// writes the event; false if there is no such client.
+    async fn update_client(
+        &self,
+        client: &ClientRecord,
+        event: &EventRecord,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the secret digest if it is still `expected`, keeping
+    /// `expected` as the previous digest until `keep_previous_until` (or
+    /// dropping any previous one when `None`); writes the event. False when
+    /// the client is gone or its secret changed meanwhile.
+    async fn rotate_client_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new_hash: &str,
+        keep_previous_until: Option<OffsetDateTime>,
+        event: &EventRecord,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a client and writes the event; false if there was no such client.
+    async fn delete_client(&self, id: &str, event: &EventRecord) -> Result<bool, StoreError>;
 }
 
-/// The user-side backend as a whole: users and clients, and its health.
-/// `Arc<dyn Directory>` coerces to `Arc<dyn UserStore>` or
-/// `Arc<dyn ClientStore>` for a service that needs only one of them.
+/// The user-side backend as a whole: users, clients, the audit trail, and
+/// its health. `Arc<dyn Directory>` coerces to `Arc<dyn UserStore>`,
+/// `Arc<dyn ClientStore>` or `Arc<dyn EventStore>` for a service that
+/// needs only one of them.
 #[async_trait]
-pub trait Directory: UserStore + ClientStore + Send + Sync {
+pub trait Directory: UserStore + ClientStore + EventStore + Send + Sync {
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The name `/readyz` reports for this backend.
@@ -354,6 +400,9 @@ pub trait FamilyStore: Send + Sync {
     ) -> Result<Option<FamilyView>, StoreError>;
     /// Revokes one family (all its refresh tokens and access tokens).
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError>;
+    /// Revokes every family of one client (a deleted client, or one that
+    /// may no longer refresh); returns how many families it found.
+    async fn revoke_client(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// The user's credential epoch (0 if it never moved).
     async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError>;
     /// Moves the user's credential epoch to `max(epoch + 1, floor)` (floor:

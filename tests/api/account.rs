@@ -822,13 +822,28 @@ async fn wrong_deletion_passwords_spend_the_login_budget() {
 async fn the_admin_deletion_needs_no_password_and_says_whether_it_deleted() {
     let app = TestApp::spawn().await;
     let user = app.user("admin-delete").await;
-    assert!(app.state.account.delete_user(&user.id).await.unwrap());
-    assert!(!app.state.account.delete_user(&user.id).await.unwrap());
+    assert!(
+        app.state
+            .account
+            .delete_user(&user.id, tessera::domain::audit::Actor::Cli)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !app.state
+            .account
+            .delete_user(&user.id, tessera::domain::audit::Actor::Cli)
+            .await
+            .unwrap()
+    );
     assert_invalid_token(app.get_auth("/api/users/me", &user.access_token).await).await;
     assert!(
         !app.state
             .account
-            .delete_user("0123456789abcdef01234567")
+            .delete_user(
+                "0123456789abcdef01234567",
+                tessera::domain::audit::Actor::Cli
+            )
             .await
             .unwrap()
     );
@@ -1052,7 +1067,10 @@ async fn a_token_store_outage_is_503_and_changes_nothing() {
         ))
     ));
     assert!(matches!(
-        app.state.account.delete_user(&user.id).await,
+        app.state
+            .account
+            .delete_user(&user.id, tessera::domain::audit::Actor::Cli)
+            .await,
         Err(tessera::domain::DomainError::Store(
             tessera::store::StoreError::Unavailable { .. }
         ))
@@ -1121,7 +1139,11 @@ async fn the_redis_index_is_pruned_and_old_consents_are_estimated() {
     );
     app.state
         .account
-        .revoke_consent(&user.id, "legacy-client")
+        .revoke_consent(
+            &user.id,
+            "legacy-client",
+            tessera::domain::audit::Actor::Cli,
+        )
         .await
         .unwrap();
     let left: Vec<String> = conn.hkeys(&consents).await.unwrap();

@@ -512,6 +512,21 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A JSON request with a bearer token, any method (admin PATCH, DELETE...).
+    pub async fn send_json_auth(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request")
+    }
+
     /// A form POST, optionally with HTTP Basic client credentials.
     pub async fn post_form(
         &self,
@@ -534,7 +549,7 @@ impl TestApp {
         let registered = self
             .state
             .clients
-            .register(new)
+            .register(new, tessera::domain::audit::Actor::Cli)
             .await
             .expect("client registers");
         (registered.client.id, registered.secret)
@@ -560,8 +575,8 @@ impl TestApp {
     pub async fn admin_token(&self, tag: &str) -> String {
         let user = self.user(tag).await;
         self.state
-            .users
-            .set_role(&user.email, "admin")
+            .admin
+            .set_role_by_email(&user.email, "admin")
             .await
             .expect("role set");
         let tokens = body(self.login(&user.email, PASSWORD).await).await;

@@ -567,6 +567,17 @@ async fn a_whole_flow_leaves_no_secret_in_the_logs() {
         logs.contains("password reset"),
         "the flow was logged at all"
     );
+    // The audit events are JSON lines on the `audit` target too.
+    let audit: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("\"target\":\"audit\""))
+        .collect();
+    for kind in ["user_created", "login_succeeded", "password_reset"] {
+        assert!(
+            audit.iter().any(|l| l.contains(kind)),
+            "no {kind} audit line: {audit:?}"
+        );
+    }
     for (what, secret) in [
         ("password", PASSWORD),
         ("new password", new_password),

@@ -4,6 +4,9 @@
 
 mod account;
 mod admin;
+mod admin_cli;
+mod admin_users;
+mod audit;
 mod authorize;
 mod browser;
 mod cli;

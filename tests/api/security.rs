@@ -185,8 +185,8 @@ async fn a_third_party_token_of_an_admin_cannot_administer() {
     let app = TestApp::spawn().await;
     let admin = app.user("3p-admin").await;
     app.state
-        .users
-        .set_role(&admin.email, "admin")
+        .admin
+        .set_role_by_email(&admin.email, "admin")
         .await
         .unwrap();
     let token = third_party_token(&app, &admin, "admin").await;
@@ -237,7 +237,11 @@ async fn a_demoted_admin_loses_the_admin_api_at_once() {
         .await
         .unwrap()
         .email;
-    app.state.users.set_role(&email, "user").await.unwrap();
+    app.state
+        .admin
+        .set_role_by_email(&email, "user")
+        .await
+        .unwrap();
     assert_problem(
         app.get_auth("/api/admin/clients", &token).await,
         403,
@@ -371,7 +375,14 @@ async fn a_login_that_checked_the_old_password_starts_no_session() {
     let signed_in = app
         .state
         .users
-        .authenticate(&user.email, PASSWORD, client)
+        .authenticate(
+            &user.email,
+            PASSWORD,
+            tessera::domain::users::SignInFrom {
+                ip: client,
+                client_id: "tessera",
+            },
+        )
         .await
         .unwrap();
     // … the password changes while that login is still in flight …

@@ -134,8 +134,15 @@ impl Grants {
         }
     }
 
-    /// The role a user has now, or `None` if the user is gone.
+    /// The role a user has now, or `None` if the user is gone or disabled.
     pub(crate) async fn current_role(&self, user_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.users.user_by_id(user_id).await?.map(|u| u.role))
+        // A disabled user has no role to act in: their refreshes and code
+        // exchanges fail like those of a deleted user.
+        Ok(self
+            .users
+            .user_by_id(user_id)
+            .await?
+            .filter(|u| !u.disabled)
+            .map(|u| u.role))
     }
 }

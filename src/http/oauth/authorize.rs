@@ -296,7 +296,11 @@ pub async fn post_authorize(
         Some("login") => {
             let email = params.get("email").map(String::as_str).unwrap_or("");
             let password = params.get("password").map(String::as_str).unwrap_or("");
-            match state.users.authenticate(email, password, client).await {
+            let from = crate::domain::users::SignInFrom {
+                ip: client,
+                client_id: &request.client.id,
+            };
+            match state.users.authenticate(email, password, from).await {
                 Ok(user) => {
                     let jar = start_session(&state, jar, &user);
                     proceed(&state, jar, request, &params, Some(user)).await
@@ -331,6 +335,18 @@ pub async fn post_authorize(
                         response.headers_mut().insert(header::RETRY_AFTER, value);
                     }
                     response
+                }
+                Err(DomainError::AccountDisabled) => {
+                    let message = "This account has been disabled. Contact the administrator.";
+                    login_page(
+                        &state,
+                        jar,
+                        &request,
+                        &params,
+                        StatusCode::FORBIDDEN,
+                        Some(message),
+                        email,
+                    )
                 }
                 Err(DomainError::Store(e)) => answer_error(&state, AuthorizeError::Store(e)),
                 Err(DomainError::Hasher(crate::crypto::password::HasherError::Busy)) => {
@@ -369,7 +385,7 @@ pub async fn post_authorize(
                 Some("approve") => {
                     if let Err(e) = state
                         .authorizer
-                        .remember_consent(&request, &user.user.id)
+                        .remember_consent(&request, &user.user.id, client)
                         .await
                     {
                         return answer_error(&state, AuthorizeError::Store(e));

@@ -15,7 +15,7 @@ use crate::http::AppState;
 use crate::http::browser::{
     CSRF_REFUSED, csrf_ok, csrf_token, error_page, forget_session, page, read_form, session_user,
 };
-use crate::http::extract::parse_form;
+use crate::http::extract::{ClientAddr, parse_form};
 use crate::store::ClientRecord;
 
 /// The request parameters the confirmation page carries along.
@@ -44,10 +44,11 @@ struct Destination {
 pub async fn get_logout(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
+    ClientAddr(ip): ClientAddr,
     RawQuery(query): RawQuery,
 ) -> Response {
     match parse_form(query.unwrap_or_default().as_bytes()) {
-        Ok(params) => logout(&state, jar, params, false).await,
+        Ok(params) => logout(&state, jar, params, false, ip).await,
         Err(_) => error_page(
             &state,
             StatusCode::BAD_REQUEST,
@@ -60,11 +61,12 @@ pub async fn get_logout(
 pub async fn post_logout(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     match read_form(&headers, &body) {
-        Some(params) => logout(&state, jar, params, true).await,
+        Some(params) => logout(&state, jar, params, true, ip).await,
         None => error_page(
             &state,
             StatusCode::BAD_REQUEST,
@@ -73,7 +75,13 @@ pub async fn post_logout(
     }
 }
 
-async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted: bool) -> Response {
+async fn logout(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    params: Params,
+    posted: bool,
+    ip: std::net::IpAddr,
+) -> Response {
     // The hint: an ID token this server signed, expired or not (§2).
     let hint = match params.get("id_token_hint") {
         Some(raw) => match state.tokens.verify_id_token(raw) {
@@ -135,7 +143,7 @@ async fn logout(state: &AppState, jar: PrivateCookieJar, params: Params, posted:
         .map(|s| s.session_id)
         .or_else(|| hint.map(|h| h.sid));
     if let Some(session_id) = ended
-        && let Err(e) = state.logout.end_session(&session_id).await
+        && let Err(e) = state.logout.end_session(&session_id, ip).await
     {
         tracing::warn!(error = %e, "logout: token store unavailable");
         return error_page(

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::domain::DomainError;
+use crate::domain::audit::Actor;
 use crate::domain::grants::Params;
 use crate::domain::users::SignedIn;
 use crate::http::AppState;
@@ -92,17 +93,24 @@ pub async fn act(
 ) -> Option<Done> {
     let id = &user.user.id;
     let account = &state.account;
+    let own = Actor::Own { ip: client };
     Some(match action {
-        "revoke_session" => match account.revoke_session(id, field(params, "session")).await {
+        "revoke_session" => match account
+            .revoke_session(id, field(params, "session"), own)
+            .await
+        {
             Ok(()) => Done::Notice("session_revoked"),
             Err(e) => Done::Page(failure_page(state, e)),
         },
         // Moves the credential epoch: this browser's session ends too.
-        "sign_out_everywhere" => match account.sign_out_everywhere(id).await {
+        "sign_out_everywhere" => match account.sign_out_everywhere(id, own).await {
             Ok(()) => Done::SignedOut("everywhere"),
             Err(e) => Done::Page(failure_page(state, e)),
         },
-        "revoke_app" => match account.revoke_consent(id, field(params, "client_id")).await {
+        "revoke_app" => match account
+            .revoke_consent(id, field(params, "client_id"), own)
+            .await
+        {
             Ok(()) => Done::Notice("app_revoked"),
             Err(e) => Done::Page(failure_page(state, e)),
         },

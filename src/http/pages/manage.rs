@@ -14,7 +14,8 @@ use axum_extra::extract::PrivateCookieJar;
 use serde_json::{Value, json};
 
 use crate::domain::grants::Params;
-use crate::domain::users::{ProfileUpdate, SignedIn};
+use crate::domain::tokens::FIRST_PARTY_CLIENT_ID;
+use crate::domain::users::{ProfileUpdate, SignInFrom, SignedIn};
 use crate::domain::{DomainError, FieldErrors};
 use crate::http::AppState;
 use crate::http::browser::{
@@ -84,8 +85,8 @@ pub async fn post_account(
     let done = match action {
         "profile" => update_profile(&state, &user, &params).await,
         "mobile" => update_mobile(&state, &user, &params).await,
-        "password" => change_password(&state, &user, &params).await,
-        "signout" => sign_out(&state, &user).await,
+        "password" => change_password(&state, &user, &params, client).await,
+        "signout" => sign_out(&state, &user, client).await,
         other => match apps::act(&state, &user, other, &params, client).await {
             Some(done) => done,
             None => return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed."),
@@ -120,7 +121,12 @@ async fn sign_in(
     client: std::net::IpAddr,
 ) -> Response {
     let (email, password) = (field(params, "email"), field(params, "password"));
-    match state.users.authenticate(email, password, client).await {
+    // The account console signs in as the built-in first-party client.
+    let from = SignInFrom {
+        ip: client,
+        client_id: FIRST_PARTY_CLIENT_ID,
+    };
+    match state.users.authenticate(email, password, from).await {
         Ok(signed_in) => {
             let jar = start_session(state, jar, &signed_in);
             (jar, see_other("/account")).into_response()
@@ -168,9 +174,18 @@ async fn update_mobile(state: &AppState, user: &SignedIn, params: &Params) -> Do
 }
 
 /// Every session ends with the change, this browser's included.
-async fn change_password(state: &AppState, user: &SignedIn, params: &Params) -> Done {
+async fn change_password(
+    state: &AppState,
+    user: &SignedIn,
+    params: &Params,
+    client: std::net::IpAddr,
+) -> Done {
     let (old, new) = (field(params, "old_password"), field(params, "new_password"));
-    match state.users.change_password(&user.user.id, old, new).await {
+    match state
+        .users
+        .change_password(&user.user.id, old, new, client)
+        .await
+    {
         Ok(()) => {
             tracing::info!(user_id = %user.user.id, "password changed (page); sessions revoked");
             Done::SignedOut("password")
@@ -181,8 +196,8 @@ async fn change_password(state: &AppState, user: &SignedIn, params: &Params) -> 
 
 /// Ends this browser's sign-in session as `/logout` does: its families
 /// without `offline_access` revoked, back-channel notices sent.
-async fn sign_out(state: &AppState, user: &SignedIn) -> Done {
-    match state.logout.end_session(&user.session_id).await {
+async fn sign_out(state: &AppState, user: &SignedIn, client: std::net::IpAddr) -> Done {
+    match state.logout.end_session(&user.session_id, client).await {
         Ok(()) => Done::SignedOut("signed_out"),
         Err(e) => Done::Page(failure_page(state, DomainError::Store(e))),
     }

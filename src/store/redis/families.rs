@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::keys::{
-    consents_key, family_key, family_tokens_key, revoked_access_key, session_families_key,
-    user_epoch_key, user_families_key,
+    client_families_key, consents_key, family_key, family_tokens_key, revoked_access_key,
+    session_families_key, user_epoch_key, user_families_key,
 };
 use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
@@ -158,6 +158,23 @@ impl FamilyStore for RedisStore {
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await?;
+            // The client's index, so deleting the client can revoke them.
+            let client = client_families_key(&f.client_id);
+            redis::pipe()
+                .sadd(&client, &f.id)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&client)
+                .arg(f.keep_until)
+                .arg("NX")
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&client)
+                .arg(f.keep_until)
+                .arg("GT")
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
             // A browser session's index, for `/logout` (a login through the
             // user API is its own session: its family id is the session id).
             if f.session_id != f.id {
@@ -270,6 +287,38 @@ impl FamilyStore for RedisStore {
         self.run(async move { invocation.invoke_async::<i64>(&mut conn).await })
             .await
             .map(|_| ())
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let key = client_families_key(client_id);
+        let mut cursor = 0u64;
+        let mut revoked = 0u64;
+        // SSCAN in batches: a client may have many families, and one
+        // SMEMBERS would answer them all at once.
+        loop {
+            let mut conn = self.conn.clone();
+            let scan_key = key.clone();
+            let (next, families): (u64, Vec<String>) = self
+                .run(async move {
+                    redis::cmd("SSCAN")
+                        .arg(scan_key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for family in families {
+                self.revoke_family(&family, now).await?;
+                revoked += 1;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(revoked)
     }
 
     async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError> {

@@ -51,3 +51,8 @@ pub(super) fn code_key(hash: &TokenHash) -> String {
 pub(super) fn session_families_key(sid: &str) -> String {
     format!("tessera:sess:{{{sid}}}:fams")
 }
+
+/// The families of one client, for revoking them when the client is deleted.
+pub(super) fn client_families_key(cid: &str) -> String {
+    format!("tessera:client:{{{cid}}}:fams")
+}

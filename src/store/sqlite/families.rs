@@ -217,6 +217,21 @@ impl FamilyStore for SqliteStore {
         .await
     }
 
+    async fn revoke_client(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let client_id = client_id.to_owned();
+        self.with_conn(move |c| {
+            let revoked = c
+                .cached_execute(
+                    "UPDATE refresh_families SET revoked_at = ?2 \
+                     WHERE client_id = ?1 AND revoked_at IS NULL",
+                    params![client_id, now],
+                )
+                .map_err(map_sqlite)?;
+            Ok(revoked as u64)
+        })
+        .await
+    }
+
     async fn credential_epoch(&self, user_id: &str) -> Result<u64, StoreError> {
         let user_id = user_id.to_owned();
         self.with_reader(move |c| {

@@ -9,11 +9,16 @@
 //!
 //! - `schema.rs`: migrations (`migrations/*.sql`, `PRAGMA user_version`);
 //! - `pool.rs`: the writer, the readers and the bounded busy policy;
-//! - `users.rs`: the [`UserStore`], [`ClientStore`] and [`Directory`] impls;
+//! - `users.rs`: the [`UserStore`] and [`Directory`] impls;
+//! - `clients.rs`: the [`ClientStore`] impl;
+//! - `events.rs`: the [`EventStore`](crate::store::EventStore) impl (the
+//!   audit trail, written in the transaction of the change it records);
 //! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
 //! - `state.rs`: codes, counters, consents and one-time codes;
 //! - `tokens.rs`: the [`TokenStore`](crate::store::TokenStore) impl (purge).
 
+mod clients;
+mod events;
 mod families;
 mod pool;
 mod schema;

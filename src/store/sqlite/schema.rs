@@ -1,20 +1,27 @@
 //! The schema: migrations applied in order, `PRAGMA user_version` recording
-//! how many have run.
+//! the number of the last one that ran.
 
 use rusqlite::Connection;
 
 use super::{Cached, internal, map_sqlite};
 use crate::store::StoreError;
 
-/// Applied in order; `PRAGMA user_version` records how many have run.
-/// Append only: never edit a migration that has shipped (a database that
-/// already ran it would not run it again).
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_initial.sql"),
-    include_str!("migrations/0002_counters_consents_otps.sql"),
-    include_str!("migrations/0003_credential_epochs.sql"),
-    include_str!("migrations/0004_openid_connect.sql"),
-    include_str!("migrations/0005_self_service.sql"),
+/// Applied in order of their numbers (the file's number, strictly
+/// increasing); `PRAGMA user_version` records the number of the last one
+/// run. Numbers are the files', so branches that each add one (0005, 0006)
+/// merge into one list without renumbering. Append only: never edit a
+/// migration that has shipped (a database that already ran it would not
+/// run it again).
+const MIGRATIONS: &[(usize, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        include_str!("migrations/0002_counters_consents_otps.sql"),
+    ),
+    (3, include_str!("migrations/0003_credential_epochs.sql")),
+    (4, include_str!("migrations/0004_openid_connect.sql")),
+    (5, include_str!("migrations/0005_self_service.sql")),
+    (6, include_str!("migrations/0006_admin_audit.sql")),
 ];
 
 /// Runs every migration `conn`'s database has not run yet, each in its own
@@ -23,14 +30,14 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let applied: usize = conn
         .cached_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
         .map_err(map_sqlite)? as usize;
-    if applied > MIGRATIONS.len() {
+    let latest = MIGRATIONS.last().map_or(0, |(number, _)| *number);
+    if applied > latest {
         return Err(internal(format!(
-            "database schema version {applied} is newer than this binary ({})",
-            MIGRATIONS.len()
+            "database schema version {applied} is newer than this binary ({latest})"
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let batch = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", index + 1);
+    for (number, sql) in MIGRATIONS.iter().filter(|(number, _)| *number > applied) {
+        let batch = format!("BEGIN; {sql}; PRAGMA user_version = {number}; COMMIT;");
         conn.execute_batch(&batch).map_err(map_sqlite)?;
     }
     Ok(())
@@ -45,10 +52,9 @@ mod tests {
     #[test]
     fn self_service_keeps_codes_consents_and_families_of_before() {
         let conn = Connection::open_in_memory().unwrap();
-        for (index, sql) in MIGRATIONS.iter().enumerate().take(4) {
+        for (number, sql) in MIGRATIONS.iter().take(4) {
             conn.execute_batch(&format!(
-                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-                index + 1
+                "BEGIN; {sql}; PRAGMA user_version = {number}; COMMIT;"
             ))
             .unwrap();
         }
@@ -97,5 +103,10 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn migration_numbers_strictly_increase() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

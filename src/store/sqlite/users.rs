@@ -1,28 +1,24 @@
-//! Users and clients in the embedded store.
+//! Users in the embedded store (each admin change with its audit event).
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use super::{BACKEND, Cached, SqliteStore, internal, map_sqlite};
+use super::events::insert_event;
+use super::{BACKEND, Cached, SqliteStore, map_sqlite};
 use crate::store::{
-    ClientRecord, ClientStore, Directory, ProfileChange, StoreError, UserRecord, UserStore,
+    AccountChange, Directory, EventRecord, ProfileChange, StoreError, UserQuery, UserRecord,
+    UserStore,
 };
 
-fn to_datetime(seconds: i64) -> rusqlite::Result<OffsetDateTime> {
+pub(super) fn to_datetime(seconds: i64) -> rusqlite::Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(seconds).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
     })
 }
 
-fn json_list(text: String) -> rusqlite::Result<Vec<String>> {
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
 const USER_COLUMNS: &str = "id, email, password_hash, fname, lname, gender, mobile, role, \
-     created_at, updated_at, email_verified";
+     created_at, updated_at, email_verified, disabled";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -37,37 +33,18 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         created_at: to_datetime(row.get(8)?)?,
         updated_at: to_datetime(row.get(9)?)?,
         email_verified: row.get(10)?,
-    })
-}
-
-const CLIENT_COLUMNS: &str = "id, name, secret_hash, first_party, redirect_uris, grant_types, \
-     scopes, access_token_ttl, refresh_token_ttl, created_at, post_logout_redirect_uris, \
-     backchannel_logout_uri";
-
-fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
-    Ok(ClientRecord {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        secret_hash: row.get(2)?,
-        first_party: row.get(3)?,
-        redirect_uris: json_list(row.get(4)?)?,
-        grant_types: json_list(row.get(5)?)?,
-        scopes: json_list(row.get(6)?)?,
-        access_token_ttl: row.get(7)?,
-        refresh_token_ttl: row.get(8)?,
-        created_at: to_datetime(row.get(9)?)?,
-        post_logout_redirect_uris: json_list(row.get(10)?)?,
-        backchannel_logout_uri: row.get(11)?,
+        disabled: row.get(11)?,
     })
 }
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        let u = user.clone();
+    async fn create_user(&self, user: &UserRecord, event: &EventRecord) -> Result<(), StoreError> {
+        let (u, event) = (user.clone(), event.clone());
         self.with_conn(move |c| {
-            c.cached_execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            let tx = c.transaction().map_err(map_sqlite)?;
+            tx.cached_execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
                 params![
                     u.id,
                     u.email,
@@ -79,11 +56,13 @@ impl UserStore for SqliteStore {
                     u.role,
                     u.created_at.unix_timestamp(),
                     u.updated_at.unix_timestamp(),
-                    u.email_verified
+                    u.email_verified,
+                    u.disabled
                 ],
             )
             .map_err(map_sqlite)?;
-            Ok(())
+            insert_event(&tx, &event)?;
+            tx.commit().map_err(map_sqlite)
         })
         .await
     }
@@ -188,89 +167,79 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn set_role(
+    async fn update_account(
         &self,
-        email: &str,
-        role: &str,
+        id: &str,
+        change: &AccountChange,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let (email, role) = (email.to_owned(), role.to_owned());
+        events: &[EventRecord],
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let (id, change, events) = (id.to_owned(), change.clone(), events.to_vec());
         self.with_conn(move |c| {
-            let changed = c
+            let tx = c.transaction().map_err(map_sqlite)?;
+            let changed = tx
                 .cached_execute(
-                    "UPDATE users SET role = ?2, updated_at = ?3 WHERE email = ?1",
-                    params![email, role, now.unix_timestamp()],
+                    "UPDATE users SET role = COALESCE(?2, role), \
+                     disabled = COALESCE(?3, disabled), updated_at = ?4 WHERE id = ?1",
+                    params![id, change.role, change.disabled, now.unix_timestamp()],
                 )
                 .map_err(map_sqlite)?;
-            Ok(changed == 1)
+            if changed != 1 {
+                return Ok(None);
+            }
+            for event in &events {
+                insert_event(&tx, event)?;
+            }
+            let user = select_user(&tx, &id)?;
+            tx.commit().map_err(map_sqlite)?;
+            Ok(user)
         })
         .await
     }
 
-    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
+    async fn delete_user(&self, id: &str, events: &[EventRecord]) -> Result<bool, StoreError> {
+        let (id, events) = (id.to_owned(), events.to_vec());
         self.with_conn(move |c| {
-            // One statement: its own transaction, all or nothing.
-            c.cached_execute("DELETE FROM users WHERE id = ?1", [&id])
-                .map(|deleted| deleted == 1)
-                .map_err(map_sqlite)
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl ClientStore for SqliteStore {
-    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
-        let cl = client.clone();
-        self.with_conn(move |c| {
-            let list = |v: &Vec<String>| serde_json::to_string(v).map_err(internal);
-            c.cached_execute(
-                &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-                params![
-                    cl.id,
-                    cl.name,
-                    cl.secret_hash,
-                    cl.first_party,
-                    list(&cl.redirect_uris)?,
-                    list(&cl.grant_types)?,
-                    list(&cl.scopes)?,
-                    cl.access_token_ttl,
-                    cl.refresh_token_ttl,
-                    cl.created_at.unix_timestamp(),
-                    list(&cl.post_logout_redirect_uris)?,
-                    cl.backchannel_logout_uri
-                ],
-            )
-            .map_err(map_sqlite)?;
-            Ok(())
+            let tx = c.transaction().map_err(map_sqlite)?;
+            let deleted = tx
+                .cached_execute("DELETE FROM users WHERE id = ?1", [&id])
+                .map_err(map_sqlite)?
+                == 1;
+            if deleted {
+                for event in &events {
+                    insert_event(&tx, event)?;
+                }
+            }
+            tx.commit().map_err(map_sqlite)?;
+            Ok(deleted)
         })
         .await
     }
 
-    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let id = id.to_owned();
+    async fn list_users(&self, query: &UserQuery) -> Result<Vec<UserRecord>, StoreError> {
+        let query = query.clone();
         self.with_reader(move |c| {
-            c.cached_row(
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"),
-                [&id],
-                client_from_row,
-            )
-            .optional()
-            .map_err(map_sqlite)
-        })
-        .await
-    }
-
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        self.with_reader(|c| {
+            let (after_email, after_id) = query.after.clone().unwrap_or_default();
+            // A range on the unique email index, continued after the last
+            // row of the previous page: no scan, whatever the page.
             let mut stmt = c
-                .prepare(&format!(
-                    "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE email >= ?1 AND email < ?2 AND (email, id) > (?3, ?4) \
+                     ORDER BY email, id LIMIT ?5"
                 ))
                 .map_err(map_sqlite)?;
             let rows = stmt
-                .query_map([], client_from_row)
+                .query_map(
+                    params![
+                        query.email_prefix,
+                        query.prefix_end(),
+                        after_email,
+                        after_id,
+                        query.limit as i64
+                    ],
+                    user_from_row,
+                )
                 .map_err(map_sqlite)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(map_sqlite)?;
@@ -279,13 +248,14 @@ impl ClientStore for SqliteStore {
         .await
     }
 
-    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.with_conn(move |c| {
-            let deleted = c
-                .cached_execute("DELETE FROM clients WHERE id = ?1", [id])
-                .map_err(map_sqlite)?;
-            Ok(deleted == 1)
+    async fn any_admin(&self) -> Result<bool, StoreError> {
+        self.with_reader(|c| {
+            c.cached_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(map_sqlite)
         })
         .await
     }

@@ -1,4 +1,10 @@
-//! The `tessera` command line: `serve` (default), `keys`, `users`.
+//! The `tessera` command line: `serve` (default), `keys`, `healthcheck`;
+//! the operator's `users`, `clients` and `events` commands are in
+//! `admin.rs`.
+
+mod admin;
+
+pub use admin::{ClientsCommand, EventsArgs, UsersCommand};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,10 +14,8 @@ use clap::{Parser, Subcommand};
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, SigningAlg};
 use crate::crypto::keys::{KeyDir, KeyError, KeySet};
-use crate::domain::DomainError;
-use crate::domain::clients::DEFAULT_USER_CLIENT_SCOPES;
-use crate::domain::clients::NewClient;
-use crate::{App, StartError};
+use crate::domain::audit::{Actor, Audit, Event, EventType};
+use crate::{App, StartError, Stores};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +44,8 @@ pub enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// List audit events, newest first.
+    Events(EventsArgs),
     /// Exit 0 if the local server is ready (`GET /readyz`), 1 if not: for
     /// container health checks, where no curl is installed.
     Healthcheck {
@@ -47,55 +53,6 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ClientsCommand {
-    /// Register a client; its secret is printed once.
-    Create {
-        #[arg(long)]
-        name: String,
-        /// A public client (no secret; PKCE required).
-        #[arg(long)]
-        public: bool,
-        /// A first-party client (skips the consent page).
-        #[arg(long)]
-        first_party: bool,
-        /// Allowed grant types: authorization_code, refresh_token, client_credentials.
-        #[arg(long = "grant", required = true)]
-        grants: Vec<String>,
-        /// Registered redirect URIs (exact match).
-        #[arg(long = "redirect-uri")]
-        redirect_uris: Vec<String>,
-        /// Scopes the client may request (repeat for several). Default for
-        /// clients with only user grants (authorization_code, refresh_token):
-        /// `email profile`, what the user API needs, as for the built-in
-        /// client. Required with client_credentials: a client's own tokens
-        /// carry only the scopes named here, and no default fits every API.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// Access-token lifetime for this client, seconds.
-        #[arg(long)]
-        access_token_ttl: Option<u64>,
-        /// Refresh-token idle lifetime for this client, seconds.
-        #[arg(long)]
-        refresh_token_ttl: Option<u64>,
-        /// Where `/logout` may send the browser back to (exact match; repeat for several).
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// Where a back-channel `logout_token` is POSTed when a session ends.
-        #[arg(long = "backchannel-logout-uri")]
-        backchannel_logout_uri: Option<String>,
-        /// Print `{"client_id", "client_secret"}` as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List clients.
-    List,
-    /// Show one client.
-    Show { client_id: String },
-    /// Delete a client.
-    Delete { client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,12 +87,6 @@ pub enum KeysCommand {
     List,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum UsersCommand {
-    /// Give a user a role, e.g. `tessera users set-role alice@example.com admin`.
-    SetRole { email: String, role: String },
-}
-
 /// Upper bound on tokio's blocking threads (see `run`).
 const MAX_BLOCKING_THREADS: usize = 16;
 
@@ -168,9 +119,10 @@ pub fn run() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
-            Command::Keys(command) => keys(config, command),
-            Command::Users(command) => users(config, command).await,
-            Command::Clients(command) => clients(config, command).await,
+            Command::Keys(command) => keys(config, command).await,
+            Command::Users(command) => admin::users(config, command).await,
+            Command::Clients(command) => admin::clients(config, command).await,
+            Command::Events(args) => admin::events(config, args).await,
             Command::Healthcheck { url } => healthcheck(&config, url).await,
         }
     });
@@ -215,7 +167,19 @@ async fn serve(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
+/// Records a key event in the configured user store (`keys rotate` and
+/// `retire` run beside a server, or on their own: the event is best effort).
+async fn record_key_event(config: &Config, event: Event) {
+    match Stores::open(config).await {
+        Ok(stores) => {
+            let audit = Audit::new(stores.users, Clock::system());
+            audit.record(Actor::Cli.stamp(event)).await;
+        }
+        Err(e) => eprintln!("tessera: warning: the audit event was not written: {e}"),
+    }
+}
+
+async fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
     let dir = KeyDir::new(&config.keys_dir);
     let now = Clock::system().now();
     match command {
@@ -238,6 +202,10 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
                 );
             }
             let meta = dir.rotate(alg, now, prepublish)?;
+            let event = Event::new(EventType::KeyRotated).detail(serde_json::json!({
+                "kid": meta.kid, "alg": meta.alg.as_str(), "activate_at": meta.activate_at,
+            }));
+            record_key_event(&config, event).await;
             println!(
                 "{}\t{}\tpublished now, signs from {}",
                 meta.kid,
@@ -247,6 +215,10 @@ fn keys(config: Config, command: KeysCommand) -> Result<(), StartError> {
         }
         KeysCommand::Retire { kid, unpublish } => {
             let meta = dir.retire(&kid, now, unpublish)?;
+            let event = Event::new(EventType::KeyRetired).detail(serde_json::json!({
+                "kid": meta.kid, "alg": meta.alg.as_str(), "unpublished": unpublish,
+            }));
+            record_key_event(&config, event).await;
             let until = if unpublish {
                 "unpublished now".to_owned()
             } else {
@@ -299,21 +271,6 @@ fn rfc3339(at: crate::clock::UnixTime) -> String {
         .unwrap_or_else(|| at.to_string())
 }
 
-async fn users(config: Config, command: UsersCommand) -> Result<(), StartError> {
-    match command {
-        UsersCommand::SetRole { email, role } => {
-            let app = App::build(config, Clock::system()).await?;
-            app.state
-                .users
-                .set_role(&email, &role)
-                .await
-                .map_err(StartError::SetRole)?;
-            println!("{email}: role set to {role}");
-        }
-    }
-    Ok(())
-}
-
 async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartError> {
     let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", config.listen.port()));
     let not_ready = StartError::NotReady;
@@ -332,117 +289,4 @@ async fn healthcheck(config: &Config, url: Option<String>) -> Result<(), StartEr
     } else {
         Err(not_ready(response.status().to_string()))
     }
-}
-
-/// The scopes of `clients create`: as given, else `email profile` for a
-/// client that only acts for users; a client_credentials client must name
-/// its scopes.
-fn scopes_or_default(scopes: Vec<String>, grants: &[String]) -> Result<Vec<String>, StartError> {
-    if !scopes.is_empty() {
-        return Ok(scopes);
-    }
-    if grants.iter().any(|g| g == "client_credentials") {
-        return Err(StartError::Clients(
-            "a client_credentials client needs --scope: name the scopes its \
-             tokens may carry (e.g. --scope reports.read)"
-                .into(),
-        ));
-    }
-    Ok(DEFAULT_USER_CLIENT_SCOPES
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect())
-}
-
-async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {
-    let mut command = command;
-    if let ClientsCommand::Create { scopes, grants, .. } = &mut command {
-        // Settled (or refused) before any store is opened.
-        *scopes = scopes_or_default(std::mem::take(scopes), grants)?;
-    }
-    let app = App::build(config, Clock::system()).await?;
-    let clients = &app.state.clients;
-    let failed = |e: &dyn std::fmt::Display| StartError::Clients(e.to_string());
-    match command {
-        ClientsCommand::Create {
-            name,
-            public,
-            first_party,
-            grants,
-            redirect_uris,
-            scopes,
-            access_token_ttl,
-            refresh_token_ttl,
-            post_logout_redirect_uris,
-            backchannel_logout_uri,
-            json,
-        } => {
-            let registered = clients
-                .register(NewClient {
-                    name,
-                    public,
-                    first_party,
-                    grant_types: grants,
-                    redirect_uris,
-                    scopes,
-                    access_token_ttl,
-                    refresh_token_ttl,
-                    post_logout_redirect_uris,
-                    backchannel_logout_uri,
-                })
-                .await
-                .map_err(|e| match e {
-                    DomainError::Validation(errors) => {
-                        failed(&format!("invalid client: {errors:?}"))
-                    }
-                    other => failed(&other),
-                })?;
-            let id = &registered.client.id;
-            if json {
-                let mut out = serde_json::json!({ "client_id": id });
-                if let Some(secret) = &registered.secret {
-                    out["client_secret"] = serde_json::json!(secret);
-                }
-                println!("{out}");
-            } else {
-                println!("client_id:     {id}");
-                if let Some(secret) = &registered.secret {
-                    println!("client_secret: {secret}   (shown once; store it now)");
-                }
-            }
-        }
-        ClientsCommand::List => {
-            for client in clients.list().await.map_err(|e| failed(&e))? {
-                let kind = if client.is_public() {
-                    "public"
-                } else {
-                    "confidential"
-                };
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    client.id,
-                    kind,
-                    client.grant_types.join(","),
-                    client.name
-                );
-            }
-        }
-        ClientsCommand::Show { client_id } => {
-            let client = clients
-                .get(&client_id)
-                .await
-                .map_err(|e| failed(&e))?
-                .ok_or_else(|| failed(&"no such client"))?;
-            let view = crate::http::admin::ClientView::from(client);
-            let view = serde_json::to_string_pretty(&view).map_err(|e| failed(&e))?;
-            println!("{view}");
-        }
-        ClientsCommand::Delete { client_id } => {
-            if !clients.delete(&client_id).await.map_err(|e| failed(&e))? {
-                return Err(failed(&"no such client"));
-            }
-            println!("deleted {client_id}");
-        }
-    }
-    Ok(())
 }

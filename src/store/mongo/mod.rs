@@ -1,10 +1,20 @@
-//! The MongoDB user store (production): collections `users` and `clients`.
+//! The MongoDB user store (production): collections `users`, `clients`
+//! (`clients.rs`) and `events` (`events.rs`, the audit trail).
 //!
 //! Documents keep the field names of the original Node/Mongoose service
 //! (`password`, `fname`, `lname`, `gender`, `mobile`, `role`, `createdAt`,
 //! `updatedAt`), so its users log in unchanged (see docs/migration.md).
 //! Writes use majority write concern and retryable writes; every operation
-//! is bounded by a timeout; every query is by `_id` or the unique `email`.
+//! is bounded by a timeout; every query is by `_id`, the unique `email` (or
+//! a range of it), or an indexed field of the events.
+//!
+//! A standalone MongoDB has no multi-document transactions: a change and
+//! its audit event are two writes, the change first (an event is never
+//! written for a change that did not happen; a failed event write is
+//! logged and counted).
+
+mod clients;
+mod events;
 
 use std::time::Duration;
 
@@ -16,7 +26,8 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use time::OffsetDateTime;
 
 use crate::store::{
-    ClientRecord, ClientStore, Directory, ProfileChange, StoreError, UserRecord, UserStore,
+    AccountChange, Directory, EventRecord, EventStore, ProfileChange, StoreError, UserQuery,
+    UserRecord, UserStore,
 };
 
 const BACKEND: &str = "mongodb";
@@ -24,12 +35,13 @@ const BACKEND: &str = "mongodb";
 /// Upper bound on any one operation, server selection included.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// MongoDB-backed [`UserStore`] and [`ClientStore`].
+/// MongoDB-backed [`UserStore`], `ClientStore` and [`EventStore`].
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
     users: Collection<Document>,
     clients: Collection<Document>,
+    events: Collection<Document>,
 }
 
 fn map_mongo(e: mongodb::error::Error) -> StoreError {
@@ -56,7 +68,7 @@ fn map_mongo(e: mongodb::error::Error) -> StoreError {
 }
 
 /// Runs one operation within [`OP_TIMEOUT`], mapping its errors.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     work: impl std::future::IntoFuture<Output = mongodb::error::Result<T>>,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(OP_TIMEOUT, work.into_future()).await {
@@ -68,18 +80,18 @@ async fn bounded<T>(
     }
 }
 
-fn corrupt(why: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(why: impl std::fmt::Display) -> StoreError {
     StoreError::Internal {
         backend: BACKEND,
         reason: format!("unreadable document: {why}"),
     }
 }
 
-fn to_bson_time(t: OffsetDateTime) -> DateTime {
+pub(super) fn to_bson_time(t: OffsetDateTime) -> DateTime {
     DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn from_bson_time(value: Option<&Bson>) -> OffsetDateTime {
+pub(super) fn from_bson_time(value: Option<&Bson>) -> OffsetDateTime {
     match value {
         Some(Bson::DateTime(d)) => {
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000)
@@ -120,44 +132,10 @@ fn user_from(document: &Document) -> Result<UserRecord, StoreError> {
         mobile,
         role: text(document, "role").unwrap_or_else(|| "user".to_owned()),
         email_verified: document.get_bool("email_verified").unwrap_or(false),
+        // Documents from before accounts could be disabled have no field.
+        disabled: document.get_bool("disabled").unwrap_or(false),
         created_at: from_bson_time(document.get("createdAt")),
         updated_at: from_bson_time(document.get("updatedAt").or(document.get("createdAt"))),
-    })
-}
-
-fn client_from(document: &Document) -> Result<ClientRecord, StoreError> {
-    let list = |key: &str| -> Vec<String> {
-        document
-            .get_array(key)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let ttl = |key: &str| {
-        document
-            .get_i64(key)
-            .ok()
-            .and_then(|v| u64::try_from(v).ok())
-    };
-    Ok(ClientRecord {
-        id: document.get_str("_id").map_err(corrupt)?.to_owned(),
-        name: document.get_str("name").map_err(corrupt)?.to_owned(),
-        secret_hash: document.get_str("secret_hash").ok().map(str::to_owned),
-        first_party: document.get_bool("first_party").unwrap_or(false),
-        redirect_uris: list("redirect_uris"),
-        grant_types: list("grant_types"),
-        scopes: list("scopes"),
-        access_token_ttl: ttl("access_token_ttl"),
-        refresh_token_ttl: ttl("refresh_token_ttl"),
-        post_logout_redirect_uris: list("post_logout_redirect_uris"),
-        backchannel_logout_uri: document
-            .get_str("backchannel_logout_uri")
-            .ok()
-            .map(str::to_owned),
-        created_at: from_bson_time(document.get("createdAt")),
     })
 }
 
@@ -190,6 +168,7 @@ impl MongoStore {
         let store = Self {
             users: db.collection("users"),
             clients: db.collection("clients"),
+            events: db.collection("events"),
             db,
         };
         store.ensure_indexes().await?;
@@ -212,7 +191,16 @@ impl MongoStore {
             .options(IndexOptions::builder().name("role".to_owned()).build())
             .build();
         bounded(self.users.create_index(by_role)).await?;
-        Ok(())
+        self.ensure_event_indexes().await
+    }
+
+    /// Writes the audit event of a change that has happened. Best effort:
+    /// the change stands whether or not its event could be written.
+    async fn record_after_change(&self, event: &EventRecord) {
+        if let Err(e) = self.append_event(event).await {
+            metrics::counter!("tessera_audit_write_failures_total").increment(1);
+            tracing::error!(event_type = %event.kind, error = %e, "audit event not written");
+        }
     }
 
     async fn update_returning(
@@ -235,7 +223,7 @@ impl MongoStore {
 
 #[async_trait]
 impl UserStore for MongoStore {
-    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+    async fn create_user(&self, user: &UserRecord, event: &EventRecord) -> Result<(), StoreError> {
         let oid = object_id(&user.id).ok_or_else(|| corrupt("user id is not an ObjectId"))?;
         let mut document = doc! {
             "_id": oid,
@@ -245,6 +233,7 @@ impl UserStore for MongoStore {
             "lname": &user.lname,
             "role": &user.role,
             "email_verified": user.email_verified,
+            "disabled": user.disabled,
             "createdAt": to_bson_time(user.created_at),
             "updatedAt": to_bson_time(user.updated_at),
         };
@@ -254,7 +243,9 @@ impl UserStore for MongoStore {
         if let Some(mobile) = &user.mobile {
             document.insert("mobile", mobile);
         }
-        bounded(self.users.insert_one(document)).await.map(|_| ())
+        bounded(self.users.insert_one(document)).await?;
+        self.record_after_change(event).await;
+        Ok(())
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -329,83 +320,73 @@ impl UserStore for MongoStore {
         .await
     }
 
-    async fn set_role(
+    async fn update_account(
         &self,
-        email: &str,
-        role: &str,
+        id: &str,
+        change: &AccountChange,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let result = bounded(self.users.update_one(
-            doc! {"email": email},
-            doc! {"$set": {"role": role, "updatedAt": to_bson_time(now)}},
-        ))
-        .await?;
-        Ok(result.matched_count == 1)
+        events: &[EventRecord],
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut set = doc! {"updatedAt": to_bson_time(now)};
+        if let Some(role) = &change.role {
+            set.insert("role", role);
+        }
+        if let Some(disabled) = change.disabled {
+            set.insert("disabled", disabled);
+        }
+        let updated = self.update_returning(id, set).await?;
+        if updated.is_some() {
+            for event in events {
+                self.record_after_change(event).await;
+            }
+        }
+        Ok(updated)
     }
 
-    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_user(&self, id: &str, events: &[EventRecord]) -> Result<bool, StoreError> {
         let Some(oid) = object_id(id) else {
             return Ok(false);
         };
         // A user is one document, and MongoDB writes one document
-        // atomically: no transaction is needed (see docs/security.md).
+        // atomically (see docs/security.md).
         let result = bounded(self.users.delete_one(doc! {"_id": oid})).await?;
-        Ok(result.deleted_count == 1)
-    }
-}
-
-#[async_trait]
-impl ClientStore for MongoStore {
-    async fn create_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
-        let mut document = doc! {
-            "_id": &client.id,
-            "name": &client.name,
-            "first_party": client.first_party,
-            "redirect_uris": &client.redirect_uris,
-            "grant_types": &client.grant_types,
-            "scopes": &client.scopes,
-            "post_logout_redirect_uris": &client.post_logout_redirect_uris,
-            "createdAt": to_bson_time(client.created_at),
-        };
-        if let Some(hash) = &client.secret_hash {
-            document.insert("secret_hash", hash);
-        }
-        if let Some(uri) = &client.backchannel_logout_uri {
-            document.insert("backchannel_logout_uri", uri);
-        }
-        for (key, ttl) in [
-            ("access_token_ttl", client.access_token_ttl),
-            ("refresh_token_ttl", client.refresh_token_ttl),
-        ] {
-            if let Some(ttl) = ttl {
-                document.insert(key, i64::try_from(ttl).unwrap_or(i64::MAX));
+        let deleted = result.deleted_count == 1;
+        if deleted {
+            for event in events {
+                self.record_after_change(event).await;
             }
         }
-        bounded(self.clients.insert_one(document)).await.map(|_| ())
+        Ok(deleted)
     }
 
-    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let found = bounded(self.clients.find_one(doc! {"_id": id})).await?;
-        found.as_ref().map(client_from).transpose()
-    }
-
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+    async fn list_users(&self, query: &UserQuery) -> Result<Vec<UserRecord>, StoreError> {
         use futures_util::TryStreamExt;
-        // Clients are few (registered by operators); the limit keeps the scan bounded.
+        // A range of the unique email index: `[prefix, prefix + U+10FFFF)`
+        // needs no regex (nothing to escape) and is never a scan. Emails are
+        // unique, so the keyset continues after the last email alone.
+        let mut range = doc! {"$lt": query.prefix_end()};
+        match &query.after {
+            Some((email, _)) if *email >= query.email_prefix => {
+                range.insert("$gt", email);
+            }
+            _ => {
+                range.insert("$gte", &query.email_prefix);
+            }
+        }
         let cursor = bounded(
-            self.clients
-                .find(doc! {})
-                .sort(doc! {"createdAt": 1, "_id": 1})
-                .limit(10_000),
+            self.users
+                .find(doc! {"email": range})
+                .sort(doc! {"email": 1})
+                .limit(i64::try_from(query.limit).unwrap_or(i64::MAX)),
         )
         .await?;
         let documents: Vec<Document> = bounded(cursor.try_collect()).await?;
-        documents.iter().map(client_from).collect()
+        documents.iter().map(user_from).collect()
     }
 
-    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-        let result = bounded(self.clients.delete_one(doc! {"_id": id})).await?;
-        Ok(result.deleted_count == 1)
+    async fn any_admin(&self) -> Result<bool, StoreError> {
+        let found = bounded(self.users.find_one(doc! {"role": "admin"})).await?;
+        Ok(found.is_some())
     }
 }
 

@@ -1,4 +1,9 @@
-//! OAuth clients: registration, lookup and authentication.
+//! OAuth clients: registration, lookup and authentication; changes,
+//! secret rotation and deletion are in `changes.rs`.
+
+mod changes;
+
+pub use changes::{ClientPatch, MAX_SECRET_GRACE};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,11 +12,12 @@ use oxide_auth::primitives::registrar::{PasswordPolicy, RegistrarError};
 
 use crate::clock::Clock;
 use crate::crypto::secret::{constant_time_eq, generate_client_secret, random_token, sha256_hex};
+use crate::domain::audit::{Actor, Audit, Event, EventType};
 use crate::domain::throttle::{Limit, Throttle, address_bucket};
 use crate::domain::tokens::FIRST_PARTY_CLIENT_ID;
 use crate::domain::validate::Checks;
 use crate::domain::{DomainError, GrantError, scope};
-use crate::store::{ClientRecord, ClientStore, StoreError};
+use crate::store::{ClientRecord, ClientStore, FamilyStore, StoreError};
 
 /// The scopes a client that acts for users is registered with when none
 /// are named (`tessera clients create` without `--scope`).
@@ -100,8 +106,11 @@ pub struct RegisteredClient {
 /// Registers, finds and authenticates clients.
 pub struct ClientService {
     store: Arc<dyn ClientStore>,
+    /// The token store's families: a deleted client's are revoked.
+    families: Arc<dyn FamilyStore>,
     clock: Clock,
     throttle: Throttle,
+    audit: Arc<Audit>,
 }
 
 /// Failed client authentications per client address before 429s.
@@ -122,6 +131,8 @@ pub fn first_party_client() -> ClientRecord {
         id: FIRST_PARTY_CLIENT_ID.to_owned(),
         name: "Tessera user API".to_owned(),
         secret_hash: None,
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
         first_party: true,
         redirect_uris: Vec::new(),
         grant_types: vec!["refresh_token".to_owned()],
@@ -139,22 +150,37 @@ pub fn first_party_client() -> ClientRecord {
 }
 
 impl ClientService {
-    pub fn new(store: Arc<dyn ClientStore>, clock: Clock, throttle: Throttle) -> Self {
+    pub fn new(
+        store: Arc<dyn ClientStore>,
+        families: Arc<dyn FamilyStore>,
+        clock: Clock,
+        throttle: Throttle,
+        audit: Arc<Audit>,
+    ) -> Self {
         Self {
             store,
+            families,
             clock,
             throttle,
+            audit,
         }
     }
 
-    /// Validates and stores a client; confidential clients get a secret.
-    pub async fn register(&self, new: NewClient) -> Result<RegisteredClient, DomainError> {
+    /// Validates and stores a client (with its `client_created` event);
+    /// confidential clients get a secret.
+    pub async fn register(
+        &self,
+        new: NewClient,
+        actor: Actor<'_>,
+    ) -> Result<RegisteredClient, DomainError> {
         validate(&new).map_err(DomainError::Validation)?;
         let secret = (!new.public).then(generate_client_secret);
         let client = ClientRecord {
             id: random_token::<16>(),
             name: new.name.trim().to_owned(),
             secret_hash: secret.as_ref().map(|s| sha256_hex(s.as_bytes())),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
             first_party: new.first_party,
             redirect_uris: new.redirect_uris,
             grant_types: dedup(new.grant_types),
@@ -165,7 +191,12 @@ impl ClientService {
             backchannel_logout_uri: new.backchannel_logout_uri,
             created_at: self.clock.now_datetime(),
         };
-        self.store.create_client(&client).await?;
+        let event = Event::new(EventType::ClientCreated)
+            .client(&client.id)
+            .detail(serde_json::json!({"name": client.name, "public": client.is_public()}));
+        let record = self.audit.stamp(actor.stamp(event));
+        self.store.create_client(&client, &record).await?;
+        self.audit.emit(&record);
         Ok(RegisteredClient { client, secret })
     }
 
@@ -179,14 +210,6 @@ impl ClientService {
 
     pub async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
         self.store.list_clients().await
-    }
-
-    /// False if there was no such client. The built-in client cannot be deleted.
-    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        if id == FIRST_PARTY_CLIENT_ID {
-            return Ok(false);
-        }
-        self.store.delete_client(id).await
     }
 
     /// The client if `credentials` prove it, else `invalid_client`.
@@ -231,9 +254,27 @@ impl ClientService {
             .await?
             .ok_or(GrantError::InvalidClient)?;
         match (&client.secret_hash, secret) {
-            (Some(stored), Some(secret)) => Sha256Secrets
-                .check(client_id, secret.as_bytes(), stored.as_bytes())
-                .map_err(|_| GrantError::InvalidClient)?,
+            (Some(stored), Some(secret)) => {
+                // Both digests are compared, in constant time, while a
+                // rotation's grace lasts (`|`, not `||`: no early exit).
+                let current = Sha256Secrets
+                    .check(client_id, secret.as_bytes(), stored.as_bytes())
+                    .is_ok();
+                let previous = match (
+                    &client.previous_secret_hash,
+                    client.previous_secret_expires_at,
+                ) {
+                    (Some(previous), Some(until)) if until > self.clock.now_datetime() => {
+                        Sha256Secrets
+                            .check(client_id, secret.as_bytes(), previous.as_bytes())
+                            .is_ok()
+                    }
+                    _ => false,
+                };
+                if !(current | previous) {
+                    return Err(GrantError::InvalidClient);
+                }
+            }
             (None, None) => {}
             // A confidential client must prove its secret; a public client has none to show.
             _ => return Err(GrantError::InvalidClient),
@@ -248,6 +289,7 @@ fn dedup(mut items: Vec<String>) -> Vec<String> {
     items
 }
 
+/// The rules of a client's settings, at registration and at every change.
 fn validate(new: &NewClient) -> Result<(), crate::domain::FieldErrors> {
     let mut checks = Checks::default();
     let name = new.name.trim();
