@@ -83,8 +83,8 @@ pub struct ProfileChange {
     pub gender: Option<String>,
 }
 
-/// A registered OAuth client.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A registered OAuth client. Its `Debug` leaves the secret digests out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientRecord {
     pub id: String,
     pub name: String,
@@ -105,6 +105,19 @@ pub struct ClientRecord {
     /// Where a back-channel `logout_token` is POSTed when a session ends.
     pub backchannel_logout_uri: Option<String>,
     pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("public", &self.is_public())
+            .field("first_party", &self.first_party)
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientRecord {
