@@ -279,6 +279,19 @@ fn string(value: &Value, key: &str) -> String {
     value[key].as_str().expect(key).to_owned()
 }
 
+/// The audit events of `kind` about `user_id`, as an admin reads them.
+async fn events_of(app: &TestApp, kind: &str, user_id: &str) -> Vec<Value> {
+    let admin = app.admin_token(&format!("auditor-{kind}")).await;
+    let response = app
+        .get_auth(
+            &format!("/api/admin/events?type={kind}&user_id={user_id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    body(response).await["items"].as_array().unwrap().clone()
+}
+
 async fn sessions_are_listed_newest_first_with_names_and_current(backend: Backend) {
     let app = TestApp::spawn_on(backend).await;
     let user = app.user("sessions").await;
@@ -367,6 +380,13 @@ async fn revoking_one_session_leaves_the_others(backend: Backend) {
     );
     let listed = sessions(&app, &access).await;
     assert!(listed.iter().all(|s| s["id"] != first.as_str()));
+    // Recorded: by the user themselves (no actor), with the address.
+    let recorded = events_of(&app, "session_revoked", &user.id).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["client_id"], "tessera");
+    assert_eq!(recorded[0]["detail"]["session"], first.as_str());
+    assert!(recorded[0]["detail"].get("actor").is_none());
+    assert!(recorded[0]["ip"].is_string());
     // An ended session is gone: 404.
     assert_problem(
         send(&app, reqwest::Method::DELETE, &path, &access).await,
@@ -495,6 +515,9 @@ async fn revoking_a_consent_asks_again_and_ends_that_clients_sessions(backend: B
     )
     .await;
     assert_eq!(listed, json!([]));
+    let recorded = events_of(&app, "consent_revoked", &user.id).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["client_id"], client_id.as_str());
     // The browser session lives, but the client must ask again.
     let again = browser.authorize().await;
     assert_eq!(again.status(), StatusCode::OK, "the consent page, no code");
@@ -567,6 +590,9 @@ async fn email_verification_with_a_mailed_code(backend: Backend) {
     assert_problem(verify(&app, &user, &code).await, 400, "invalid_otp").await;
     let me = body(app.get_auth("/api/users/me", &user.access_token).await).await;
     assert_eq!(me["email_verified"], true);
+    let recorded = events_of(&app, "email_verified", &user.id).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(!recorded[0].to_string().contains(&code));
 }
 
 async fn verification_codes_burn_and_expire(backend: Backend) {
@@ -746,6 +772,11 @@ async fn deleting_the_account_leaves_nothing_alive(backend: Backend) {
         OtpCheck::NoCode
     );
     assert!(store.credential_epoch(&user.id).await.unwrap() > 0);
+    // Recorded with the deletion, by the user themselves.
+    let recorded = events_of(&app, "user_deleted", &user.id).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(recorded[0]["detail"].get("actor").is_none());
+    assert!(!recorded[0].to_string().contains(PASSWORD));
     assert_problem(
         post_from(
             &app,

@@ -50,6 +50,7 @@ async fn operators_manage_users_clients_and_read_events() {
     let listed = json_of(&tessera(&app, &["users", "list", "--q", prefix, "--json"]));
     assert_eq!(listed["items"][0]["disabled"], true);
     assert!(tessera(&app, &["users", "enable", &email]).status.success());
+
     let unknown = tessera(&app, &["users", "disable", "nobody@example.com"]);
     assert!(!unknown.status.success());
     let bad_limit = tessera(&app, &["users", "list", "--limit", "500"]);
@@ -128,4 +129,29 @@ async fn operators_manage_users_clients_and_read_events() {
     let bad = tessera(&app, &["events", "--type", "nope"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("type"));
+}
+
+#[tokio::test]
+async fn operators_delete_users() {
+    let mut app = TestApp::spawn().await;
+    let email = unique_email("cli-deleted");
+    assert!(app.signup(&email, PASSWORD).await.status().is_success());
+    app.shutdown().await;
+
+    let deleted = tessera(&app, &["users", "delete", &email.to_uppercase()]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let listed = json_of(&tessera(&app, &["users", "list", "--q", &email, "--json"]));
+    assert_eq!(listed["items"], serde_json::json!([]));
+    let again = tessera(&app, &["users", "delete", &email]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no such user"));
+    let events = json_of(&tessera(
+        &app,
+        &["events", "--type", "user_deleted", "--json"],
+    ));
+    assert_eq!(events["items"][0]["detail"]["actor"], "cli");
 }

@@ -1,7 +1,7 @@
 //! `/api/admin/users` on every backend: prefix listing with keyset pages
 //! (stable under concurrent signups), show, role and disabled changes, and
 //! what disabling does to every way in (tokens, refresh, codes, the browser
-//! session, logins, password resets).
+//! session, logins, password resets); a user's sessions and deletion.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -522,6 +522,155 @@ async fn bootstrap_admin_is_made_at_start_once(backend: Backend) {
     );
 }
 
+async fn admin_events(app: &TestApp, admin: &str, kind: &str, user_id: &str) -> Vec<Value> {
+    let response = app
+        .get_auth(
+            &format!("/api/admin/events?type={kind}&user_id={user_id}"),
+            admin,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    body(response).await["items"].as_array().unwrap().clone()
+}
+
+async fn id_of(app: &TestApp, token: &str) -> String {
+    body(app.get_auth("/api/users/me", token).await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn admins_see_and_end_a_users_sessions(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let admin = app.admin_token("session-admin").await;
+    let admin_id = id_of(&app, &admin).await;
+    let user = app.user("sessions-by-admin").await;
+    let second = body(app.login(&user.email, PASSWORD).await).await;
+    let path = format!("/api/admin/users/{}/sessions", user.id);
+
+    let listed = app.get_auth(&path, &admin).await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    let listed = body(listed).await;
+    let items = listed.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    for session in items {
+        assert_eq!(session["client_id"], "tessera");
+        assert_eq!(session["current"], false, "the admin's token is not theirs");
+        assert!(session["created_at"].is_string() && session["last_used_at"].is_string());
+    }
+    // Not with the user's own token, nor for a user that does not exist.
+    assert_problem(
+        app.get_auth(&path, &user.access_token).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    let nobody = "/api/admin/users/0123456789abcdef01234567/sessions";
+    assert_problem(app.get_auth(nobody, &admin).await, 404, "user_not_found").await;
+    assert_problem(
+        app.send_json_auth(Method::DELETE, nobody, &admin, None)
+            .await,
+        404,
+        "user_not_found",
+    )
+    .await;
+
+    let ended = app
+        .send_json_auth(Method::DELETE, &path, &admin, None)
+        .await;
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    assert_invalid_token(app.get_auth("/api/users/me", &user.access_token).await).await;
+    assert_oauth_error(refresh(&app, &user).await, 400, "invalid_grant").await;
+    let second_refresh = app
+        .post_form(
+            "/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tessera"),
+                ("refresh_token", second["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_oauth_error(second_refresh, 400, "invalid_grant").await;
+    assert_eq!(body(app.get_auth(&path, &admin).await).await, json!([]));
+    // The user can sign in again: ending sessions is not disabling.
+    assert_eq!(
+        app.login(&user.email, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    let recorded = admin_events(&app, &admin, "session_revoked", &user.id).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["detail"]["actor"], admin_id.as_str());
+    assert_eq!(recorded[0]["detail"]["session"], "all");
+}
+
+async fn admins_delete_users(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let admin = app.admin_token("deleting-admin").await;
+    let admin_id = id_of(&app, &admin).await;
+    let user = app.user("deleted-by-admin").await;
+    let path = format!("/api/admin/users/{}", user.id);
+
+    // Not with the user's own token; never the admin's own account.
+    assert_problem(
+        app.send_json_auth(Method::DELETE, &path, &user.access_token, None)
+            .await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    let own = format!("/api/admin/users/{admin_id}");
+    assert_problem(
+        app.send_json_auth(Method::DELETE, &own, &admin, None).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    let deleted = app
+        .send_json_auth(Method::DELETE, &path, &admin, None)
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_invalid_token(app.get_auth("/api/users/me", &user.access_token).await).await;
+    assert_oauth_error(refresh(&app, &user).await, 400, "invalid_grant").await;
+    assert_problem(
+        app.login(&user.email, PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(app.get_auth(&path, &admin).await, 404, "user_not_found").await;
+    assert_problem(
+        app.send_json_auth(Method::DELETE, &path, &admin, None)
+            .await,
+        404,
+        "user_not_found",
+    )
+    .await;
+    for hostile in ["../../etc/passwd", "%00", &"a".repeat(10_000)] {
+        let response = app
+            .send_json_auth(
+                Method::DELETE,
+                &format!("/api/admin/users/{hostile}"),
+                &admin,
+                None,
+            )
+            .await;
+        assert!(
+            matches!(response.status().as_u16(), 404 | 414 | 431),
+            "{hostile:.20}: {}",
+            response.status()
+        );
+    }
+
+    let recorded = admin_events(&app, &admin, "user_deleted", &user.id).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["detail"]["actor"], admin_id.as_str());
+    assert!(recorded[0]["ip"].is_string());
+}
+
 crate::on_every_backend!(
     pages_lists_each_user_once_under_concurrent_signups,
     hostile_listing_parameters_are_422,
@@ -529,4 +678,6 @@ crate::on_every_backend!(
     disabling_ends_every_way_in,
     non_admin_and_third_party_tokens_are_refused,
     bootstrap_admin_is_made_at_start_once,
+    admins_see_and_end_a_users_sessions,
+    admins_delete_users,
 );
