@@ -49,7 +49,7 @@ pub struct ConsentInfo {
 /// Family ids are 24 hex digits (as ObjectIds): anything else names no
 /// session, and is answered without a store round trip.
 fn is_family_id(id: &str) -> bool {
-    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    crate::domain::page::is_id(id)
 }
 
 /// Client ids are short and printable; anything else names no client.
@@ -275,10 +275,14 @@ impl AccountService {
             // As with disabling: an admin does not delete their own account here.
             return Err(DomainError::field("id", "cannot be your own account"));
         }
-        if self.users.user_by_id(user_id).await?.is_none() {
+        if !crate::domain::page::is_id(user_id) {
             return Ok(false);
         }
-        self.erase(user_id, actor).await
+        match self.users.user_by_id(user_id).await? {
+            // Everything after the lookup keys by the id as stored.
+            Some(user) => self.erase(&user.id, actor).await,
+            None => Ok(false),
+        }
     }
 
     async fn user(&self, user_id: &str) -> Result<UserRecord, DomainError> {

@@ -15,6 +15,10 @@ use crate::store::{ClientRecord, StoreError, TokenStore};
 /// How long a remembered consent lasts, in seconds.
 pub const CONSENT_TTL: i64 = 30 * 24 * 3600;
 
+/// The window (seconds) in which one approval of a user, client and scope
+/// is recorded as an audit event.
+const CONSENT_EVENT_WINDOW: u64 = 15 * 60;
+
 /// The parameters of an authorization request that the pages carry along
 /// (through the sign-in and consent forms, to be validated again).
 pub const REQUEST_PARAMS: &[&str] = &[
@@ -329,12 +333,20 @@ impl Authorizer {
                 now + CONSENT_TTL,
             )
             .await?;
-        let event = Event::new(EventType::ConsentGranted)
-            .user(user_id)
-            .client(&request.client.id)
-            .ip(ip)
-            .detail(serde_json::json!({ "scope": request.scope }));
-        self.audit.record(event).await;
+        // One event per user, client and scope in 15 minutes: approving
+        // the same request in a loop does not fill the event store.
+        let key = format!(
+            "audit-consent:{user_id}:{}:{}",
+            request.client.id, request.scope
+        );
+        if self.store.hit(&key, CONSENT_EVENT_WINDOW, now).await? == 1 {
+            let event = Event::new(EventType::ConsentGranted)
+                .user(user_id)
+                .client(&request.client.id)
+                .ip(ip)
+                .detail(serde_json::json!({ "scope": request.scope }));
+            self.audit.record(event).await;
+        }
         Ok(())
     }
 

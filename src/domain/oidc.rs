@@ -95,7 +95,11 @@ impl Logout {
         if let Some(family) = ended.first() {
             event = event.user(&family.user_id);
         }
-        self.audit.record(event).await;
+        // Recorded when it revoked something: replaying an ended session's
+        // cookie (or a hint) in a loop writes nothing.
+        if ended.iter().any(|f| !f.kept) {
+            self.audit.record(event).await;
+        }
         let mut told = std::collections::BTreeSet::new();
         for family in ended {
             if !told.insert(family.client_id.clone()) {

@@ -70,9 +70,12 @@ pub fn paginate<T>(mut rows: Vec<T>, limit: usize, position: impl Fn(&T) -> Stri
     }
 }
 
-/// Whether `id` has the shape of our ids (24 hex digits).
+/// Whether `id` has the shape of our ids (24 lower-case hex digits). Upper
+/// case is refused: MongoDB would parse it to the same user, but the token
+/// store keys everything by the id as written, so a change made under an
+/// upper-case id would move an epoch that belongs to nobody.
 pub fn is_id(id: &str) -> bool {
-    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    id.len() == 24 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

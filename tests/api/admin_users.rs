@@ -261,7 +261,7 @@ pub fn form_of(html: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     fields
 }
 
-fn authorize_query(client_id: &str) -> Vec<(String, String)> {
+pub fn authorize_query(client_id: &str) -> Vec<(String, String)> {
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
     [
         ("response_type", "code"),
@@ -628,6 +628,31 @@ async fn admins_delete_users(backend: Backend) {
         "validation_failed",
     )
     .await;
+
+    // The id as stored, never another spelling of it: an upper-case id is
+    // no user (MongoDB would parse it, but the token store keys by the id).
+    let upper = format!("/api/admin/users/{}", user.id.to_uppercase());
+    for (method, path, body) in [
+        (Method::DELETE, upper.clone(), None),
+        (Method::GET, format!("{upper}/sessions"), None),
+        (Method::DELETE, format!("{upper}/sessions"), None),
+        (
+            Method::PATCH,
+            upper.clone(),
+            Some(json!({"disabled": true})),
+        ),
+    ] {
+        let response = app
+            .send_json_auth(method.clone(), &path, &admin, body.as_ref())
+            .await;
+        assert_problem(response, 404, "user_not_found").await;
+    }
+    assert_eq!(
+        app.get_auth("/api/users/me", &user.access_token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
 
     let deleted = app
         .send_json_auth(Method::DELETE, &path, &admin, None)

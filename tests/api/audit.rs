@@ -684,6 +684,25 @@ async fn consents_logouts_and_password_changes_are_recorded(backend: Backend) {
         exchange(&app, &client_id, &code).await.status(),
         StatusCode::OK
     );
+    // Approving the same request again (prompt=consent) within the window
+    // writes no second event: a loop of approvals cannot fill the store.
+    let mut query = crate::admin_users::authorize_query(&client_id);
+    query.push(("prompt".into(), "consent".into()));
+    let again = browser
+        .get(app.url("/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .unwrap();
+    let html = again.text().await.unwrap();
+    assert!(html.contains("decision"), "the consent page again");
+    let approved = browser
+        .post(app.url("/authorize"))
+        .form(&form_of(&html, &[("decision", "approve")]))
+        .send()
+        .await
+        .unwrap();
+    assert!(approved.status().is_redirection());
     // Sign out on the confirmation page.
     let page = browser.get(app.url("/logout")).send().await.unwrap();
     let html = page.text().await.unwrap();
