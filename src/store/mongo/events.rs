@@ -72,22 +72,7 @@ impl MongoStore {
 #[async_trait]
 impl EventStore for MongoStore {
     async fn append_event(&self, event: &EventRecord) -> Result<(), StoreError> {
-        let detail = Bson::try_from(event.detail.clone()).map_err(corrupt)?;
-        let mut document = doc! {
-            "_id": &event.id,
-            "at": to_bson_time(event.at),
-            "type": &event.kind,
-            "detail": detail,
-        };
-        for (key, value) in [
-            ("user_id", &event.user_id),
-            ("client_id", &event.client_id),
-            ("ip", &event.ip),
-        ] {
-            if let Some(value) = value {
-                document.insert(key, value);
-            }
-        }
+        let document = event_document(event)?;
         bounded(self.events.insert_one(document)).await.map(|_| ())
     }
 
@@ -112,4 +97,25 @@ impl EventStore for MongoStore {
         .await?;
         Ok(result.deleted_count)
     }
+}
+
+/// The stored document of an event.
+pub(super) fn event_document(event: &EventRecord) -> Result<Document, StoreError> {
+    let detail = Bson::try_from(event.detail.clone()).map_err(corrupt)?;
+    let mut document = doc! {
+        "_id": &event.id,
+        "at": to_bson_time(event.at),
+        "type": &event.kind,
+        "detail": detail,
+    };
+    for (key, value) in [
+        ("user_id", &event.user_id),
+        ("client_id", &event.client_id),
+        ("ip", &event.ip),
+    ] {
+        if let Some(value) = value {
+            document.insert(key, value);
+        }
+    }
+    Ok(document)
 }

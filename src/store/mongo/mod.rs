@@ -11,7 +11,9 @@
 //! A standalone MongoDB has no multi-document transactions: a change and
 //! its audit event are two writes, the change first (an event is never
 //! written for a change that did not happen; a failed event write is
-//! logged and counted).
+//! logged and counted). Deleting a user is the exception: on a replica set
+//! or sharded cluster the deletion and its event are one transaction, and
+//! only a standalone server falls back to the two writes.
 
 mod clients;
 mod events;
@@ -31,6 +33,13 @@ use crate::store::{
 };
 
 const BACKEND: &str = "mongodb";
+
+/// Whether the driver refused a transaction because the deployment has
+/// none (a standalone server).
+fn no_transactions(e: &mongodb::error::Error) -> bool {
+    matches!(e.kind.as_ref(), ErrorKind::Transaction { message, .. }
+        if message.starts_with("Transactions are not supported"))
+}
 
 /// Upper bound on any one operation, server selection included.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -203,6 +212,36 @@ impl MongoStore {
         }
     }
 
+    /// Deletes a user and writes their events in one transaction (a
+    /// replica set or sharded cluster). On a standalone server the driver
+    /// refuses to start it, with an error the caller falls back on.
+    async fn delete_in_transaction(
+        &self,
+        oid: ObjectId,
+        events: &[EventRecord],
+    ) -> mongodb::error::Result<bool> {
+        let mut session = self.db.client().start_session().await?;
+        session.start_transaction().await?;
+        let result = self
+            .users
+            .delete_one(doc! {"_id": oid})
+            .session(&mut session)
+            .await?;
+        let deleted = result.deleted_count == 1;
+        if deleted {
+            for event in events {
+                let document = events::event_document(event)
+                    .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+                self.events
+                    .insert_one(document)
+                    .session(&mut session)
+                    .await?;
+            }
+        }
+        session.commit_transaction().await?;
+        Ok(deleted)
+    }
+
     async fn update_returning(
         &self,
         id: &str,
@@ -347,16 +386,26 @@ impl UserStore for MongoStore {
         let Some(oid) = object_id(id) else {
             return Ok(false);
         };
-        // A user is one document, and MongoDB writes one document
-        // atomically (see docs/security.md).
-        let result = bounded(self.users.delete_one(doc! {"_id": oid})).await?;
-        let deleted = result.deleted_count == 1;
-        if deleted {
-            for event in events {
-                self.record_after_change(event).await;
+        let attempt = tokio::time::timeout(OP_TIMEOUT, self.delete_in_transaction(oid, events));
+        match attempt.await {
+            Ok(Err(e)) if no_transactions(&e) => {
+                // A standalone server: the user is one document, deleted
+                // atomically; the event follows it.
+                let result = bounded(self.users.delete_one(doc! {"_id": oid})).await?;
+                let deleted = result.deleted_count == 1;
+                if deleted {
+                    for event in events {
+                        self.record_after_change(event).await;
+                    }
+                }
+                Ok(deleted)
             }
+            Ok(outcome) => outcome.map_err(map_mongo),
+            Err(_) => Err(StoreError::Unavailable {
+                backend: BACKEND,
+                reason: "operation timed out".into(),
+            }),
         }
-        Ok(deleted)
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<Vec<UserRecord>, StoreError> {
