@@ -27,10 +27,7 @@ pub async fn get_forgot(
     jar: PrivateCookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = parse_form(query.unwrap_or_default().as_bytes()).unwrap_or_default();
-    let back = ReturnTo::carried(&state, &params);
-    let view = View::new(StatusCode::OK, back);
-    recovery_page(&state, jar, "html/account/forgot.html", view)
+    empty_form(&state, jar, query, "html/account/forgot.html")
 }
 
 /// `POST /account/forgot`: `email`. The answer is the reset page, the same
@@ -71,10 +68,20 @@ pub async fn get_reset(
     jar: PrivateCookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
+    empty_form(&state, jar, query, "html/account/reset.html")
+}
+
+/// A recovery form with nothing filled in, keeping the way back to a
+/// pending authorization request the query carries.
+fn empty_form(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    query: Option<String>,
+    template: &str,
+) -> Response {
     let params = parse_form(query.unwrap_or_default().as_bytes()).unwrap_or_default();
-    let back = ReturnTo::carried(&state, &params);
-    let view = View::new(StatusCode::OK, back);
-    recovery_page(&state, jar, "html/account/reset.html", view)
+    let back = ReturnTo::carried(state, &params);
+    recovery_page(state, jar, template, View::new(StatusCode::OK, back))
 }
 
 /// `POST /account/reset`: `email`, `otp`, `new_password`.
