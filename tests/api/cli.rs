@@ -196,7 +196,12 @@ fn clients_create_list_show_delete() {
         .args(["clients", "show", &id])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&shown.stdout).contains("\"name\": \"svc\""));
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("\"name\": \"svc\""),
+        "{}\n{}",
+        String::from_utf8_lossy(&shown.stdout),
+        String::from_utf8_lossy(&shown.stderr)
+    );
     assert!(
         tessera(dir.path())
             .args(["clients", "delete", &id])
