@@ -27,6 +27,38 @@ async fn callback_server() -> String {
     format!("{base}/callback")
 }
 
+/// A public third-party client redirecting to `redirect`, and an
+/// authorization request of it with PKCE: `(client_id, code_verifier, URL)`.
+async fn photo_prints_request(
+    app: &TestApp,
+    redirect: &str,
+    state: &str,
+) -> (String, String, url::Url) {
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Photo Prints".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec![redirect.to_owned()],
+            scopes: vec!["profile".into(), "email".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let verifier = URL_SAFE_NO_PAD.encode(tessera::crypto::secret::random_bytes::<32>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let mut authorize = url::Url::parse(&app.url("/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("scope", "profile email")
+        .append_pair("state", state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    (client_id, verifier, authorize)
+}
+
 #[tokio::test]
 async fn authorization_code_flow_in_chromium() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -40,28 +72,8 @@ async fn authorization_code_flow_in_chromium() {
     let app = TestApp::spawn().await;
     let user = app.user("browser").await;
     let redirect = callback_server().await;
-    let (client_id, _) = app
-        .client(NewClient {
-            name: "Photo Prints".into(),
-            public: true,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            redirect_uris: vec![redirect.clone()],
-            scopes: vec!["profile".into(), "email".into()],
-            ..NewClient::default()
-        })
-        .await;
-    let verifier = URL_SAFE_NO_PAD.encode(tessera::crypto::secret::random_bytes::<32>());
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let mut authorize = url::Url::parse(&app.url("/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &client_id)
-        .append_pair("redirect_uri", &redirect)
-        .append_pair("scope", "profile email")
-        .append_pair("state", "browser-state")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
+    let (client_id, verifier, authorize) =
+        photo_prints_request(&app, &redirect, "browser-state").await;
 
     let out = repo.join("tests/output/browser");
     std::fs::create_dir_all(&out).unwrap();
@@ -129,28 +141,8 @@ async fn account_pages_in_chromium() {
     );
     let app = TestApp::spawn().await;
     let redirect = callback_server().await;
-    let (client_id, _) = app
-        .client(NewClient {
-            name: "Photo Prints".into(),
-            public: true,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            redirect_uris: vec![redirect.clone()],
-            scopes: vec!["profile".into(), "email".into()],
-            ..NewClient::default()
-        })
-        .await;
-    let verifier = URL_SAFE_NO_PAD.encode(tessera::crypto::secret::random_bytes::<32>());
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let mut authorize = url::Url::parse(&app.url("/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &client_id)
-        .append_pair("redirect_uri", &redirect)
-        .append_pair("scope", "profile email")
-        .append_pair("state", "walk-state")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
+    let (client_id, verifier, authorize) =
+        photo_prints_request(&app, &redirect, "walk-state").await;
     let email = crate::common::unique_email("walk");
     let new_password = "a new browser password";
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-account");
