@@ -176,7 +176,7 @@ impl ClientService {
         validate(&new).map_err(DomainError::Validation)?;
         let secret = (!new.public).then(generate_client_secret);
         let client = ClientRecord {
-            id: random_token::<16>(),
+            id: new_client_id(),
             name: new.name.trim().to_owned(),
             secret_hash: secret.as_ref().map(|s| sha256_hex(s.as_bytes())),
             previous_secret_hash: None,
@@ -403,6 +403,17 @@ fn redirect_uri_problem(raw: &str) -> Option<&'static str> {
         "javascript" | "data" | "file" | "vbscript" => Some("must not use that scheme"),
         // Private-use schemes of native apps (RFC 8252 §7.1).
         _ => None,
+    }
+}
+
+/// A new client id: 16 random bytes, base64url, never starting with `-`
+/// (an id like `-aB3…` reads as an option to `tessera clients show`).
+fn new_client_id() -> String {
+    loop {
+        let id = random_token::<16>();
+        if !id.starts_with('-') {
+            return id;
+        }
     }
 }
 
