@@ -28,6 +28,7 @@ fn claims(now: i64) -> AccessClaims {
         sid: Some(new_object_id(now)),
         fid: Some(new_object_id(now)),
         cep: Some(0),
+        cnf: None,
     }
 }
 

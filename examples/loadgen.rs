@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Scenarios: `login`, `refresh-chain` (each virtual user always presents its
-//! newest refresh token), `client-credentials` (needs `--client-id` and
+//! newest refresh token), `refresh-chain-dpop` (the same with a DPoP-bound
+//! family: each user has an ES256 key and signs a fresh proof per request,
+//! `htu` taken from the server's metadata), `client-credentials` (needs `--client-id` and
 //! `--client-secret`), `me` (resource-layer verification), `jwks`, `healthz`.
 //! `--url` may list several comma-separated nodes: each virtual user sends
 //! its requests to them in turn, as a round-robin load balancer would (a
@@ -20,8 +22,56 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+/// A virtual user's DPoP key and the proof header it signs under.
+struct DpopKey {
+    pair: EcdsaKeyPair,
+    header: String,
+}
+
+impl DpopKey {
+    fn generate() -> Self {
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let der = EcdsaKeyPair::generate_pkcs8(alg, &SystemRandom::new()).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(alg, der.as_ref()).expect("key");
+        let point = pair.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])});
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}).to_string();
+        Self {
+            header: URL_SAFE_NO_PAD.encode(header),
+            pair,
+        }
+    }
+
+    /// A proof for a POST to `htu`, now, with a random `jti`.
+    fn proof(&self, htu: &str) -> String {
+        let mut jti = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut jti).expect("random");
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let claims =
+            json!({"jti": URL_SAFE_NO_PAD.encode(jti), "htm": "POST", "htu": htu, "iat": iat});
+        let input = format!(
+            "{}.{}",
+            self.header,
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("signs");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Options {
@@ -39,6 +89,9 @@ struct Options {
     refresh_tokens: Option<String>,
     /// Extra `key=value` form fields for `/token` (e.g. `resource=...`).
     form: Vec<(String, String)>,
+    /// The `htu` of DPoP proofs for the token endpoint and the login.
+    token_htu: String,
+    login_htu: String,
 }
 
 fn parse_options() -> Options {
@@ -53,6 +106,8 @@ fn parse_options() -> Options {
         password: "load test password".into(),
         refresh_tokens: None,
         form: Vec::new(),
+        token_htu: String::new(),
+        login_htu: String::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -89,6 +144,8 @@ struct VirtualUser {
     access_token: String,
     /// How many requests this user has sent: picks the next node.
     sent: usize,
+    /// The DPoP key of `refresh-chain-dpop` users.
+    dpop: Option<Arc<DpopKey>>,
 }
 
 impl VirtualUser {
@@ -98,6 +155,7 @@ impl VirtualUser {
             refresh_token: String::new(),
             access_token: String::new(),
             sent: n,
+            dpop: None,
         }
     }
 
@@ -108,6 +166,20 @@ impl VirtualUser {
     }
 }
 
+/// The issuer's own URL for `path` (what a DPoP proof's `htu` names): the
+/// metadata's issuer, whichever node answered.
+async fn issuer_url(http: &reqwest::Client, url: &str, path: &str) -> String {
+    let metadata: Value = http
+        .get(format!("{url}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("metadata JSON");
+    format!("{}{path}", metadata["issuer"].as_str().expect("issuer"))
+}
+
 async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> VirtualUser {
     let email = format!("load-{}-{n}@example.com", std::process::id());
     let url = &o.urls[n % o.urls.len()];
@@ -116,8 +188,12 @@ async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> Virt
         .json(&json!({"email": email, "password": o.password, "fname": "Load", "lname": "Test"}))
         .send()
         .await;
-    let tokens: Value = http
-        .post(format!("{url}/api/users/login"))
+    let dpop = (o.scenario == "refresh-chain-dpop").then(|| Arc::new(DpopKey::generate()));
+    let mut login = http.post(format!("{url}/api/users/login"));
+    if let Some(key) = &dpop {
+        login = login.header("DPoP", key.proof(&o.login_htu));
+    }
+    let tokens: Value = login
         .json(&json!({"email": email, "password": o.password}))
         .send()
         .await
@@ -135,6 +211,7 @@ async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> Virt
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        dpop,
         ..VirtualUser::new(n)
     }
 }
@@ -153,13 +230,16 @@ async fn one_request(
                 .send()
                 .await
         }
-        "refresh-chain" => {
+        "refresh-chain" | "refresh-chain-dpop" => {
             let mut form = vec![
                 ("grant_type", "refresh_token"),
                 ("refresh_token", user.refresh_token.as_str()),
             ];
             form.extend(o.form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let request = http.post(format!("{url}/token"));
+            let mut request = http.post(format!("{url}/token"));
+            if let Some(key) = &user.dpop {
+                request = request.header("DPoP", key.proof(&o.token_htu));
+            }
             let request = if o.client_id.is_empty() {
                 form.push(("client_id", "tessera"));
                 request
@@ -216,13 +296,20 @@ async fn one_request(
 
 #[tokio::main]
 async fn main() {
-    let o = parse_options();
+    let mut o = parse_options();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
-    let needs_users = matches!(o.scenario.as_str(), "login" | "refresh-chain" | "me");
+    if o.scenario == "refresh-chain-dpop" {
+        o.token_htu = issuer_url(&http, &o.urls[0], "/token").await;
+        o.login_htu = issuer_url(&http, &o.urls[0], "/api/users/login").await;
+    }
+    let needs_users = matches!(
+        o.scenario.as_str(),
+        "login" | "refresh-chain" | "refresh-chain-dpop" | "me"
+    );
     let given: Vec<String> = o
         .refresh_tokens
         .as_ref()

@@ -174,6 +174,17 @@ pub struct Config {
     /// `TESSERA_BOOTSTRAP_ADMIN_EMAIL`: at start, if this user exists and no
     /// admin does, they become admin (recorded as an audit event). Default: unset.
     pub bootstrap_admin_email: Option<String>,
+    /// `TESSERA_DPOP_NONCE`: DPoP proofs at the token endpoint and the user
+    /// login must carry a server nonce (RFC 9449 §8; a proof without one is
+    /// answered `use_dpop_nonce` with a `DPoP-Nonce`). Default false.
+    pub dpop_nonce: bool,
+    /// `TESSERA_DPOP_REQUIRED_FOR_PUBLIC_CLIENTS`: every token request of a
+    /// public client must carry a DPoP proof (RFC 9700 §2.2.2: sender-
+    /// constrained refresh tokens). Default false.
+    pub dpop_required_for_public_clients: bool,
+    /// `TESSERA_DPOP_PROOF_MAX_AGE`: seconds a DPoP proof is accepted after
+    /// its `iat` (and its `jti` remembered). Default 60.
+    pub dpop_proof_max_age: u64,
     /// `TESSERA_LOG`: tracing filter. Default `info`.
     pub log: String,
     /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -219,6 +230,9 @@ impl Default for Config {
             signups_per_address: 20,
             events_retention: 90,
             bootstrap_admin_email: None,
+            dpop_nonce: false,
+            dpop_required_for_public_clients: false,
+            dpop_proof_max_age: 60,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -387,6 +401,9 @@ impl Config {
         }
         if self.clock_leeway > 300 {
             return bad("CLOCK_LEEWAY", "must be at most 300 seconds");
+        }
+        if !(5..=600).contains(&self.dpop_proof_max_age) {
+            return bad("DPOP_PROOF_MAX_AGE", "must be between 5 and 600 seconds");
         }
         if !(1..=3650).contains(&self.events_retention) {
             return bad("EVENTS_RETENTION", "must be between 1 and 3650 days");

@@ -254,10 +254,18 @@ impl App {
                 .await
                 .map_err(StartError::Bootstrap)?;
         }
-        let grants = Arc::new(Grants::new(
-            tokens.clone(),
-            stores.users.clone(),
+        let grants = Arc::new(
+            Grants::new(tokens.clone(), stores.users.clone(), stores.tokens.clone())
+                .dpop_required_for_public_clients(config.dpop_required_for_public_clients),
+        );
+        let dpop = Arc::new(crate::domain::dpop::DpopService::new(
             stores.tokens.clone(),
+            clock.clone(),
+            &config.issuer,
+            config.dpop_proof_max_age,
+            config
+                .dpop_nonce
+                .then(|| derived_key(&token_secret, b"tessera dpop nonce")),
         ));
         let authorizer = Arc::new(Authorizer::new(
             clients.clone(),
@@ -297,6 +305,7 @@ impl App {
                 mailer,
                 clients,
                 grants,
+                dpop,
                 logout,
                 tokens,
                 verifier: Arc::new(verifier),

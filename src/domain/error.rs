@@ -79,6 +79,13 @@ pub enum GrantError {
     UnsupportedGrantType,
     #[error("invalid_scope: {0}")]
     InvalidScope(&'static str),
+    /// A DPoP proof failed a check, was replayed, or was missing where the
+    /// client or server requires one (RFC 9449 §5).
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(&'static str),
+    /// The DPoP proof must carry this server nonce (RFC 9449 §8).
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
     /// Too many failed client authentications from this address or for
     /// this client.
     #[error("client authentication throttled for {0:?}")]
@@ -102,7 +109,9 @@ impl From<GrantError> for DomainError {
             | GrantError::InvalidGrant(_)
             | GrantError::UnauthorizedClient(_)
             | GrantError::UnsupportedGrantType
-            | GrantError::InvalidScope(_)) => DomainError::Grant(refused),
+            | GrantError::InvalidScope(_)
+            | GrantError::InvalidDpopProof(_)
+            | GrantError::UseDpopNonce(_)) => DomainError::Grant(refused),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod authorize;
 pub mod clients;
+pub mod dpop;
 pub mod error;
 pub mod grants;
 pub mod oidc;

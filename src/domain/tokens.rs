@@ -36,6 +36,8 @@ pub struct IssuedTokens {
     pub refresh_token: Option<RefreshToken>,
     /// An OpenID Connect ID token, when the scope has `openid`.
     pub id_token: Option<String>,
+    /// Whether the access token is bound to a DPoP key (`token_type: DPoP`).
+    pub dpop_bound: bool,
 }
 
 /// Who a user token is for.
@@ -57,12 +59,17 @@ pub struct UserGrant<'a> {
     pub auth_time: UnixTime,
     /// The authorization request's `nonce`, for the ID token.
     pub nonce: Option<&'a str>,
+    /// The DPoP key the request proved: the tokens (and the family) are
+    /// bound to it.
+    pub jkt: Option<&'a str>,
 }
 
 /// What introspection reports about a live token (RFC 7662 §2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     pub token_type: &'static str,
+    /// The DPoP key the token (or its family) is bound to: `cnf.jkt`.
+    pub jkt: Option<String>,
     pub scope: String,
     pub client_id: String,
     pub sub: String,
@@ -160,6 +167,7 @@ impl TokenService {
         client: &ClientRecord,
         scope: &str,
         user: Option<UserClaims<'_>>,
+        jkt: Option<&str>,
         now: UnixTime,
     ) -> Result<String, GrantError> {
         let claims = AccessClaims {
@@ -175,6 +183,9 @@ impl TokenService {
             sid: user.map(|u| u.session.to_owned()),
             fid: user.map(|u| u.family.to_owned()),
             cep: user.map(|u| u.epoch),
+            cnf: jkt.map(|jkt| tessera_resource::Confirmation {
+                jkt: jkt.to_owned(),
+            }),
         };
         Ok(jwt::sign(&claims, self.keys.current().active())?)
     }
@@ -271,14 +282,17 @@ impl TokenService {
         &self,
         client: &ClientRecord,
         scope: &str,
+        jkt: Option<&str>,
     ) -> Result<IssuedTokens, GrantError> {
-        let access_token = self.sign_access(&client.id, client, scope, None, self.clock.now())?;
+        let access_token =
+            self.sign_access(&client.id, client, scope, None, jkt, self.clock.now())?;
         Ok(IssuedTokens {
             access_token,
             expires_in: self.access_ttl(client),
             scope: scope.to_owned(),
             refresh_token: None,
             id_token: None,
+            dpop_bound: jkt.is_some(),
         })
     }
 
@@ -321,6 +335,7 @@ impl TokenService {
                     session_id: grant.session_id.to_owned(),
                     auth_time: grant.auth_time,
                     keep_until: absolute + self.keep_after_expiry as i64,
+                    jkt: grant.jkt.map(str::to_owned),
                 })
                 .await?;
             refresh_token = Some(refresh);
@@ -343,6 +358,7 @@ impl TokenService {
                 family: &family_id,
                 epoch: grant.epoch,
             }),
+            grant.jkt,
             now,
         )?;
         let id_token = self.id_token_if_openid(
@@ -363,6 +379,7 @@ impl TokenService {
             scope: grant.scope.to_owned(),
             refresh_token,
             id_token,
+            dpop_bound: grant.jkt.is_some(),
         })
     }
 
@@ -373,11 +390,13 @@ impl TokenService {
 
     /// Rotates `presented` for `client` in one atomic store step. Returns the
     /// family and the successor (the same successor again for a replay
-    /// within the grace period).
+    /// within the grace period). `jkt`: the DPoP key the request proved,
+    /// which a bound family requires.
     pub async fn rotate(
         &self,
         client: &ClientRecord,
         presented: &str,
+        jkt: Option<&str>,
     ) -> Result<(FamilyView, RefreshToken), GrantError> {
         let token = RefreshToken::parse(presented)
             .ok_or(GrantError::InvalidGrant("the refresh token is invalid"))?;
@@ -393,6 +412,7 @@ impl TokenService {
                 now: self.clock.now(),
                 grace: self.lifetimes.reuse_grace,
                 idle_ttl: self.idle_ttl(client),
+                jkt,
             })
             .await?;
         match rotation {
@@ -411,6 +431,13 @@ impl TokenService {
                     "the refresh token was already used; the session has been revoked",
                 ))
             }
+            Rotation::KeyMismatch => {
+                metrics::counter!("tessera_dpop_refused_total", "reason" => "family_key")
+                    .increment(1);
+                Err(GrantError::InvalidGrant(
+                    "the refresh token is bound to a DPoP key this request did not prove",
+                ))
+            }
             Rotation::Invalid => Err(GrantError::InvalidGrant(
                 "the refresh token is invalid, expired or revoked",
             )),
@@ -425,6 +452,7 @@ impl TokenService {
         role: &str,
         scope: &str,
         successor: RefreshToken,
+        jkt: Option<&str>,
     ) -> Result<IssuedTokens, GrantError> {
         let access_token = self.sign_access(
             &family.user_id,
@@ -436,6 +464,7 @@ impl TokenService {
                 family: &family.id,
                 epoch: family.epoch,
             }),
+            jkt,
             self.clock.now(),
         )?;
         // OIDC Core §12.2: a new ID token on refresh, same `sub`, no nonce —
@@ -465,6 +494,7 @@ impl TokenService {
             scope: scope.to_owned(),
             refresh_token: Some(successor),
             id_token,
+            dpop_bound: jkt.is_some(),
         })
     }
 
@@ -549,6 +579,7 @@ impl TokenService {
             }
             return Ok(Some(TokenInfo {
                 token_type: "refresh_token",
+                jkt: family.jkt,
                 scope: family.scope,
                 client_id: family.client_id,
                 sub: family.user_id,
@@ -561,7 +592,13 @@ impl TokenService {
             // judges its own tokens by its own clock, with none (RFC 7662 §2.2).
             Ok(claims) if claims.exp <= self.clock.now() => Ok(None),
             Ok(claims) => Ok(Some(TokenInfo {
-                token_type: "Bearer",
+                // RFC 9449 §6.2.
+                token_type: if claims.cnf.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                },
+                jkt: claims.cnf.map(|c| c.jkt),
                 scope: claims.scope,
                 client_id: claims.client_id,
                 sub: claims.sub,

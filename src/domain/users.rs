@@ -208,13 +208,15 @@ impl UserService {
         }
     }
 
-    /// Checks a password and starts a session for the first-party client.
+    /// Checks a password and starts a session for the first-party client,
+    /// bound to the DPoP key `jkt` if the request proved one.
     /// Unknown email and wrong password fail alike, in about the same time.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         client: IpAddr,
+        jkt: Option<&str>,
     ) -> Result<IssuedTokens, DomainError> {
         let from = SignInFrom {
             ip: client,
@@ -232,6 +234,7 @@ impl UserService {
             session_id: &signed_in.session_id,
             auth_time: signed_in.auth_time,
             nonce: None,
+            jkt,
         };
         // A login through the user API is its own sign-in session: its one
         // family has the session's id.

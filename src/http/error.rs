@@ -60,6 +60,9 @@ pub enum ApiError {
     PublicClient,
     /// An RFC 6749 §5.2 refusal met outside the OAuth endpoints (issuing
     /// a login's tokens): 400 with the OAuth error as `code`.
+    /// RFC 9449 §8: the DPoP proof must carry this nonce.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
     #[error("{code}: {detail}")]
     GrantRefused {
         code: &'static str,
@@ -118,6 +121,8 @@ impl From<GrantError> for ApiError {
                 refused("unsupported_grant_type", "this grant type is not supported")
             }
             GrantError::InvalidScope(d) => refused("invalid_scope", d),
+            GrantError::InvalidDpopProof(d) => refused("invalid_dpop_proof", d),
+            GrantError::UseDpopNonce(nonce) => ApiError::UseDpopNonce(nonce),
             GrantError::Throttled(retry) => ApiError::Throttled(retry),
             GrantError::Store(e) => e.into(),
             GrantError::Key(e) => ApiError::Internal(e.to_string()),
@@ -236,6 +241,11 @@ impl ApiError {
             ApiError::GrantRefused { code, detail } => {
                 (StatusCode::BAD_REQUEST, *code, (*detail).into())
             }
+            ApiError::UseDpopNonce(_) => (
+                StatusCode::BAD_REQUEST,
+                "use_dpop_nonce",
+                "the DPoP proof must carry the server's nonce (DPoP-Nonce)".into(),
+            ),
             ApiError::Throttled(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -285,6 +295,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            ApiError::UseDpopNonce(nonce) => set_dpop_nonce(response.headers_mut(), &nonce),
             ApiError::InsufficientScope(needed) => {
                 let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{needed}\"");
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -312,6 +323,8 @@ pub struct OAuthError {
     basic_attempted: bool,
     retry_after: Option<Duration>,
     cause: Option<String>,
+    /// A nonce for the next DPoP proof (RFC 9449 §8), as `DPoP-Nonce`.
+    dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -323,6 +336,7 @@ impl OAuthError {
             basic_attempted: false,
             retry_after: None,
             cause: None,
+            dpop_nonce: None,
         }
     }
 
@@ -362,6 +376,15 @@ impl From<GrantError> for OAuthError {
                 "grant_type must be authorization_code, refresh_token or client_credentials",
             ),
             GrantError::InvalidScope(d) => Self::new(S::BAD_REQUEST, "invalid_scope", d),
+            GrantError::InvalidDpopProof(d) => Self::new(S::BAD_REQUEST, "invalid_dpop_proof", d),
+            GrantError::UseDpopNonce(nonce) => Self {
+                dpop_nonce: Some(nonce),
+                ..Self::new(
+                    S::BAD_REQUEST,
+                    "use_dpop_nonce",
+                    "the DPoP proof must carry the server's nonce (DPoP-Nonce)",
+                )
+            },
             // RFC 6749 has no code for this: the client's error stays
             // `invalid_client`, the status and `Retry-After` say "wait".
             GrantError::Throttled(retry) => Self {
@@ -428,12 +451,24 @@ impl IntoResponse for OAuthError {
         {
             headers.insert(header::RETRY_AFTER, value);
         }
+        if let Some(nonce) = self.dpop_nonce {
+            set_dpop_nonce(headers, &nonce);
+        }
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(InternalCause(cause));
         }
         response
     }
 }
+
+/// `DPoP-Nonce` (RFC 9449 §8.1): the nonce the client's next proof carries.
+pub fn set_dpop_nonce(headers: &mut axum::http::HeaderMap, nonce: &str) {
+    if let Ok(value) = HeaderValue::from_str(nonce) {
+        headers.insert(DPOP_NONCE, value);
+    }
+}
+
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
 
 #[cfg(test)]
 mod tests {

@@ -162,6 +162,25 @@ where
 }
 
 /// Parses a form body into parameters, refusing duplicates.
+/// The request's `DPoP` header (RFC 9449 §4.1), if any: at most one, in
+/// visible ASCII (a proof is a compact JWS).
+pub fn dpop_proof(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<&str>, crate::domain::grants::GrantError> {
+    use crate::domain::grants::GrantError;
+    let mut values = headers.get_all("dpop").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(GrantError::InvalidDpopProof("send exactly one DPoP header"));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| GrantError::InvalidDpopProof("the DPoP proof is malformed"))
+}
+
 pub fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(OAuthError::invalid_request("the body is not valid UTF-8"));

@@ -109,6 +109,8 @@ pub struct Services {
     pub mailer: Arc<Mailer>,
     pub clients: Arc<ClientService>,
     pub grants: Arc<Grants>,
+    /// DPoP proofs at the token endpoint and the user login.
+    pub dpop: Arc<crate::domain::dpop::DpopService>,
     pub tokens: Arc<TokenService>,
     /// Ends sign-in sessions and tells the clients (back-channel logout).
     pub logout: Arc<crate::domain::oidc::Logout>,

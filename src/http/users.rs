@@ -2,15 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::domain::dpop::ProofRequest;
 use crate::domain::users::{ProfileUpdate, Signup};
 use crate::http::AppState;
-use crate::http::error::ApiError;
-use crate::http::extract::{AccountToken, ApiJson, ClientAddr, UserToken};
+use crate::http::error::{ApiError, set_dpop_nonce};
+use crate::http::extract::{AccountToken, ApiJson, ClientAddr, UserToken, dpop_proof};
 use crate::http::oauth::token_response;
 use crate::store::UserRecord;
 
@@ -139,14 +140,31 @@ pub async fn post_signup(
 pub async fn post_login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
+    // The proof first: a bad one costs no password check.
+    let proven = state
+        .dpop
+        .verify(ProofRequest {
+            proof: dpop_proof(&headers)?,
+            method: "POST",
+            path: "/api/users/login",
+        })
+        .await?;
+    let jkt = proven.as_ref().map(|p| p.jkt.as_str());
     let issued = state
         .users
-        .login(&body.email, &body.password, client)
+        .login(&body.email, &body.password, client, jkt)
         .await?;
     metrics::counter!("tessera_tokens_issued_total", "grant" => "login").increment(1);
-    Ok(token_response(issued))
+    let mut response = token_response(issued);
+    if proven.is_some()
+        && let Some(nonce) = state.dpop.fresh_nonce()
+    {
+        set_dpop_nonce(response.headers_mut(), &nonce);
+    }
+    Ok(response)
 }
 
 #[utoipa::path(

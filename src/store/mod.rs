@@ -1,8 +1,8 @@
 //! Storage traits and their models. One module per backend; the domain only
 //! ever sees trait objects: [`Directory`] (users and clients, or one of its
 //! parts [`UserStore`] and [`ClientStore`]) and [`TokenStore`] (the sum of
-//! [`FamilyStore`], [`CodeStore`], [`CounterStore`], [`ConsentStore`] and
-//! [`OtpStore`]).
+//! [`FamilyStore`], [`CodeStore`], [`CounterStore`], [`ConsentStore`],
+//! [`OtpStore`] and [`ReplayStore`]).
 //!
 //! Every method is atomic on its own: callers never compose two calls into
 //! one logical step.
@@ -10,10 +10,12 @@
 pub mod admin;
 pub mod mongo;
 pub mod redis;
+mod replay;
 pub mod sqlite;
 mod state;
 
 pub use admin::{AccountChange, EventQuery, EventRecord, EventStore, UserQuery};
+pub use replay::ReplayStore;
 pub use state::{ConsentRecord, ConsentStore, CounterStore, OtpCheck, OtpPurpose, OtpStore};
 
 use async_trait::async_trait;
@@ -256,6 +258,9 @@ pub struct NewFamily {
     /// kept: past its absolute expiry, as long as an access token minted
     /// from it may still be presented.
     pub keep_until: UnixTime,
+    /// The RFC 7638 thumbprint of the DPoP key the family is bound to
+    /// (RFC 9449 §5): every refresh must prove possession of that key.
+    pub jkt: Option<String>,
 }
 
 /// A live family as the domain sees it.
@@ -274,6 +279,8 @@ pub struct FamilyView {
     pub session_id: String,
     /// When the user signed in to that session.
     pub auth_time: UnixTime,
+    /// The DPoP key thumbprint the family is bound to, if any.
+    pub jkt: Option<String>,
 }
 
 /// One rotation attempt: everything the backend needs to decide in one
@@ -293,6 +300,10 @@ pub struct RotateRequest<'a> {
     pub grace: u64,
     /// Seconds a family may sit unused.
     pub idle_ttl: u64,
+    /// The thumbprint of the key the request's DPoP proof was signed
+    /// with, if it carried one: a family bound to another key (or bound,
+    /// and no proof) is `KeyMismatch` and changes nothing.
+    pub jkt: Option<&'a str>,
 }
 
 /// The outcome of a rotation attempt.
@@ -306,6 +317,10 @@ pub enum Rotation {
     /// An already-rotated token was presented: the family is now revoked
     /// (RFC 9700 §4.14.2).
     ReuseDetected,
+    /// The family is bound to a DPoP key the request did not prove
+    /// possession of. Nothing changed: a thief without the key can
+    /// neither use the token nor burn the family by trying.
+    KeyMismatch,
     /// Unknown token, revoked or expired family.
     Invalid,
 }
@@ -477,7 +492,7 @@ pub trait CodeStore: Send + Sync {
 /// of the parts is reachable through `Arc<dyn TokenStore>`.
 #[async_trait]
 pub trait TokenStore:
-    FamilyStore + CodeStore + CounterStore + ConsentStore + OtpStore + Send + Sync
+    FamilyStore + CodeStore + CounterStore + ConsentStore + OtpStore + ReplayStore + Send + Sync
 {
     /// Drops state that can no longer matter (expired families, codes,
     /// revocations of expired tokens). Backends with TTLs may do nothing.

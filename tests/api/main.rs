@@ -13,6 +13,7 @@ mod cli;
 mod common;
 mod counters;
 mod deploy;
+mod dpop;
 mod faults;
 mod hardening;
 mod hostile;

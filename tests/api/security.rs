@@ -172,6 +172,7 @@ async fn third_party_token(app: &TestApp, user: &TestUser, role: &str) -> String
                 session_id: "0123456789abcdef01234567",
                 auth_time: 0,
                 nonce: None,
+                jkt: None,
             },
             app.state.tokens.new_family_id(),
         )
@@ -403,6 +404,7 @@ async fn a_login_that_checked_the_old_password_starts_no_session() {
                 session_id: &signed_in.session_id,
                 auth_time: signed_in.auth_time,
                 nonce: None,
+                jkt: None,
             },
             app.state.tokens.new_family_id(),
         )

@@ -93,6 +93,16 @@ pub struct AccessClaims {
     /// only): the token dies when the epoch moves past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cep: Option<u64>,
+    /// The DPoP key the token is bound to (RFC 9449 §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A token's confirmation claim (RFC 7800): the key it is bound to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint (base64url) of the DPoP public key.
+    pub jkt: String,
 }
 
 impl AccessClaims {
@@ -106,6 +116,11 @@ impl AccessClaims {
     pub fn epoch(&self) -> u64 {
         self.cep
             .unwrap_or_else(|| u64::try_from(self.iat).unwrap_or(0).saturating_mul(1000))
+    }
+
+    /// The thumbprint of the DPoP key the token is bound to, if any.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
     }
 
     /// Whether the token grants `scope`.

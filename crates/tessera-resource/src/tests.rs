@@ -45,6 +45,7 @@ pub(crate) fn claims(scope: &str) -> AccessClaims {
         sid: None,
         fid: None,
         cep: None,
+        cnf: None,
     }
 }
 

@@ -110,6 +110,7 @@ pub(super) async fn apply(
     code: &str,
     redirect_uri: Option<&str>,
     code_verifier: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<IssuedTokens, GrantError> {
     let invalid = GrantError::InvalidGrant("the authorization code is invalid, expired or used");
     let hash = code_hash(code);
@@ -159,6 +160,7 @@ pub(super) async fn apply(
                 session_id: &grant.session_id,
                 auth_time: grant.auth_time,
                 nonce: grant.nonce.as_deref(),
+                jkt,
             },
             grant.family_id,
         )

@@ -9,6 +9,7 @@ pub(super) fn apply(
     grants: &Grants,
     client: &ClientRecord,
     requested: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<IssuedTokens, GrantError> {
     if client.is_public() {
         return Err(GrantError::UnauthorizedClient(
@@ -20,5 +21,5 @@ pub(super) fn apply(
         "the requested scope exceeds what the client may ask for",
     ))?;
     // RFC 6749 §4.4.3: no refresh token for client_credentials.
-    grants.tokens.client_token(client, &scope)
+    grants.tokens.client_token(client, &scope, jkt)
 }

@@ -8,6 +8,7 @@ mod refresh_token;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::domain::dpop::ProvenKey;
 use crate::domain::tokens::{IssuedTokens, TokenService};
 use crate::store::{ClientRecord, StoreError, TokenStore, UserStore};
 
@@ -83,6 +84,8 @@ pub struct Grants {
     pub(crate) tokens: Arc<TokenService>,
     pub(crate) users: Arc<dyn UserStore>,
     pub(crate) store: Arc<dyn TokenStore>,
+    /// `TESSERA_DPOP_REQUIRED_FOR_PUBLIC_CLIENTS`.
+    dpop_required_for_public_clients: bool,
 }
 
 impl Grants {
@@ -95,20 +98,42 @@ impl Grants {
             tokens,
             users,
             store,
+            dpop_required_for_public_clients: false,
         }
     }
 
-    /// Issues tokens for `grant` to `client` (already authenticated).
+    /// Whether every token request of a public client must carry a DPoP proof.
+    pub fn dpop_required_for_public_clients(mut self, required: bool) -> Self {
+        self.dpop_required_for_public_clients = required;
+        self
+    }
+
+    /// Whether `client`'s token requests must prove a DPoP key: it
+    /// registered `dpop_bound_access_tokens`, or it is public and the
+    /// server requires DPoP of public clients.
+    pub fn requires_dpop(&self, client: &ClientRecord) -> bool {
+        client.is_public() && self.dpop_required_for_public_clients
+    }
+
+    /// Issues tokens for `grant` to `client` (already authenticated),
+    /// bound to the DPoP key `proven` if the request proved one.
     pub async fn apply(
         &self,
         client: &ClientRecord,
         grant: Grant,
+        proven: Option<&ProvenKey>,
     ) -> Result<IssuedTokens, GrantError> {
         if !client.grant_types.iter().any(|g| g == grant.name()) {
             return Err(GrantError::UnauthorizedClient(
                 "the client may not use this grant type",
             ));
         }
+        if proven.is_none() && self.requires_dpop(client) {
+            return Err(GrantError::InvalidDpopProof(
+                "this client must send a DPoP proof with every token request",
+            ));
+        }
+        let jkt = proven.map(|p| p.jkt.as_str());
         match grant {
             Grant::AuthorizationCode {
                 code,
@@ -121,15 +146,16 @@ impl Grants {
                     &code,
                     redirect_uri.as_deref(),
                     code_verifier.as_deref(),
+                    jkt,
                 )
                 .await
             }
             Grant::RefreshToken {
                 refresh_token,
                 scope,
-            } => refresh_token::apply(self, client, &refresh_token, scope.as_deref()).await,
+            } => refresh_token::apply(self, client, &refresh_token, scope.as_deref(), jkt).await,
             Grant::ClientCredentials { scope } => {
-                client_credentials::apply(self, client, scope.as_deref())
+                client_credentials::apply(self, client, scope.as_deref(), jkt)
             }
         }
     }

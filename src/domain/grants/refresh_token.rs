@@ -10,6 +10,7 @@ pub(super) async fn apply(
     client: &ClientRecord,
     presented: &str,
     requested_scope: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<IssuedTokens, GrantError> {
     // A narrowed scope is checked before rotating: an invalid_scope answer
     // must not cost the client its refresh token.
@@ -26,7 +27,7 @@ pub(super) async fn apply(
             "a refresh may narrow the scope, never widen it",
         ))?;
     }
-    let (family, successor) = grants.tokens.rotate(client, presented).await?;
+    let (family, successor) = grants.tokens.rotate(client, presented, jkt).await?;
     let scope = scope::narrow(requested_scope, &family.scope).ok_or(GrantError::InvalidScope(
         "a refresh may narrow the scope, never widen it",
     ))?;
@@ -57,5 +58,5 @@ pub(super) async fn apply(
     let scope = scope::for_client(&scope, client.first_party, &role);
     grants
         .tokens
-        .refreshed_access(client, &family, &role, &scope, successor)
+        .refreshed_access(client, &family, &role, &scope, successor, jkt)
 }

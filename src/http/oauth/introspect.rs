@@ -33,16 +33,23 @@ pub async fn post_introspect(
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let body = match state.tokens.introspect(&state.verifier, token).await? {
-        Some(info) => json!({
-            "active": true,
-            "scope": info.scope,
-            "client_id": info.client_id,
-            "sub": info.sub,
-            "exp": info.exp,
-            "iat": info.iat,
-            "iss": state.config.issuer,
-            "token_type": info.token_type,
-        }),
+        Some(info) => {
+            let mut body = json!({
+                "active": true,
+                "scope": info.scope,
+                "client_id": info.client_id,
+                "sub": info.sub,
+                "exp": info.exp,
+                "iat": info.iat,
+                "iss": state.config.issuer,
+                "token_type": info.token_type,
+            });
+            // RFC 9449 §6.2: the key a bound token (or family) needs.
+            if let Some(jkt) = info.jkt {
+                body["cnf"] = json!({ "jkt": jkt });
+            }
+            body
+        }
         None => json!({"active": false}),
     };
     let mut response = Json(body).into_response();

@@ -62,6 +62,8 @@ pub async fn get_metadata(State(state): State<AppState>) -> Response {
             "introspection_endpoint_auth_methods_supported": confidential_auth,
             "scopes_supported": scope::SUPPORTED,
             "access_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+            // RFC 9449 §5.1.
+            "dpop_signing_alg_values_supported": tessera_resource::dpop::PROOF_ALGORITHMS,
         }),
         state.config.jwks_max_age,
     )

@@ -34,7 +34,8 @@ pub struct TokenResponse {
 pub fn token_response(issued: IssuedTokens) -> Response {
     let body = TokenResponse {
         access_token: issued.access_token,
-        token_type: "Bearer",
+        // RFC 9449 §5: a DPoP-bound access token is of type DPoP.
+        token_type: if issued.dpop_bound { "DPoP" } else { "Bearer" },
         expires_in: issued.expires_in,
         scope: issued.scope,
         refresh_token: issued.refresh_token.map(|t| t.expose().to_owned()),

@@ -26,6 +26,7 @@ fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
         epoch,
         sid,
         auth_time,
+        jkt,
     ] = reply
     else {
         return Err(corrupt("rotate"));
@@ -40,7 +41,13 @@ fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
         epoch: epoch.parse().map_err(|_| corrupt("rotate"))?,
         session_id: session_or_family(sid, id),
         auth_time: auth_time.parse().map_err(|_| corrupt("rotate"))?,
+        jkt: bound_key(jkt),
     })
+}
+
+/// The `jkt` field as stored: absent or empty for an unbound family.
+fn bound_key(jkt: &str) -> Option<String> {
+    (!jkt.is_empty()).then(|| jkt.to_owned())
 }
 
 /// Families written before sessions were recorded are their own session.
@@ -85,6 +92,7 @@ impl RedisStore {
                         "epoch",
                         "sid",
                         "auth_time",
+                        "jkt",
                     ])
                     .query_async(&mut conn)
                     .await
@@ -102,7 +110,8 @@ impl RedisStore {
             epoch,
             sid,
             auth_time,
-        ] = <[Option<String>; 11]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
+            jkt,
+        ] = <[Option<String>; 12]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
         else {
             return Ok(None);
         };
@@ -124,6 +133,7 @@ impl RedisStore {
                 Some(at) => number(&at)?,
                 None => number(&created)?,
             },
+            jkt: bound_key(jkt.as_deref().unwrap_or("")),
         };
         Ok(Some((view, revoked, current)))
     }
@@ -195,24 +205,25 @@ impl FamilyStore for RedisStore {
                     .query_async::<()>(&mut conn)
                     .await?;
             }
+            let mut fields = vec![
+                ("user", f.user_id.clone()),
+                ("client", f.client_id.clone()),
+                ("scope", f.scope.clone()),
+                ("created", f.created_at.to_string()),
+                ("idle_exp", f.idle_expires_at.to_string()),
+                ("abs_exp", f.absolute_expires_at.to_string()),
+                ("revoked", "0".to_owned()),
+                ("current", f.first_token.as_str().to_owned()),
+                ("epoch", f.epoch.to_string()),
+                ("sid", f.session_id.clone()),
+                ("auth_time", f.auth_time.to_string()),
+            ];
+            if let Some(jkt) = &f.jkt {
+                fields.push(("jkt", jkt.clone()));
+            }
             redis::pipe()
                 .atomic()
-                .hset_multiple(
-                    &family,
-                    &[
-                        ("user", f.user_id.clone()),
-                        ("client", f.client_id.clone()),
-                        ("scope", f.scope.clone()),
-                        ("created", f.created_at.to_string()),
-                        ("idle_exp", f.idle_expires_at.to_string()),
-                        ("abs_exp", f.absolute_expires_at.to_string()),
-                        ("revoked", "0".to_owned()),
-                        ("current", f.first_token.as_str().to_owned()),
-                        ("epoch", f.epoch.to_string()),
-                        ("sid", f.session_id.clone()),
-                        ("auth_time", f.auth_time.to_string()),
-                    ],
-                )
+                .hset_multiple(&family, &fields)
                 .ignore()
                 .hset(&tokens, f.first_token.as_str(), "0")
                 .ignore()
@@ -239,7 +250,8 @@ impl FamilyStore for RedisStore {
             .arg(r.now)
             .arg(r.grace)
             .arg(r.idle_ttl)
-            .arg(r.client_id);
+            .arg(r.client_id)
+            .arg(r.jkt.unwrap_or(""));
         let reply: Vec<String> = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
@@ -247,6 +259,7 @@ impl FamilyStore for RedisStore {
             Some("rotated") => Ok(Rotation::Rotated(family_from(&reply, r.family_id)?)),
             Some("grace") => Ok(Rotation::GraceReplay(family_from(&reply, r.family_id)?)),
             Some("reuse") => Ok(Rotation::ReuseDetected),
+            Some("key_mismatch") => Ok(Rotation::KeyMismatch),
             Some("invalid") => Ok(Rotation::Invalid),
             _ => Err(corrupt("rotate")),
         }

@@ -56,3 +56,8 @@ pub(super) fn session_families_key(sid: &str) -> String {
 pub(super) fn client_families_key(cid: &str) -> String {
     format!("tessera:client:{{{cid}}}:fams")
 }
+
+/// A DPoP proof already seen (`key`: a digest of its key and `jti`).
+pub(super) fn dpop_proof_key(key: &str) -> String {
+    format!("tessera:dpop:{{{key}}}")
+}

@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 const FAMILY_COLUMNS: &str = "f.id, f.user_id, f.client_id, f.scope, f.created_at, \
-     MIN(f.idle_expires_at, f.absolute_expires_at), f.epoch, f.session_id, f.auth_time";
+     MIN(f.idle_expires_at, f.absolute_expires_at), f.epoch, f.session_id, f.auth_time, f.jkt";
 
 fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
     Ok(FamilyView {
@@ -25,6 +25,7 @@ fn family_from_row(row: &Row<'_>) -> rusqlite::Result<FamilyView> {
         epoch: row.get::<_, i64>(6)?.max(0) as u64,
         session_id: row.get(7)?,
         auth_time: row.get(8)?,
+        jkt: row.get(9)?,
     })
 }
 
@@ -51,8 +52,8 @@ impl FamilyStore for SqliteStore {
             tx.cached_execute(
                 "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, \
                  idle_expires_at, absolute_expires_at, current_hash, epoch, keep_until, \
-                 session_id, auth_time) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 session_id, auth_time, jkt) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     f.id,
                     f.user_id,
@@ -65,7 +66,8 @@ impl FamilyStore for SqliteStore {
                     epoch_sql(f.epoch),
                     f.keep_until,
                     f.session_id,
-                    f.auth_time
+                    f.auth_time,
+                    f.jkt
                 ],
             )
             .map_err(map_sqlite)?;
@@ -85,6 +87,7 @@ impl FamilyStore for SqliteStore {
         let presented = request.presented.as_str().to_owned();
         let successor = request.successor.as_str().to_owned();
         let (now, grace, idle_ttl) = (request.now, request.grace as i64, request.idle_ttl as i64);
+        let jkt = request.jkt.map(str::to_owned);
         self.with_conn(move |c| {
             // IMMEDIATE takes the write lock up front: the read and the
             // write below are one step even against other processes.
@@ -102,9 +105,9 @@ impl FamilyStore for SqliteStore {
                     |r| {
                         Ok((
                             family_from_row(r)?,
-                            r.get::<_, Option<i64>>(9)?,
-                            r.get::<_, String>(10)?,
-                            r.get::<_, Option<i64>>(11)?,
+                            r.get::<_, Option<i64>>(10)?,
+                            r.get::<_, String>(11)?,
+                            r.get::<_, Option<i64>>(12)?,
                         ))
                     },
                 )
@@ -115,6 +118,10 @@ impl FamilyStore for SqliteStore {
             };
             if revoked_at.is_some() || family.expires_at <= now || family.client_id != client_id {
                 return Ok(Rotation::Invalid);
+            }
+            // Before reuse detection: a proof failure must not burn the family.
+            if family.jkt.is_some() && family.jkt != jkt {
+                return Ok(Rotation::KeyMismatch);
             }
             let outcome = if current == presented {
                 let absolute = absolute_expiry(&tx, &family.id)?;

@@ -15,12 +15,15 @@
 //!   audit trail, written in the transaction of the change it records);
 //! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
 //! - `state.rs`: codes, counters, consents and one-time codes;
+//! - `replay.rs`: the [`ReplayStore`](crate::store::ReplayStore) impl
+//!   (DPoP proofs already seen);
 //! - `tokens.rs`: the [`TokenStore`](crate::store::TokenStore) impl (purge).
 
 mod clients;
 mod events;
 mod families;
 mod pool;
+mod replay;
 mod schema;
 mod state;
 mod tokens;
