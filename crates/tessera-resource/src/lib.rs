@@ -191,6 +191,7 @@ pub enum VerifyError {
 /// Why a request with a DPoP-bound token was refused (RFC 9449 §7.1). The
 /// texts are safe to show the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DpopRejection {
     /// The access token is refused (`invalid_token`), including a token
     /// that is not DPoP-bound.

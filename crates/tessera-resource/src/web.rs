@@ -308,6 +308,7 @@ impl IntoResponse for BearerRejection {
 /// with a `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449 §7.1) challenge, or
 /// 503 when the revocation state or the replay cache could not be read.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum AuthRejection {
     /// No usable `Authorization` header: 401 `invalid_token` with a
     /// `Bearer` challenge and a second, `DPoP algs="…"`, so that clients
