@@ -15,6 +15,24 @@
 //! * [`dpop`]: the stateless checks of a DPoP proof (RFC 9449 §4.3), the
 //!   RFC 7638 thumbprint a token's `cnf.jkt` names, and `ath`.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use tessera_resource::{AccessTokenVerifier, KeySource, VerifyError};
+//! # use jsonwebtoken::{Algorithm, DecodingKey};
+//! # struct NoKeys;
+//! # #[async_trait::async_trait]
+//! # impl KeySource for NoKeys {
+//! #     async fn key(&self, _kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> { None }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let verifier = AccessTokenVerifier::new(Arc::new(NoKeys), "https://auth.example.com", "https://api.example.com")
+//!     .leeway(30);
+//! let refused = verifier.verify("not-a-jwt").await;
+//! assert!(matches!(refused, Err(VerifyError::Invalid("malformed token"))));
+//! # }
+//! ```
+//!
 //! # DPoP-bound tokens
 //!
 //! A token whose claims carry `cnf.jkt` ([`AccessClaims::cnf`]) is bound
@@ -41,24 +59,6 @@
 //!     // One process; with several nodes, a shared cache (see `ProofReplay`).
 //!     .dpop_replay(Arc::new(MemoryReplay::new()))
 //!     .dpop_max_age(60);
-//! ```
-//!
-//! ```
-//! use std::sync::Arc;
-//! use tessera_resource::{AccessTokenVerifier, KeySource, VerifyError};
-//! # use jsonwebtoken::{Algorithm, DecodingKey};
-//! # struct NoKeys;
-//! # #[async_trait::async_trait]
-//! # impl KeySource for NoKeys {
-//! #     async fn key(&self, _kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> { None }
-//! # }
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let verifier = AccessTokenVerifier::new(Arc::new(NoKeys), "https://auth.example.com", "https://api.example.com")
-//!     .leeway(30);
-//! let refused = verifier.verify("not-a-jwt").await;
-//! assert!(matches!(refused, Err(VerifyError::Invalid("malformed token"))));
-//! # }
 //! ```
 
 use std::sync::Arc;
