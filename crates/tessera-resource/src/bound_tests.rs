@@ -707,6 +707,30 @@ mod web {
     }
 
     #[tokio::test]
+    async fn an_unreachable_replay_cache_answers_503() {
+        let down = dpop_verifier().dpop_replay(Arc::new(Recording {
+            seen: Mutex::default(),
+            answer: None,
+        }));
+        let app = axum::Router::new()
+            .route("/items", get(items))
+            .with_state(State {
+                verifier: Arc::new(down),
+            });
+        let key = ClientKey::es256();
+        let token = bound_token(&key, "items:read");
+        let p = proof(&key, "GET", "https://api.test/items", &token);
+        let answer = call(
+            &app,
+            request("/items", Some(format!("DPoP {token}")), &[&p]),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(challenges(&answer).is_empty());
+        assert_eq!(code(answer).await, "backend_unavailable");
+    }
+
+    #[tokio::test]
     async fn the_layer_accepts_dpop_and_refuses_what_the_extractor_refuses() {
         let service = tower::ServiceBuilder::new()
             .layer(BearerLayer::new(Arc::new(dpop_verifier())).require_scope("items:read"))
