@@ -2,10 +2,13 @@
 //! thumbprint that binds a token to the proof's key (RFC 7638), and the
 //! access-token hash `ath`.
 //!
-//! What is left to the caller, because it needs state: remembering each
-//! proof's `jti` for as long as its `iat` is acceptable (a replay cache
-//! shared by every node), and checking the `nonce` when it hands out server
-//! nonces (§8, `use_dpop_nonce`).
+//! What these functions leave to the caller, because it needs state:
+//! remembering each proof's `jti` for as long as its `iat` is acceptable (a
+//! replay cache shared by every node), and checking the `nonce` when it
+//! hands out server nonces (§8, `use_dpop_nonce`). At a resource server,
+//! [`AccessTokenVerifier::verify_dpop`](crate::AccessTokenVerifier::verify_dpop)
+//! (and the axum extractors) do the first, with a
+//! [`ProofReplay`](crate::ProofReplay).
 //!
 //! ```
 //! use tessera_resource::dpop::{ProofCheck, verify_proof};
@@ -45,43 +48,59 @@ const MIN_RSA_MODULUS: usize = 256;
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// Why a proof is refused. Every variant is `invalid_dpop_proof` on the
-/// wire (§7.1); the reason is for logs and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// wire (§7.1); the [`reason`](Self::reason) is its `error_description`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DpopError {
     /// Not a compact JWS, or a part is not base64url JSON, or too long.
-    #[error("the proof is malformed")]
     Malformed,
     /// `typ` is not `dpop+jwt`.
-    #[error("the proof's typ is not dpop+jwt")]
     Type,
     /// `alg` is missing, symmetric, `none` or outside the allow-list.
-    #[error("the proof's alg is not allowed")]
     Algorithm,
     /// `jwk` is missing, private, symmetric, too weak or not for `alg`.
-    #[error("the proof's jwk is not a usable public key")]
     Key,
     /// A `crit` header: no extension is understood.
-    #[error("the proof has a crit header")]
     Critical,
     /// The signature does not verify with the header's key.
-    #[error("the proof's signature does not verify")]
     Signature,
     /// A required claim is missing or of the wrong type, or too long.
-    #[error("the proof lacks a required claim")]
     Claims,
     /// `htm` is not the request's method.
-    #[error("the proof's htm does not match the request")]
     Method,
     /// `htu` is not the request's URI (without query and fragment).
-    #[error("the proof's htu does not match the request")]
     Uri,
     /// `iat` is outside the acceptable window.
-    #[error("the proof's iat is outside the acceptable window")]
     Time,
     /// `ath` is missing or is not the hash of the presented access token.
-    #[error("the proof's ath does not match the access token")]
     AccessTokenHash,
 }
+
+impl DpopError {
+    /// Why, in words safe to show the client.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Malformed => "the proof is malformed",
+            Self::Type => "the proof's typ is not dpop+jwt",
+            Self::Algorithm => "the proof's alg is not allowed",
+            Self::Key => "the proof's jwk is not a usable public key",
+            Self::Critical => "the proof has a crit header",
+            Self::Signature => "the proof's signature does not verify",
+            Self::Claims => "the proof lacks a required claim",
+            Self::Method => "the proof's htm does not match the request",
+            Self::Uri => "the proof's htu does not match the request",
+            Self::Time => "the proof's iat is outside the acceptable window",
+            Self::AccessTokenHash => "the proof's ath does not match the access token",
+        }
+    }
+}
+
+impl std::fmt::Display for DpopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for DpopError {}
 
 /// What a proof must match: the request it came with.
 #[derive(Clone, Debug)]
@@ -312,4 +331,4 @@ fn check_claims(claims: &ProofClaims, check: &ProofCheck<'_>) -> Result<(), Dpop
 
 #[cfg(test)]
 #[path = "dpop_tests.rs"]
-mod tests;
+pub(crate) mod tests;

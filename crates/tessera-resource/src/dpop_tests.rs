@@ -15,14 +15,14 @@ fn b64(bytes: &[u8]) -> String {
 
 /// A client's proof key, signing compact JWSs by hand so that tests can
 /// put anything in the header.
-enum ClientKey {
+pub(crate) enum ClientKey {
     Es256(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
     Rsa(RsaKeyPair, bool),
 }
 
 impl ClientKey {
-    fn es256() -> Self {
+    pub(crate) fn es256() -> Self {
         let der = EcdsaKeyPair::generate_pkcs8(
             &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             &SystemRandom::new(),
@@ -34,18 +34,18 @@ impl ClientKey {
         )
     }
 
-    fn ed25519() -> Self {
+    pub(crate) fn ed25519() -> Self {
         let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generates");
         Self::Ed25519(Ed25519KeyPair::from_pkcs8(der.as_ref()).expect("parses"))
     }
 
-    fn rsa(size: KeySize, pss: bool) -> Self {
+    pub(crate) fn rsa(size: KeySize, pss: bool) -> Self {
         let pair = RsaKeyPair::generate(size).expect("generates");
         let der: Pkcs8V1Der = pair.as_der().expect("encodes");
         Self::Rsa(RsaKeyPair::from_pkcs8(der.as_ref()).expect("parses"), pss)
     }
 
-    fn alg(&self) -> &'static str {
+    pub(crate) fn alg(&self) -> &'static str {
         match self {
             Self::Es256(_) => "ES256",
             Self::Ed25519(_) => "EdDSA",
@@ -54,7 +54,7 @@ impl ClientKey {
         }
     }
 
-    fn jwk(&self) -> Value {
+    pub(crate) fn jwk(&self) -> Value {
         match self {
             Self::Es256(pair) => {
                 let point = pair.public_key().as_ref();
@@ -70,7 +70,7 @@ impl ClientKey {
         }
     }
 
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match self {
             Self::Es256(pair) => pair.sign(&rng, message).expect("signs").as_ref().to_vec(),
@@ -88,11 +88,11 @@ impl ClientKey {
         }
     }
 
-    fn header(&self) -> Value {
+    pub(crate) fn header(&self) -> Value {
         json!({"typ": "dpop+jwt", "alg": self.alg(), "jwk": self.jwk()})
     }
 
-    fn proof_with(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn proof_with(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -101,8 +101,15 @@ impl ClientKey {
         format!("{input}.{}", b64(&self.sign(input.as_bytes())))
     }
 
-    fn proof(&self, claims: &Value) -> String {
+    pub(crate) fn proof(&self, claims: &Value) -> String {
         self.proof_with(&self.header(), claims)
+    }
+
+    /// The RFC 7638 thumbprint of the public key: the `cnf.jkt` of the
+    /// tokens bound to it.
+    pub(crate) fn thumbprint(&self) -> String {
+        let jwk: Jwk = serde_json::from_value(self.jwk()).expect("a JWK");
+        jwk_thumbprint(&jwk).expect("a thumbprint")
     }
 }
 

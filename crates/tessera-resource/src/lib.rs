@@ -10,7 +10,8 @@
 //! * `Introspection` (feature `remote`): revocation through the issuer's
 //!   `/introspect`, with a short cache and a fail-closed/fail-open choice.
 //! * `Authenticated`, `RequireScope` and `BearerLayer` (feature `axum`):
-//!   axum extractors and a tower layer answering RFC 6750 errors.
+//!   axum extractors and a tower layer answering RFC 6750 errors, and the
+//!   RFC 9449 ones for DPoP.
 //! * [`dpop`]: the stateless checks of a DPoP proof (RFC 9449 §4.3), the
 //!   RFC 7638 thumbprint a token's `cnf.jkt` names, and `ath`.
 //!
@@ -31,6 +32,34 @@
 //! assert!(matches!(refused, Err(VerifyError::Invalid("malformed token"))));
 //! # }
 //! ```
+//!
+//! # DPoP-bound tokens
+//!
+//! A token whose claims carry `cnf.jkt` ([`AccessClaims::cnf`]) is bound
+//! to the client's key (RFC 9449): it is accepted only as
+//! `Authorization: DPoP <token>` with one `DPoP` header holding a proof
+//! signed by that key. [`AccessTokenVerifier::verify_dpop`] (which the axum
+//! extractors and the layer call) checks the token as
+//! [`verify`](AccessTokenVerifier::verify) does, then the proof: `typ`,
+//! algorithm and public key, signature, `htm` (the method), `htu` (the
+//! [`dpop_base_url`](AccessTokenVerifier::dpop_base_url) plus the path),
+//! `iat` within [`dpop_max_age`](AccessTokenVerifier::dpop_max_age) and
+//! the leeway, `ath` (the token's hash), the key's thumbprint against
+//! `cnf.jkt`, and that the proof was never seen, through a [`ProofReplay`]
+//! ([`MemoryReplay`] by default: several nodes must share one instead). A
+//! bound token presented as `Bearer` is refused (§7.2).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tessera_resource::{AccessTokenVerifier, MemoryReplay, jwk::StaticKeys};
+//!
+//! let verifier = AccessTokenVerifier::new(Arc::new(StaticKeys::default()), "https://auth.example.com", "https://api.example.com")
+//!     // The origin clients call, as they put it in `htu`.
+//!     .dpop_base_url("https://api.example.com")
+//!     // One process; with several nodes, a shared cache (see `ProofReplay`).
+//!     .dpop_replay(Arc::new(MemoryReplay::new()))
+//!     .dpop_max_age(60);
+//! ```
 
 use std::sync::Arc;
 
@@ -42,6 +71,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod dpop;
 pub mod jwk;
+mod replay;
+
+pub use replay::{MemoryReplay, ProofReplay};
+
+use dpop::{DpopError, ProofCheck, VerifiedProof, verify_proof};
 
 #[cfg(feature = "remote")]
 mod remote;
@@ -52,7 +86,8 @@ pub use remote::{Introspection, RemoteJwks};
 mod web;
 #[cfg(feature = "axum")]
 pub use web::{
-    Authenticated, BearerLayer, BearerRejection, BearerService, RequireScope, Scope, ScopeRejection,
+    AuthRejection, AuthScheme, Authenticated, BearerLayer, BearerRejection, BearerService,
+    RequireScope, Scope, ScopeRejection,
 };
 
 /// The `typ` header of every access token (RFC 9068 §2.1).
@@ -93,15 +128,17 @@ pub struct AccessClaims {
     /// only): the token dies when the epoch moves past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cep: Option<u64>,
-    /// The DPoP key the token is bound to (RFC 9449 §6.1).
+    /// The key the token is bound to (RFC 9449 §6.1), for DPoP-bound
+    /// tokens: it must then come with a proof signed by that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
 }
 
-/// A token's confirmation claim (RFC 7800): the key it is bound to.
+/// The `cnf` (confirmation) claim of a DPoP-bound token (RFC 9449 §6.1).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Confirmation {
-    /// The RFC 7638 SHA-256 thumbprint (base64url) of the DPoP public key.
+    /// The RFC 7638 SHA-256 thumbprint (base64url) of the client's DPoP
+    /// public key.
     pub jkt: String,
 }
 
@@ -118,7 +155,8 @@ impl AccessClaims {
             .unwrap_or_else(|| u64::try_from(self.iat).unwrap_or(0).saturating_mul(1000))
     }
 
-    /// The thumbprint of the DPoP key the token is bound to, if any.
+    /// The thumbprint of the key the token is bound to; `None` for a
+    /// plain Bearer token.
     pub fn jkt(&self) -> Option<&str> {
         self.cnf.as_ref().map(|c| c.jkt.as_str())
     }
@@ -148,6 +186,45 @@ pub enum VerifyError {
     /// so that an outage never looks like a logout.
     #[error("token state unavailable")]
     Unavailable,
+}
+
+/// Why a request with a DPoP-bound token was refused (RFC 9449 §7.1). The
+/// texts are safe to show the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopRejection {
+    /// The access token is refused (`invalid_token`), including a token
+    /// that is not DPoP-bound.
+    #[error("{0}")]
+    Token(&'static str),
+    /// The proof is refused (`invalid_dpop_proof`), including a replay.
+    #[error("{0}")]
+    Proof(&'static str),
+    /// The revocation state or the replay cache could not be read: the
+    /// answer is 503.
+    #[error("token state unavailable")]
+    Unavailable,
+}
+
+impl DpopRejection {
+    /// A DPoP-bound token presented as a Bearer token (RFC 9449 §7.2).
+    pub const BOUND_TOKEN_AS_BEARER: &'static str =
+        "the token is DPoP-bound: present it with the DPoP scheme and a proof";
+    /// A Bearer token presented under the DPoP scheme.
+    pub const UNBOUND_TOKEN: &'static str = "the token is not DPoP-bound";
+    /// The proof's `jti` was seen before.
+    pub const REPLAYED: &'static str = "the proof was already used";
+    /// The proof is signed by another key than the token's `cnf.jkt`.
+    pub const WRONG_KEY: &'static str = "the proof's key is not the key the token is bound to";
+}
+
+impl From<VerifyError> for DpopRejection {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Invalid(why) => Self::Token(why),
+            VerifyError::Unavailable => Self::Unavailable,
+        }
+    }
 }
 
 /// Where verification keys come from.
@@ -195,6 +272,21 @@ fn algorithm_of(alg: &str) -> Option<Algorithm> {
     }
 }
 
+/// Whether a `Host` header is a host and an optional port only: no user
+/// info, path, query or fragment that would change what `htu` is built to.
+fn is_plain_authority(host: &str) -> bool {
+    host.len() <= 300
+        && url::Url::parse(&format!("https://{host}/")).is_ok_and(|url| {
+            url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && !host.contains(['/', '?', '#', '@', '\\'])
+        })
+}
+
 /// The JOSE header members we look at.
 struct JoseHeader {
     alg: String,
@@ -234,7 +326,8 @@ fn parse_header(token: &str) -> Result<JoseHeader, VerifyError> {
 }
 
 /// Verifies access tokens: signature, `typ`, `iss`, `aud`, `exp`/`iat`
-/// with a small leeway, then the revocation state.
+/// with a small leeway, then the revocation state; for DPoP-bound tokens
+/// also the proof ([`verify_dpop`](Self::verify_dpop)).
 pub struct AccessTokenVerifier {
     keys: Arc<dyn KeySource>,
     issuer: String,
@@ -242,6 +335,12 @@ pub struct AccessTokenVerifier {
     leeway: i64,
     clock: Arc<dyn Clock>,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    dpop_base: Option<String>,
+    replay: Arc<dyn ProofReplay>,
+    /// The replay cache is the default [`MemoryReplay`], which follows
+    /// [`clock`](Self::clock).
+    default_replay: bool,
+    dpop_max_age: u64,
 }
 
 impl AccessTokenVerifier {
@@ -254,6 +353,10 @@ impl AccessTokenVerifier {
             leeway: 30,
             clock: Arc::new(SystemClock),
             revocation: None,
+            dpop_base: None,
+            replay: Arc::new(MemoryReplay::new()),
+            default_replay: true,
+            dpop_max_age: 60,
         }
     }
 
@@ -267,6 +370,9 @@ impl AccessTokenVerifier {
     /// [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
+        if self.default_replay {
+            self.replay = Arc::new(MemoryReplay::new().clock(self.clock.clone()));
+        }
         self
     }
 
@@ -277,7 +383,49 @@ impl AccessTokenVerifier {
         self
     }
 
+    /// The public origin of this API (e.g. `https://api.example.com`, or
+    /// with a path prefix a proxy strips), which a DPoP proof's `htu` must
+    /// name: `htu` must equal this base plus the request's path, both
+    /// compared after [`normalize_htu`](dpop::normalize_htu).
+    ///
+    /// When it is not set, the base is `http://` or `https://` (either is
+    /// accepted) followed by the request's `Host` header. Behind a proxy
+    /// or a load balancer that rewrites `Host` or the path, or terminates
+    /// TLS, set it: the origin clients call is then the only one accepted.
+    pub fn dpop_base_url(mut self, url: &str) -> Self {
+        let base = url.trim_end_matches('/');
+        if dpop::normalize_htu(base).is_none() {
+            tracing::warn!(
+                base,
+                "dpop_base_url is not an absolute http(s) URL: every DPoP proof will be refused"
+            );
+        }
+        self.dpop_base = Some(base.to_owned());
+        self
+    }
+
+    /// Where the DPoP proofs already seen are remembered. Default: a
+    /// [`MemoryReplay`], right for a single process only; several nodes
+    /// must share one (see [`ProofReplay`]).
+    pub fn dpop_replay(mut self, replay: Arc<dyn ProofReplay>) -> Self {
+        self.replay = replay;
+        self.default_replay = false;
+        self
+    }
+
+    /// How old (seconds) a DPoP proof's `iat` may be. Default 60; the
+    /// [`leeway`](Self::leeway) is allowed on top, and for an `iat` in the
+    /// future.
+    pub fn dpop_max_age(mut self, seconds: u64) -> Self {
+        self.dpop_max_age = seconds;
+        self
+    }
+
     /// The claims of `token` if it is a live access token.
+    ///
+    /// It does not judge how the token was presented: a caller that took it
+    /// from an `Authorization: Bearer` header must refuse a DPoP-bound one
+    /// (`claims.cnf` set, RFC 9449 §7.2), as the axum extractors do.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let claims = self.verify_signature(token).await?;
         if let Some(check) = &self.revocation
@@ -286,6 +434,94 @@ impl AccessTokenVerifier {
             return Err(VerifyError::Invalid("token revoked"));
         }
         Ok(claims)
+    }
+
+    /// The claims of a DPoP-bound `token` presented with `proof` (the
+    /// `DPoP` header) on a request with `method` for `path` (without the
+    /// query), to a server reached as `host` (the `Host` header, used only
+    /// without a [`dpop_base_url`](Self::dpop_base_url)).
+    ///
+    /// The token is verified as by [`verify`](Self::verify) and must carry
+    /// `cnf.jkt`; the proof must pass [`verify_proof`] for this request and
+    /// token (`ath`), within [`dpop_max_age`](Self::dpop_max_age), be
+    /// signed by the key `cnf.jkt` names, and be new to the
+    /// [`dpop_replay`](Self::dpop_replay) cache.
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        proof: &str,
+        method: &str,
+        path: &str,
+        host: Option<&str>,
+    ) -> Result<AccessClaims, DpopRejection> {
+        let claims = self.verify(token).await?;
+        let bound_to = claims
+            .jkt()
+            .ok_or(DpopRejection::Token(DpopRejection::UNBOUND_TOKEN))?;
+        let proven = self
+            .check_proof(proof, token, method, path, host)
+            .map_err(|e| DpopRejection::Proof(e.reason()))?;
+        if proven.jkt != bound_to {
+            return Err(DpopRejection::Proof(DpopRejection::WRONG_KEY));
+        }
+        self.remember_proof(&proven).await?;
+        Ok(claims)
+    }
+
+    fn leeway_secs(&self) -> u64 {
+        u64::try_from(self.leeway).unwrap_or(0)
+    }
+
+    /// The stateless checks, against each URI the request may have been
+    /// made to: the configured base, else `https` then `http` on `Host`.
+    fn check_proof(
+        &self,
+        proof: &str,
+        token: &str,
+        method: &str,
+        path: &str,
+        host: Option<&str>,
+    ) -> Result<VerifiedProof, DpopError> {
+        let now = u64::try_from(self.clock.now()).unwrap_or(0);
+        let mut outcome = Err(DpopError::Uri);
+        for uri in self.request_uris(path, host) {
+            let check = ProofCheck::new(method, &uri, now)
+                .max_age(self.dpop_max_age)
+                .leeway(self.leeway_secs())
+                .access_token(token);
+            outcome = verify_proof(proof, &check);
+            if outcome != Err(DpopError::Uri) {
+                break;
+            }
+        }
+        outcome
+    }
+
+    fn request_uris(&self, path: &str, host: Option<&str>) -> Vec<String> {
+        match (&self.dpop_base, host.filter(|h| is_plain_authority(h))) {
+            (Some(base), _) => vec![format!("{base}{path}")],
+            (None, Some(host)) => ["https", "http"]
+                .iter()
+                .map(|scheme| format!("{scheme}://{host}{path}"))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Records the proof in the replay cache for as long as its `iat`
+    /// would be accepted; refuses it if it was there already.
+    async fn remember_proof(&self, proven: &VerifiedProof) -> Result<(), DpopRejection> {
+        let expires_at = proven
+            .iat
+            .saturating_add(self.dpop_max_age)
+            .saturating_add(self.leeway_secs())
+            .saturating_add(1);
+        let key = replay::replay_key(&proven.jkt, &proven.jti);
+        match self.replay.first_use(&key, expires_at).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DpopRejection::Proof(DpopRejection::REPLAYED)),
+            Err(_) => Err(DpopRejection::Unavailable),
+        }
     }
 
     /// Every check but revocation: signature, type, issuer, audience, time.
@@ -337,3 +573,6 @@ impl AccessTokenVerifier {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bound_tests;

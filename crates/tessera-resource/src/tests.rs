@@ -23,7 +23,7 @@ pub(crate) fn keys() -> StaticKeys {
     StaticKeys([(kid, key)].into_iter().collect())
 }
 
-struct FixedClock(Arc<AtomicI64>);
+pub(crate) struct FixedClock(pub(crate) Arc<AtomicI64>);
 impl Clock for FixedClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::Relaxed)

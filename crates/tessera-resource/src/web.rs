@@ -1,4 +1,5 @@
-//! axum extractors and a tower layer answering RFC 6750 errors.
+//! axum extractors and a tower layer answering RFC 6750 (Bearer) and
+//! RFC 9449 (DPoP) errors.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -6,20 +7,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 
-use crate::{AccessClaims, AccessTokenVerifier, VerifyError};
+use crate::dpop::{DpopError, PROOF_ALGORITHMS};
+use crate::{AccessClaims, AccessTokenVerifier, DpopRejection, VerifyError};
 
-/// An RFC 9457 problem+json response with a stable `code` member and, if
-/// given, a `WWW-Authenticate` challenge.
+/// The request header carrying a DPoP proof (RFC 9449 §4.1).
+const DPOP_HEADER: &str = "dpop";
+
+/// An RFC 9457 problem+json response with a stable `code` member and a
+/// `WWW-Authenticate` header per challenge.
 fn problem<B: From<String>>(
     status: StatusCode,
     code: &str,
     detail: &str,
-    challenge: Option<String>,
+    challenges: &[String],
 ) -> Response<B> {
     let body = serde_json::json!({
         "type": "about:blank",
@@ -34,15 +39,55 @@ fn problem<B: From<String>>(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    for value in challenges
+        .iter()
+        .filter_map(|c| HeaderValue::from_str(c).ok())
+    {
         response
             .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
+            .append(header::WWW_AUTHENTICATE, value);
     }
     response
 }
 
-/// A verified `Authorization: Bearer` access token, as an axum extractor.
+/// A `DPoP` challenge (RFC 9449 §7.1): `params`, then the algorithms
+/// proofs may use.
+fn dpop_challenge(params: &str) -> String {
+    let algs = PROOF_ALGORITHMS.join(" ");
+    match params {
+        "" => format!("DPoP algs=\"{algs}\""),
+        _ => format!("DPoP {params}, algs=\"{algs}\""),
+    }
+}
+
+fn error_params(error: &str, description: &str) -> String {
+    format!("error=\"{error}\", error_description=\"{description}\"")
+}
+
+/// How an access token was presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Authorization: Bearer` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP` with a `DPoP` proof (RFC 9449).
+    Dpop,
+}
+
+impl AuthScheme {
+    fn of(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("bearer") {
+            Some(Self::Bearer)
+        } else if name.eq_ignore_ascii_case("dpop") {
+            Some(Self::Dpop)
+        } else {
+            None
+        }
+    }
+}
+
+/// A verified access token, as an axum extractor: `Authorization: Bearer`
+/// for plain tokens, `Authorization: DPoP` with a `DPoP` proof for
+/// DPoP-bound ones (a bound token is refused as Bearer, RFC 9449 §7.2).
 /// Needs `Arc<AccessTokenVerifier>: FromRef<S>`; behind a [`BearerLayer`]
 /// it takes the claims the layer verified instead of verifying again.
 ///
@@ -77,13 +122,61 @@ impl std::fmt::Debug for Authenticated {
 }
 
 impl Authenticated {
-    /// Verifies the Bearer token in `headers`.
+    /// How the token was presented. A DPoP-bound token is accepted under
+    /// the DPoP scheme only and a plain one under Bearer only, so this is
+    /// read from the claims.
+    pub fn scheme(&self) -> AuthScheme {
+        match self.claims.cnf {
+            Some(_) => AuthScheme::Dpop,
+            None => AuthScheme::Bearer,
+        }
+    }
+
+    /// Verifies the Bearer token in `headers`: Bearer only, for callers
+    /// that do not know the request's method and URI. The DPoP scheme is
+    /// answered as a missing token, and a DPoP-bound token is refused
+    /// (`invalid_token`); [`from_request`](Self::from_request) accepts both.
     pub async fn from_headers(
         headers: &HeaderMap,
         verifier: &AccessTokenVerifier,
     ) -> Result<Self, BearerRejection> {
-        let token = bearer_token(headers)?;
+        let invalid = |why| BearerRejection(VerifyError::Invalid(why));
+        let token = match credentials(headers).map_err(invalid)? {
+            (AuthScheme::Bearer, token) => token,
+            (AuthScheme::Dpop, _) => return Err(invalid(MISSING_TOKEN)),
+        };
         let claims = verifier.verify(token).await.map_err(BearerRejection)?;
+        if claims.cnf.is_some() {
+            return Err(invalid(DpopRejection::BOUND_TOKEN_AS_BEARER));
+        }
+        Ok(Self {
+            claims,
+            token: token.to_owned(),
+        })
+    }
+
+    /// Verifies the request's access token: a plain token under the Bearer
+    /// scheme, or a DPoP-bound token under the DPoP scheme with exactly one
+    /// `DPoP` proof for `method` and `uri` (see
+    /// [`AccessTokenVerifier::verify_dpop`]).
+    pub async fn from_request(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        verifier: &AccessTokenVerifier,
+    ) -> Result<Self, AuthRejection> {
+        let (scheme, token) = credentials(headers).map_err(AuthRejection::Missing)?;
+        let claims = match scheme {
+            AuthScheme::Bearer => bearer_claims(token, verifier).await?,
+            AuthScheme::Dpop => {
+                let proof = dpop_proof(headers).map_err(AuthRejection::Dpop)?;
+                let host = request_host(uri, headers);
+                verifier
+                    .verify_dpop(token, proof, method.as_str(), uri.path(), host)
+                    .await
+                    .map_err(AuthRejection::Dpop)?
+            }
+        };
         Ok(Self {
             claims,
             token: token.to_owned(),
@@ -91,37 +184,86 @@ impl Authenticated {
     }
 }
 
+/// A plain token's claims; a DPoP-bound token is refused (§7.2).
+async fn bearer_claims(
+    token: &str,
+    verifier: &AccessTokenVerifier,
+) -> Result<AccessClaims, AuthRejection> {
+    let claims = verifier
+        .verify(token)
+        .await
+        .map_err(|e| AuthRejection::Bearer(BearerRejection(e)))?;
+    if claims.cnf.is_some() {
+        return Err(AuthRejection::Dpop(DpopRejection::Token(
+            DpopRejection::BOUND_TOKEN_AS_BEARER,
+        )));
+    }
+    Ok(claims)
+}
+
+/// The single `DPoP` header's proof.
+fn dpop_proof(headers: &HeaderMap) -> Result<&str, DpopRejection> {
+    let mut values = headers.get_all(DPOP_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Err(DpopRejection::Proof("missing DPoP proof")),
+        (Some(_), Some(_)) => Err(DpopRejection::Proof("send exactly one DPoP proof")),
+        (Some(value), None) => value
+            .to_str()
+            .map_err(|_| DpopRejection::Proof(DpopError::Malformed.reason())),
+    }
+}
+
+/// The authority the request was sent to: its single `Host` header, else
+/// the URI's (HTTP/2 `:authority`).
+fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().ok(),
+        (None, _) => uri.authority().map(|a| a.as_str()),
+        (Some(_), Some(_)) => None,
+    }
+}
+
+/// The URI the client addressed: before an axum `nest` stripped a prefix.
+fn addressed_uri<'a>(uri: &'a Uri, extensions: &'a axum::http::Extensions) -> &'a Uri {
+    extensions
+        .get::<OriginalUri>()
+        .map_or(uri, |original| &original.0)
+}
+
 impl<S> FromRequestParts<S> for Authenticated
 where
     Arc<AccessTokenVerifier>: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = BearerRejection;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(done) = parts.extensions.get::<Authenticated>() {
             return Ok(done.clone());
         }
         let verifier = Arc::<AccessTokenVerifier>::from_ref(state);
-        Self::from_headers(&parts.headers, &verifier).await
+        let uri = addressed_uri(&parts.uri, &parts.extensions);
+        Self::from_request(&parts.method, uri, &parts.headers, &verifier).await
     }
 }
 
-/// The token of a single `Authorization: Bearer` header.
-fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerRejection> {
-    let missing = || BearerRejection(VerifyError::Invalid("missing bearer token"));
+/// What a request without usable credentials is told.
+const MISSING_TOKEN: &str = "missing bearer token";
+
+/// The scheme and token of the single `Authorization` header, if it is
+/// `Bearer` or `DPoP` (any case); else why not.
+fn credentials(headers: &HeaderMap) -> Result<(AuthScheme, &str), &'static str> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(missing());
+        return Err(MISSING_TOKEN);
     };
     let value = value
         .to_str()
-        .map_err(|_| BearerRejection(VerifyError::Invalid("malformed authorization header")))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(missing());
-    }
-    Ok(token.trim())
+        .map_err(|_| "malformed authorization header")?;
+    let (scheme, token) = value.split_once(' ').ok_or(MISSING_TOKEN)?;
+    let scheme = AuthScheme::of(scheme).ok_or(MISSING_TOKEN)?;
+    Ok((scheme, token.trim()))
 }
 
 /// RFC 6750 §3 answer: 401 with `WWW-Authenticate: Bearer error="invalid_token"`
@@ -136,21 +278,82 @@ impl BearerRejection {
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 description,
-                Some(format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{description}\""
-                )),
+                &[bearer_challenge(description)],
             ),
-            VerifyError::Unavailable => problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "backend_unavailable",
-                "the token store is unavailable; try again shortly",
-                None,
-            ),
+            VerifyError::Unavailable => unavailable(),
         }
     }
 }
 
+fn bearer_challenge(description: &str) -> String {
+    format!("Bearer {}", error_params("invalid_token", description))
+}
+
+fn unavailable<B: From<String>>() -> Response<B> {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend_unavailable",
+        "the token store is unavailable; try again shortly",
+        &[],
+    )
+}
+
 impl IntoResponse for BearerRejection {
+    fn into_response(self) -> axum::response::Response {
+        self.response()
+    }
+}
+
+/// Why [`Authenticated`] refused a request, answered as problem+json: 401
+/// with a `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449 §7.1) challenge, or
+/// 503 when the revocation state or the replay cache could not be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AuthRejection {
+    /// No usable `Authorization` header: 401 `invalid_token` with a
+    /// `Bearer` challenge and a second, `DPoP algs="…"`, so that clients
+    /// learn both schemes are accepted.
+    Missing(&'static str),
+    /// A token presented as Bearer was refused (401 `Bearer` challenge, or
+    /// 503).
+    Bearer(BearerRejection),
+    /// A token presented with the DPoP scheme, or a DPoP-bound token
+    /// presented as Bearer, was refused: 401 `invalid_token` or
+    /// `invalid_dpop_proof` with a `DPoP` challenge, or 503.
+    Dpop(DpopRejection),
+}
+
+impl AuthRejection {
+    fn response<B: From<String>>(&self) -> Response<B> {
+        match self {
+            Self::Missing(description) => problem(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                description,
+                &[bearer_challenge(description), dpop_challenge("")],
+            ),
+            Self::Bearer(rejection) => rejection.response(),
+            Self::Dpop(DpopRejection::Token(description)) => {
+                dpop_problem("invalid_token", description)
+            }
+            Self::Dpop(DpopRejection::Proof(description)) => {
+                dpop_problem("invalid_dpop_proof", description)
+            }
+            Self::Dpop(DpopRejection::Unavailable) => unavailable(),
+        }
+    }
+}
+
+fn dpop_problem<B: From<String>>(error: &str, description: &str) -> Response<B> {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        error,
+        description,
+        &[dpop_challenge(&error_params(error, description))],
+    )
+}
+
+impl IntoResponse for AuthRejection {
     fn into_response(self) -> axum::response::Response {
         self.response()
     }
@@ -170,7 +373,8 @@ pub trait Scope: Send + Sync + 'static {
 
 /// A verified token that grants `S::SCOPE`; otherwise 401 (no valid token)
 /// or 403 `insufficient_scope` with
-/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`.
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` (a
+/// `DPoP` challenge for a DPoP request).
 ///
 /// ```
 /// use tessera_resource::{RequireScope, Scope};
@@ -212,7 +416,10 @@ where
             .await
             .map_err(ScopeRejection::Token)?;
         if !auth.claims.has_scope(S::SCOPE) {
-            return Err(ScopeRejection::Insufficient(S::SCOPE.to_owned()));
+            return Err(ScopeRejection::Insufficient(
+                S::SCOPE.to_owned(),
+                auth.scheme(),
+            ));
         }
         Ok(Self(auth, PhantomData))
     }
@@ -222,23 +429,29 @@ where
 #[derive(Debug)]
 pub enum ScopeRejection {
     /// No valid token (401, or 503).
-    Token(BearerRejection),
-    /// A valid token without the scope (403).
-    Insufficient(String),
+    Token(AuthRejection),
+    /// A valid token, presented with the scheme given, without the scope
+    /// (403).
+    Insufficient(String, AuthScheme),
 }
 
 impl ScopeRejection {
     fn response<B: From<String>>(&self) -> Response<B> {
         match self {
             Self::Token(rejection) => rejection.response(),
-            Self::Insufficient(scope) => problem(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                &format!("the token lacks the scope {scope}"),
-                Some(format!(
-                    "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
-                )),
-            ),
+            Self::Insufficient(scope, scheme) => {
+                let params = format!("error=\"insufficient_scope\", scope=\"{scope}\"");
+                let challenge = match scheme {
+                    AuthScheme::Bearer => format!("Bearer {params}"),
+                    AuthScheme::Dpop => dpop_challenge(&params),
+                };
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    &format!("the token lacks the scope {scope}"),
+                    &[challenge],
+                )
+            }
         }
     }
 }
@@ -249,7 +462,8 @@ impl IntoResponse for ScopeRejection {
     }
 }
 
-/// A tower layer for any `http` service: verifies the Bearer token, puts
+/// A tower layer for any `http` service: verifies the access token (Bearer,
+/// or DPoP-bound with its proof, as [`Authenticated::from_request`]), puts
 /// the [`Authenticated`] token (and its [`AccessClaims`]) in the request's
 /// extensions and calls the inner service; otherwise answers 401 (or 503),
 /// or 403 if a [`require_scope`](Self::require_scope) is missing.
@@ -328,14 +542,20 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let auth = match Authenticated::from_headers(request.headers(), &layer.verifier).await {
+            let method = request.method().clone();
+            let uri = addressed_uri(request.uri(), request.extensions()).clone();
+            let verified =
+                Authenticated::from_request(&method, &uri, request.headers(), &layer.verifier)
+                    .await;
+            let auth = match verified {
                 Ok(auth) => auth,
                 Err(rejection) => return Ok(rejection.response()),
             };
             if let Some(scope) = &layer.scope
                 && !auth.claims.has_scope(scope)
             {
-                return Ok(ScopeRejection::Insufficient(scope.to_string()).response());
+                let rejection = ScopeRejection::Insufficient(scope.to_string(), auth.scheme());
+                return Ok(rejection.response());
             }
             request.extensions_mut().insert(auth.claims.clone());
             request.extensions_mut().insert(auth);
