@@ -254,10 +254,11 @@ impl App {
                 .await
                 .map_err(StartError::Bootstrap)?;
         }
-        let grants = Arc::new(
-            Grants::new(tokens.clone(), stores.users.clone(), stores.tokens.clone())
-                .dpop_required_for_public_clients(config.dpop_required_for_public_clients),
-        );
+        let grants = Arc::new(Grants::new(
+            tokens.clone(),
+            stores.users.clone(),
+            stores.tokens.clone(),
+        ));
         let dpop = Arc::new(crate::domain::dpop::DpopService::new(
             stores.tokens.clone(),
             clock.clone(),
@@ -266,6 +267,7 @@ impl App {
             config
                 .dpop_nonce
                 .then(|| derived_key(&token_secret, b"tessera dpop nonce")),
+            config.dpop_required_for_public_clients,
         ));
         let authorizer = Arc::new(Authorizer::new(
             clients.clone(),
@@ -287,7 +289,15 @@ impl App {
         )
         .leeway(config.clock_leeway)
         .clock(clock.clone())
-        .revocation(Arc::new(StoreRevocation(stores.tokens.clone())));
+        .revocation(Arc::new(StoreRevocation(stores.tokens.clone())))
+        // DPoP at `/api` and `/userinfo`: `htu` is the issuer's URL of the
+        // route, and proofs are remembered in the token store.
+        .dpop_base_url(&config.issuer)
+        .dpop_max_age(config.dpop_proof_max_age)
+        .dpop_replay(Arc::new(crate::resource::StoreReplay::new(
+            stores.tokens.clone(),
+            clock.clone(),
+        )));
         Ok(Self {
             state: AppState::new(Services {
                 config: Arc::new(config),

@@ -28,8 +28,9 @@ use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 pub use tessera_resource::{
-    AccessClaims, AccessTokenVerifier, Authenticated, BearerLayer, BearerRejection, Introspection,
-    KeySource, RemoteJwks, RequireScope, RevocationCheck, Scope, ScopeRejection, VerifyError,
+    AccessClaims, AccessTokenVerifier, AuthRejection, AuthScheme, Authenticated, BearerLayer,
+    BearerRejection, Confirmation, DpopRejection, Introspection, KeySource, MemoryReplay,
+    ProofReplay, RemoteJwks, RequireScope, RevocationCheck, Scope, ScopeRejection, VerifyError,
 };
 
 use crate::crypto::keys::KeyRing;
@@ -43,6 +44,34 @@ pub struct LocalKeys {
 impl LocalKeys {
     pub fn new(ring: Arc<KeyRing>) -> Self {
         Self { ring }
+    }
+}
+
+/// The resource layer's DPoP replay cache: the token store's, shared by
+/// every node (RFC 9449 §11.1), so a proof used at one node is refused at
+/// all of them.
+pub struct StoreReplay {
+    store: Arc<dyn crate::store::TokenStore>,
+    clock: crate::clock::Clock,
+}
+
+impl StoreReplay {
+    pub fn new(store: Arc<dyn crate::store::TokenStore>, clock: crate::clock::Clock) -> Self {
+        Self { store, clock }
+    }
+}
+
+#[async_trait]
+impl ProofReplay for StoreReplay {
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, VerifyError> {
+        let expires_at = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        self.store
+            .first_use(key, self.clock.now(), expires_at)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "DPoP replay cache unavailable");
+                VerifyError::Unavailable
+            })
     }
 }
 

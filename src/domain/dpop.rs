@@ -17,7 +17,7 @@ use tessera_resource::dpop::{DpopError, ProofCheck, verify_proof};
 use crate::clock::Clock;
 use crate::crypto::secret::{constant_time_eq, hmac_sha256};
 use crate::domain::grants::GrantError;
-use crate::store::TokenStore;
+use crate::store::{ClientRecord, TokenStore};
 
 /// Seconds of one nonce window: a nonce is accepted in its window and the next.
 const NONCE_WINDOW: i64 = 300;
@@ -50,6 +50,8 @@ pub struct DpopService {
     max_age: u64,
     /// Present when proofs must carry a server nonce.
     nonce_key: Option<[u8; 32]>,
+    /// `TESSERA_DPOP_REQUIRED_FOR_PUBLIC_CLIENTS`.
+    required_for_public_clients: bool,
 }
 
 impl DpopService {
@@ -59,6 +61,7 @@ impl DpopService {
         issuer: &str,
         max_age: u64,
         nonce_key: Option<[u8; 32]>,
+        required_for_public_clients: bool,
     ) -> Self {
         Self {
             store,
@@ -66,7 +69,29 @@ impl DpopService {
             issuer: issuer.trim_end_matches('/').to_owned(),
             max_age,
             nonce_key,
+            required_for_public_clients,
         }
+    }
+
+    /// Whether `client`'s token requests must prove a DPoP key (RFC 9449
+    /// §5.2): it is public and the server requires DPoP of public clients.
+    pub fn required_for(&self, client: &ClientRecord) -> bool {
+        client.is_public() && self.required_for_public_clients
+    }
+
+    /// [`verify`](Self::verify) for a token request of `client`: also
+    /// refused without a proof when the client must send one.
+    pub async fn verify_for(
+        &self,
+        client: &ClientRecord,
+        request: ProofRequest<'_>,
+    ) -> Result<Option<ProvenKey>, GrantError> {
+        if request.proof.is_none() && self.required_for(client) {
+            return Err(GrantError::InvalidDpopProof(
+                "this client must send a DPoP proof with every token request",
+            ));
+        }
+        self.verify(request).await
     }
 
     /// The key `request`'s proof proves, `None` without a proof; refused

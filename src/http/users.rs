@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::domain::clients::first_party_client;
 use crate::domain::dpop::ProofRequest;
 use crate::domain::users::{ProfileUpdate, Signup};
 use crate::http::AppState;
@@ -146,11 +147,14 @@ pub async fn post_login(
     // The proof first: a bad one costs no password check.
     let proven = state
         .dpop
-        .verify(ProofRequest {
-            proof: dpop_proof(&headers)?,
-            method: "POST",
-            path: "/api/users/login",
-        })
+        .verify_for(
+            &first_party_client(),
+            ProofRequest {
+                proof: dpop_proof(&headers)?,
+                method: "POST",
+                path: "/api/users/login",
+            },
+        )
         .await?;
     let jkt = proven.as_ref().map(|p| p.jkt.as_str());
     let issued = state

@@ -601,6 +601,168 @@ async fn hostile_proofs_are_refused(backend: Backend) {
     assert_problem(response, 400, "invalid_dpop_proof").await;
 }
 
+/// A GET of `path` with `Authorization: DPoP <token>` and `proof`.
+async fn get_dpop(app: &TestApp, path: &str, token: &str, proof: &str) -> Response {
+    app.http
+        .get(app.url(path))
+        .header("Authorization", format!("DPoP {token}"))
+        .header("DPoP", proof)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn challenge(response: &Response) -> String {
+    response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn resource_requests_need_the_bound_key_and_the_token_hash(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let email = signed_up(&app, "dpop-resource").await;
+    let key = DpopKey::es256();
+    let tokens = body(
+        login_with(
+            &app,
+            &email,
+            Some(&proof_at(&app, &key, "/api/users/login")),
+        )
+        .await,
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let other = body(
+        login_with(
+            &app,
+            &email,
+            Some(&proof_at(&app, &key, "/api/users/login")),
+        )
+        .await,
+    )
+    .await;
+    let other_access = other["access_token"].as_str().unwrap();
+    let me = format!("{}/api/users/me", app.config.issuer);
+    let get = |token| ProofFor {
+        method: "GET",
+        uri: &me,
+        access_token: Some(token),
+        ..Default::default()
+    };
+
+    let proof = key.proof(get(access));
+    let response = get_dpop(&app, "/api/users/me", access, &proof).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body(response).await["email"], email);
+
+    // The same proof again, a proof for another token, by another key, for
+    // another URI: each refused with a DPoP challenge.
+    let cases = [
+        ("replayed", proof.clone()),
+        ("ath of another token", key.proof(get(other_access))),
+        ("another key", DpopKey::es256().proof(get(access))),
+        (
+            "no ath",
+            key.proof(ProofFor {
+                method: "GET",
+                uri: &me,
+                ..Default::default()
+            }),
+        ),
+        (
+            "htm POST",
+            key.proof(ProofFor {
+                method: "POST",
+                uri: &me,
+                access_token: Some(access),
+                ..Default::default()
+            }),
+        ),
+    ];
+    for (case, proof) in cases {
+        let response = get_dpop(&app, "/api/users/me", access, &proof).await;
+        assert_eq!(response.status(), 401, "{case}");
+        let challenge = challenge(&response);
+        assert!(
+            challenge.starts_with("DPoP ") && challenge.contains("error=\"invalid_dpop_proof\""),
+            "{case}: {challenge}"
+        );
+        assert_problem(response, 401, "invalid_dpop_proof").await;
+    }
+
+    // /userinfo takes the DPoP scheme too.
+    let userinfo = format!("{}/userinfo", app.config.issuer);
+    let proof = key.proof(ProofFor {
+        method: "GET",
+        uri: &userinfo,
+        access_token: Some(access),
+        ..Default::default()
+    });
+    let response = get_dpop(&app, "/userinfo", access, &proof).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(body(response).await["sub"].is_string());
+}
+
+async fn a_bound_token_sent_as_bearer_is_refused_with_a_dpop_challenge(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let email = signed_up(&app, "dpop-bearer").await;
+    let key = DpopKey::es256();
+    let tokens = body(
+        login_with(
+            &app,
+            &email,
+            Some(&proof_at(&app, &key, "/api/users/login")),
+        )
+        .await,
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap();
+
+    for path in ["/api/users/me", "/userinfo"] {
+        let response = app.get_auth(path, access).await;
+        assert_eq!(response.status(), 401, "{path}");
+        let challenge = challenge(&response);
+        assert!(challenge.starts_with("DPoP "), "{challenge}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(
+            challenge.contains("algs=\"ES256 EdDSA RS256 PS256\""),
+            "{challenge}"
+        );
+    }
+    // In a form body (RFC 6750 §2.2), a bearer token's other way.
+    let response = app
+        .post_form("/userinfo", None, &[("access_token", access)])
+        .await;
+    assert_eq!(response.status(), 401);
+    assert!(challenge(&response).starts_with("DPoP "));
+    // An unbound token under the DPoP scheme is refused as well.
+    let plain = body(login_with(&app, &email, None).await).await;
+    let plain = plain["access_token"].as_str().unwrap();
+    let me = format!("{}/api/users/me", app.config.issuer);
+    let proof = key.proof(ProofFor {
+        method: "GET",
+        uri: &me,
+        access_token: Some(plain),
+        ..Default::default()
+    });
+    let response = get_dpop(&app, "/api/users/me", plain, &proof).await;
+    assert_eq!(response.status(), 401);
+    // Unbound tokens as Bearer work as ever, and clients learn DPoP exists.
+    assert_eq!(app.get_auth("/api/users/me", plain).await.status(), 200);
+    let anonymous = app.get("/api/users/me").await;
+    let offered: Vec<_> = anonymous
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        offered.iter().any(|c| c.starts_with("DPoP ")),
+        "{offered:?}"
+    );
+}
+
 async fn metadata_names_the_proof_algorithms(backend: Backend) {
     let app = TestApp::spawn_on(backend).await;
     let metadata = body(app.get("/.well-known/openid-configuration").await).await;
@@ -632,6 +794,8 @@ on_sqlite_and_redis!(
     public_clients_can_be_required_to_use_dpop,
     hostile_proofs_are_refused,
     metadata_names_the_proof_algorithms,
+    resource_requests_need_the_bound_key_and_the_token_hash,
+    a_bound_token_sent_as_bearer_is_refused_with_a_dpop_challenge,
 );
 
 /// Two nodes on one Redis (and one MongoDB): a proof used at one is

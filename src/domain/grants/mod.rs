@@ -84,8 +84,6 @@ pub struct Grants {
     pub(crate) tokens: Arc<TokenService>,
     pub(crate) users: Arc<dyn UserStore>,
     pub(crate) store: Arc<dyn TokenStore>,
-    /// `TESSERA_DPOP_REQUIRED_FOR_PUBLIC_CLIENTS`.
-    dpop_required_for_public_clients: bool,
 }
 
 impl Grants {
@@ -98,25 +96,12 @@ impl Grants {
             tokens,
             users,
             store,
-            dpop_required_for_public_clients: false,
         }
     }
 
-    /// Whether every token request of a public client must carry a DPoP proof.
-    pub fn dpop_required_for_public_clients(mut self, required: bool) -> Self {
-        self.dpop_required_for_public_clients = required;
-        self
-    }
-
-    /// Whether `client`'s token requests must prove a DPoP key: it
-    /// registered `dpop_bound_access_tokens`, or it is public and the
-    /// server requires DPoP of public clients.
-    pub fn requires_dpop(&self, client: &ClientRecord) -> bool {
-        client.is_public() && self.dpop_required_for_public_clients
-    }
-
     /// Issues tokens for `grant` to `client` (already authenticated),
-    /// bound to the DPoP key `proven` if the request proved one.
+    /// bound to the DPoP key `proven` if the request proved one (see
+    /// `DpopService::verify_for`, which also knows who must).
     pub async fn apply(
         &self,
         client: &ClientRecord,
@@ -126,11 +111,6 @@ impl Grants {
         if !client.grant_types.iter().any(|g| g == grant.name()) {
             return Err(GrantError::UnauthorizedClient(
                 "the client may not use this grant type",
-            ));
-        }
-        if proven.is_none() && self.requires_dpop(client) {
-            return Err(GrantError::InvalidDpopProof(
-                "this client must send a DPoP proof with every token request",
             ));
         }
         let jkt = proven.map(|p| p.jkt.as_str());

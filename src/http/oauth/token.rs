@@ -28,11 +28,14 @@ pub async fn post_token(
     let grant_type = grant.name();
     let proven = state
         .dpop
-        .verify(ProofRequest {
-            proof: dpop_proof(&headers)?,
-            method: "POST",
-            path: "/token",
-        })
+        .verify_for(
+            &client,
+            ProofRequest {
+                proof: dpop_proof(&headers)?,
+                method: "POST",
+                path: "/token",
+            },
+        )
         .await?;
     let issued = state.grants.apply(&client, grant, proven.as_ref()).await?;
     metrics::counter!("tessera_tokens_issued_total", "grant" => grant_type).increment(1);

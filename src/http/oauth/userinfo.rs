@@ -3,20 +3,36 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::domain::{oidc, scope};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_form;
-use crate::resource::{BearerRejection, VerifyError};
+use crate::resource::{
+    AccessClaims, AuthRejection, Authenticated, BearerRejection, DpopRejection, VerifyError,
+};
 
-/// `GET /userinfo`: the token in the `Authorization` header.
-pub async fn get_userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match bearer(&headers) {
-        Ok(token) => answer(&state, &token).await,
+/// `GET /userinfo`: the token in the `Authorization` header (Bearer, or
+/// DPoP with a proof for a DPoP-bound token).
+pub async fn get_userinfo(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    from_header(&state, Method::GET, &uri, &headers).await
+}
+
+async fn from_header(
+    state: &AppState,
+    method: Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    match Authenticated::from_request(&method, uri, headers, &state.verifier).await {
+        Ok(auth) => answer(state, auth.claims).await,
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -25,6 +41,7 @@ pub async fn get_userinfo(State(state): State<AppState>, headers: HeaderMap) -> 
 /// `access_token` field (RFC 6750 §2.2) — never both (§2).
 pub async fn post_userinfo(
     State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -42,11 +59,17 @@ pub async fn post_userinfo(
     let in_header = headers.contains_key(header::AUTHORIZATION);
     match (in_body, in_header) {
         (Some(_), true) => invalid("send the token once: in the header or the body"),
-        (Some(token), false) => answer(&state, &token).await,
-        (None, _) => match bearer(&headers) {
-            Ok(token) => answer(&state, &token).await,
-            Err(rejection) => rejection.into_response(),
+        (Some(token), false) => match state.verifier.verify(&token).await {
+            // A form field is a bearer token's way (RFC 6750 §2.2): a
+            // DPoP-bound token never travels without its proof.
+            Ok(claims) if claims.cnf.is_some() => {
+                AuthRejection::Dpop(DpopRejection::Token(DpopRejection::BOUND_TOKEN_AS_BEARER))
+                    .into_response()
+            }
+            Ok(claims) => answer(&state, claims).await,
+            Err(e) => BearerRejection(e).into_response(),
         },
+        (None, _) => from_header(&state, Method::POST, &uri, &headers).await,
     }
 }
 
@@ -54,25 +77,7 @@ fn invalid(why: &'static str) -> Response {
     BearerRejection(VerifyError::Invalid(why)).into_response()
 }
 
-fn bearer(headers: &HeaderMap) -> Result<String, BearerRejection> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let missing = || BearerRejection(VerifyError::Invalid("missing bearer token"));
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(missing());
-    };
-    let value = value.to_str().map_err(|_| missing())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(missing());
-    }
-    Ok(token.trim().to_owned())
-}
-
-async fn answer(state: &AppState, token: &str) -> Response {
-    let claims = match state.verifier.verify(token).await {
-        Ok(claims) => claims,
-        Err(e) => return BearerRejection(e).into_response(),
-    };
+async fn answer(state: &AppState, claims: AccessClaims) -> Response {
     if claims.sid.is_none() || !claims.has_scope(scope::OPENID) {
         return ApiError::InsufficientScope(scope::OPENID).into_response();
     }
