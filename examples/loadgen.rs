@@ -89,6 +89,9 @@ struct Options {
     refresh_tokens: Option<String>,
     /// Extra `key=value` form fields for `/token` (e.g. `resource=...`).
     form: Vec<(String, String)>,
+    /// A server process whose CPU time (utime + stime) is read around the
+    /// measured window: requests per server CPU-second.
+    cpu_of: Option<u32>,
     /// The `htu` of DPoP proofs for the token endpoint and the login.
     token_htu: String,
     login_htu: String,
@@ -106,6 +109,7 @@ fn parse_options() -> Options {
         password: "load test password".into(),
         refresh_tokens: None,
         form: Vec::new(),
+        cpu_of: None,
         token_htu: String::new(),
         login_htu: String::new(),
     };
@@ -126,6 +130,7 @@ fn parse_options() -> Options {
             "--client-id" => options.client_id = value(),
             "--client-secret" => options.client_secret = value(),
             "--refresh-tokens" => options.refresh_tokens = Some(value()),
+            "--cpu-of" => options.cpu_of = Some(value().parse().expect("a process id")),
             "--form" => {
                 let pair = value();
                 let (k, v) = pair.split_once('=').expect("--form key=value");
@@ -367,11 +372,17 @@ async fn main() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(o.warmup)).await;
+    let cpu_before = o.cpu_of.map(process_cpu_seconds);
     measuring.store(true, Ordering::Relaxed);
     let began = Instant::now();
     tokio::time::sleep(Duration::from_secs(o.duration)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = began.elapsed().as_secs_f64();
+    let server_cpu = o
+        .cpu_of
+        .map(process_cpu_seconds)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     stop.store(true, Ordering::Relaxed);
 
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
@@ -397,7 +408,25 @@ async fn main() {
         json!({
             "scenario": o.scenario, "concurrency": o.concurrency, "seconds": elapsed,
             "requests": all.len(), "rps": rps, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
-            "p99_ms": ms(0.99), "max_ms": all.max() as f64 / 1000.0, "errors": errors
+            "p99_ms": ms(0.99), "max_ms": all.max() as f64 / 1000.0, "errors": errors,
+            "server_cpu_s": server_cpu,
+            "per_server_cpu_s": server_cpu.map(|cpu| all.len() as f64 / cpu),
         })
     );
+}
+
+/// utime + stime of process `pid` in seconds (Linux `/proc/PID/stat`,
+/// fields 14 and 15, in clock ticks of 1/100 s).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The command name may hold spaces: fields are counted after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks");
+    // Fields 14 and 15 of stat are 11 and 12 after the name (field 3 is 0).
+    (ticks(11) + ticks(12)) / 100.0
 }
