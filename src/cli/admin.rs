@@ -51,12 +51,22 @@ pub enum ClientsCommand {
         /// Where a back-channel `logout_token` is POSTed when a session ends.
         #[arg(long = "backchannel-logout-uri")]
         backchannel_logout_uri: Option<String>,
+        /// Every access token of the client must be DPoP-bound (RFC 9449 §5.2).
+        #[arg(long)]
+        dpop_bound_access_tokens: bool,
+        /// The client must push its authorization requests to `/par` (RFC 9126 §6).
+        #[arg(long = "require-par")]
+        require_par: bool,
         /// Print `{"client_id", "client_secret"}` as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List clients.
-    List,
+    List {
+        /// Print the clients as a JSON array (as the admin API shows them).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one client.
     Show { client_id: String },
     /// Delete a client; its refresh families are revoked.
@@ -88,6 +98,18 @@ pub enum ClientsCommand {
         grants: Vec<String>,
         #[arg(long)]
         access_token_ttl: Option<u64>,
+        /// Requires DPoP-bound access tokens (RFC 9449 §5.2).
+        #[arg(long, conflicts_with = "no_dpop_bound_access_tokens")]
+        dpop_bound_access_tokens: bool,
+        /// Stops requiring DPoP-bound access tokens.
+        #[arg(long)]
+        no_dpop_bound_access_tokens: bool,
+        /// Requires pushed authorization requests (RFC 9126 §6).
+        #[arg(long = "require-par", conflicts_with = "no_require_par")]
+        require_par: bool,
+        /// Stops requiring pushed authorization requests.
+        #[arg(long = "no-require-par")]
+        no_require_par: bool,
         /// Print the client as JSON.
         #[arg(long)]
         json: bool,
@@ -317,6 +339,16 @@ pub(super) fn scopes_or_default(
         .collect())
 }
 
+/// A setting turned on (`--x`), off (`--no-x`) or left as it is (neither;
+/// clap refuses both).
+fn switched(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    }
+}
+
 pub(super) async fn clients(config: Config, command: ClientsCommand) -> Result<(), StartError> {
     let mut command = command;
     if let ClientsCommand::Create { scopes, grants, .. } = &mut command {
@@ -338,6 +370,8 @@ pub(super) async fn clients(config: Config, command: ClientsCommand) -> Result<(
             refresh_token_ttl,
             post_logout_redirect_uris,
             backchannel_logout_uri,
+            dpop_bound_access_tokens,
+            require_par,
             json,
         } => {
             let registered = clients
@@ -353,6 +387,8 @@ pub(super) async fn clients(config: Config, command: ClientsCommand) -> Result<(
                         refresh_token_ttl,
                         post_logout_redirect_uris,
                         backchannel_logout_uri,
+                        dpop_bound_access_tokens,
+                        require_pushed_authorization_requests: require_par,
                     },
                     Actor::Cli,
                 )
@@ -377,8 +413,14 @@ pub(super) async fn clients(config: Config, command: ClientsCommand) -> Result<(
                 }
             }
         }
-        ClientsCommand::List => {
-            for client in clients.list().await.map_err(|e| failed(&e))? {
+        ClientsCommand::List { json } => {
+            let listed = clients.list().await.map_err(|e| failed(&e))?;
+            if json {
+                let views: Vec<ClientView> = listed.into_iter().map(ClientView::from).collect();
+                println!("{}", serde_json::to_string(&views).map_err(|e| failed(&e))?);
+                return Ok(());
+            }
+            for client in listed {
                 let kind = if client.is_public() {
                     "public"
                 } else {
@@ -420,6 +462,10 @@ pub(super) async fn clients(config: Config, command: ClientsCommand) -> Result<(
             scopes,
             grants,
             access_token_ttl,
+            dpop_bound_access_tokens,
+            no_dpop_bound_access_tokens,
+            require_par,
+            no_require_par,
             json,
         } => {
             let listed = |v: Vec<String>| (!v.is_empty()).then_some(v);
@@ -435,6 +481,11 @@ pub(super) async fn clients(config: Config, command: ClientsCommand) -> Result<(
                 scopes: listed(scopes),
                 grant_types: listed(grants),
                 access_token_ttl: access_token_ttl.map(Some),
+                dpop_bound_access_tokens: switched(
+                    dpop_bound_access_tokens,
+                    no_dpop_bound_access_tokens,
+                ),
+                require_pushed_authorization_requests: switched(require_par, no_require_par),
             };
             let client = clients
                 .update(&client_id, patch, Actor::Cli)

@@ -108,6 +108,11 @@ pub struct ClientRecord {
     pub post_logout_redirect_uris: Vec<String>,
     /// Where a back-channel `logout_token` is POSTed when a session ends.
     pub backchannel_logout_uri: Option<String>,
+    /// RFC 9449 §5.2: the client's access tokens are always DPoP-bound.
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 9126 §6: the client's authorization requests must come through
+    /// `/par` (a pushed `request_uri`).
+    pub require_pushed_authorization_requests: bool,
     pub created_at: OffsetDateTime,
 }
 
@@ -200,7 +205,8 @@ pub trait ClientStore: Send + Sync {
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     /// Replaces the settings of `client.id` (name, URIs, scopes, grant
-    /// types, lifetimes; never its secrets, kind or creation time) and
+    /// types, lifetimes, the DPoP and PAR requirements; never its secrets,
+    /// kind or creation time) and
     /// writes the event; false if there is no such client.
     async fn update_client(
         &self,

@@ -92,6 +92,72 @@ async fn operators_manage_users_clients_and_read_events() {
     let builtin = tessera(&app, &["clients", "rotate-secret", "tessera"]);
     assert!(!builtin.status.success());
 
+    // The DPoP and PAR settings: off unless asked for, then switched one at a time.
+    let shown = json_of(&tessera(&app, &["clients", "show", &id]));
+    assert_eq!(shown["dpop_bound_access_tokens"], false);
+    assert_eq!(shown["require_pushed_authorization_requests"], false);
+    let bound = json_of(&tessera(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "bound",
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--dpop-bound-access-tokens",
+            "--require-par",
+            "--json",
+        ],
+    ));
+    let bound_id = bound["client_id"].as_str().unwrap().to_owned();
+    let shown = json_of(&tessera(&app, &["clients", "show", &bound_id]));
+    assert_eq!(shown["dpop_bound_access_tokens"], true);
+    assert_eq!(shown["require_pushed_authorization_requests"], true);
+    let updated = json_of(&tessera(
+        &app,
+        &["clients", "update", &bound_id, "--no-require-par", "--json"],
+    ));
+    assert_eq!(updated["dpop_bound_access_tokens"], true);
+    assert_eq!(updated["require_pushed_authorization_requests"], false);
+    let updated = json_of(&tessera(
+        &app,
+        &[
+            "clients",
+            "update",
+            &bound_id,
+            "--no-dpop-bound-access-tokens",
+            "--require-par",
+            "--json",
+        ],
+    ));
+    assert_eq!(updated["dpop_bound_access_tokens"], false);
+    assert_eq!(updated["require_pushed_authorization_requests"], true);
+    let both = tessera(
+        &app,
+        &[
+            "clients",
+            "update",
+            &bound_id,
+            "--require-par",
+            "--no-require-par",
+        ],
+    );
+    assert!(!both.status.success(), "on and off at once is refused");
+    let listed = json_of(&tessera(&app, &["clients", "list", "--json"]));
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == bound_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["require_pushed_authorization_requests"], true);
+    assert_eq!(listed["dpop_bound_access_tokens"], false);
+
     assert!(
         tessera(&app, &["keys", "rotate", "--prepublish", "900"])
             .status

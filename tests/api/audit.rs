@@ -742,12 +742,109 @@ async fn consents_logouts_and_password_changes_are_recorded(backend: Backend) {
     assert!(!text.contains(&code) && !text.contains("another password 77"));
 }
 
+/// The DPoP and PAR registration settings (RFC 9449 §5.2, RFC 9126 §6):
+/// false unless asked for, stored as given, shown under their RFC names,
+/// and changed one at a time by a PATCH.
+async fn dpop_and_par_settings_round_trip(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let admin = app.admin_token("settings-admin").await;
+    let plain = web_client(&app).await;
+    let shown = body(
+        app.get_auth(&format!("/api/admin/clients/{plain}"), &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(shown["dpop_bound_access_tokens"], false);
+    assert_eq!(shown["require_pushed_authorization_requests"], false);
+    let builtin = body(app.get_auth("/api/admin/clients/tessera", &admin).await).await;
+    assert_eq!(builtin["dpop_bound_access_tokens"], false);
+    assert_eq!(builtin["require_pushed_authorization_requests"], false);
+
+    let created = app
+        .http
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "name": "Bound",
+            "public": true,
+            "grant_types": ["authorization_code"],
+            "redirect_uris": [REDIRECT],
+            "scopes": ["profile"],
+            "dpop_bound_access_tokens": true,
+            "require_pushed_authorization_requests": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created = body(created).await;
+    assert_eq!(created["dpop_bound_access_tokens"], true);
+    assert_eq!(created["require_pushed_authorization_requests"], true);
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/admin/clients/{id}");
+    let shown = body(app.get_auth(&path, &admin).await).await;
+    assert_eq!(shown["dpop_bound_access_tokens"], true);
+    assert_eq!(shown["require_pushed_authorization_requests"], true);
+
+    let patched = app
+        .send_json_auth(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(&json!({"dpop_bound_access_tokens": false})),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let shown = body(app.get_auth(&path, &admin).await).await;
+    assert_eq!(shown["dpop_bound_access_tokens"], false);
+    assert_eq!(shown["require_pushed_authorization_requests"], true);
+    let patched = app
+        .send_json_auth(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(&json!({"require_pushed_authorization_requests": false, "dpop_bound_access_tokens": true})),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let shown = body(app.get_auth(&path, &admin).await).await;
+    assert_eq!(shown["dpop_bound_access_tokens"], true);
+    assert_eq!(shown["require_pushed_authorization_requests"], false);
+    let listed = body(app.get_auth("/api/admin/clients", &admin).await).await;
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["dpop_bound_access_tokens"], true);
+    let changed = events(&app, &admin, &format!("client_id={id}&type=client_updated")).await;
+    assert_eq!(
+        changed[0]["detail"]["fields"],
+        json!([
+            "dpop_bound_access_tokens",
+            "require_pushed_authorization_requests"
+        ])
+    );
+    let not_bool = app
+        .send_json_auth(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(&json!({"dpop_bound_access_tokens": "yes"})),
+        )
+        .await;
+    assert!(not_bool.status().is_client_error());
+}
+
 crate::on_every_backend!(
     consents_logouts_and_password_changes_are_recorded,
     every_action_is_recorded_without_secrets,
     the_listing_pages_filters_and_refuses_hostile_input,
     secret_rotation_keeps_the_old_secret_for_its_grace,
     clients_change_under_the_rules_of_registration,
+    dpop_and_par_settings_round_trip,
     old_events_are_pruned_after_the_retention,
 );
 

@@ -180,3 +180,38 @@ async fn mongodb_outage_is_503_and_acknowledged_signups_survive() {
         );
     }
 }
+
+/// A client written before the DPoP and PAR settings existed (no such
+/// fields in its document) reads as requiring neither.
+#[tokio::test]
+async fn a_client_document_without_the_dpop_and_par_fields_reads_false() {
+    let app = TestApp::spawn_on(Backend::Mongo).await;
+    let client = mongodb::Client::with_uri_str(app.config.mongodb_uri.as_ref().unwrap().expose())
+        .await
+        .unwrap();
+    let clients = client
+        .database(&app.config.mongodb_db)
+        .collection::<mongodb::bson::Document>("clients");
+    clients
+        .insert_one(doc! {
+            "_id": "older-client",
+            "name": "Older",
+            "first_party": false,
+            "redirect_uris": ["https://app.example/cb"],
+            "grant_types": ["authorization_code"],
+            "scopes": ["profile"],
+            "post_logout_redirect_uris": [],
+            "createdAt": DateTime::now(),
+        })
+        .await
+        .unwrap();
+    let read = app
+        .state
+        .clients
+        .get("older-client")
+        .await
+        .unwrap()
+        .expect("the client");
+    assert!(!read.dpop_bound_access_tokens);
+    assert!(!read.require_pushed_authorization_requests);
+}

@@ -23,6 +23,8 @@ pub struct ClientPatch {
     pub scopes: Option<Vec<String>>,
     pub grant_types: Option<Vec<String>>,
     pub access_token_ttl: Option<Option<u64>>,
+    pub dpop_bound_access_tokens: Option<bool>,
+    pub require_pushed_authorization_requests: Option<bool>,
 }
 
 impl ClientPatch {
@@ -42,6 +44,14 @@ impl ClientPatch {
             ("scopes", self.scopes.is_some()),
             ("grant_types", self.grant_types.is_some()),
             ("access_token_ttl", self.access_token_ttl.is_some()),
+            (
+                "dpop_bound_access_tokens",
+                self.dpop_bound_access_tokens.is_some(),
+            ),
+            (
+                "require_pushed_authorization_requests",
+                self.require_pushed_authorization_requests.is_some(),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -70,6 +80,12 @@ impl ClientPatch {
             backchannel_logout_uri: self
                 .backchannel_logout_uri
                 .unwrap_or_else(|| client.backchannel_logout_uri.clone()),
+            dpop_bound_access_tokens: self
+                .dpop_bound_access_tokens
+                .unwrap_or(client.dpop_bound_access_tokens),
+            require_pushed_authorization_requests: self
+                .require_pushed_authorization_requests
+                .unwrap_or(client.require_pushed_authorization_requests),
         }
     }
 }
@@ -117,6 +133,8 @@ impl ClientService {
             access_token_ttl: wanted.access_token_ttl,
             post_logout_redirect_uris: wanted.post_logout_redirect_uris,
             backchannel_logout_uri: wanted.backchannel_logout_uri,
+            dpop_bound_access_tokens: wanted.dpop_bound_access_tokens,
+            require_pushed_authorization_requests: wanted.require_pushed_authorization_requests,
             ..before.clone()
         };
         let event = Event::new(EventType::ClientUpdated)

@@ -94,6 +94,10 @@ pub struct NewClient {
     pub post_logout_redirect_uris: Vec<String>,
     /// Where back-channel logout tokens are POSTed.
     pub backchannel_logout_uri: Option<String>,
+    /// RFC 9449 §5.2: its access tokens must be DPoP-bound.
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 9126 §6: its authorization requests must be pushed first.
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// A freshly registered client and its secret, which is never shown again.
@@ -145,6 +149,8 @@ pub fn first_party_client() -> ClientRecord {
         refresh_token_ttl: None,
         post_logout_redirect_uris: Vec::new(),
         backchannel_logout_uri: None,
+        dpop_bound_access_tokens: false,
+        require_pushed_authorization_requests: false,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
     }
 }
@@ -189,6 +195,8 @@ impl ClientService {
             refresh_token_ttl: new.refresh_token_ttl,
             post_logout_redirect_uris: new.post_logout_redirect_uris,
             backchannel_logout_uri: new.backchannel_logout_uri,
+            dpop_bound_access_tokens: new.dpop_bound_access_tokens,
+            require_pushed_authorization_requests: new.require_pushed_authorization_requests,
             created_at: self.clock.now_datetime(),
         };
         let event = Event::new(EventType::ClientCreated)

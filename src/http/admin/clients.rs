@@ -29,6 +29,10 @@ pub struct ClientView {
     pub refresh_token_ttl: Option<u64>,
     pub post_logout_redirect_uris: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
+    /// RFC 9449 §5.2: every access token of the client is DPoP-bound.
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 9126 §6: the client must push its authorization requests to `/par`.
+    pub require_pushed_authorization_requests: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -48,6 +52,8 @@ impl From<ClientRecord> for ClientView {
             refresh_token_ttl: c.refresh_token_ttl,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
             backchannel_logout_uri: c.backchannel_logout_uri,
+            dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+            require_pushed_authorization_requests: c.require_pushed_authorization_requests,
             created_at: c.created_at,
         }
     }
@@ -70,6 +76,12 @@ pub struct NewClientBody {
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
     backchannel_logout_uri: Option<String>,
+    /// RFC 9449 §5.2 (default false).
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
+    /// RFC 9126 §6 (default false).
+    #[serde(default)]
+    require_pushed_authorization_requests: bool,
 }
 
 #[utoipa::path(
@@ -123,6 +135,8 @@ pub async fn post_client(
                 refresh_token_ttl: body.refresh_token_ttl,
                 post_logout_redirect_uris: body.post_logout_redirect_uris,
                 backchannel_logout_uri: body.backchannel_logout_uri,
+                dpop_bound_access_tokens: body.dpop_bound_access_tokens,
+                require_pushed_authorization_requests: body.require_pushed_authorization_requests,
             },
             admin.actor(ip),
         )
@@ -207,6 +221,8 @@ pub struct ClientPatchBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>)]
     access_token_ttl: Option<Option<u64>>,
+    dpop_bound_access_tokens: Option<bool>,
+    require_pushed_authorization_requests: Option<bool>,
 }
 
 #[utoipa::path(
@@ -241,6 +257,8 @@ pub async fn patch_client(
         scopes: body.scopes,
         grant_types: body.grant_types,
         access_token_ttl: body.access_token_ttl,
+        dpop_bound_access_tokens: body.dpop_bound_access_tokens,
+        require_pushed_authorization_requests: body.require_pushed_authorization_requests,
     };
     let client = state.clients.update(&id, patch, admin.actor(ip)).await?;
     Ok(Json(client.into()))

@@ -41,6 +41,13 @@ fn client_from(document: &Document) -> Result<ClientRecord, StoreError> {
         refresh_token_ttl: ttl("refresh_token_ttl"),
         post_logout_redirect_uris: list("post_logout_redirect_uris"),
         backchannel_logout_uri: optional_text("backchannel_logout_uri"),
+        // Documents from before these settings existed read false.
+        dpop_bound_access_tokens: document
+            .get_bool("dpop_bound_access_tokens")
+            .unwrap_or(false),
+        require_pushed_authorization_requests: document
+            .get_bool("require_pushed_authorization_requests")
+            .unwrap_or(false),
         created_at: from_bson_time(document.get("createdAt")),
     })
 }
@@ -64,6 +71,8 @@ impl ClientStore for MongoStore {
             "grant_types": &client.grant_types,
             "scopes": &client.scopes,
             "post_logout_redirect_uris": &client.post_logout_redirect_uris,
+            "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
+            "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
             "createdAt": to_bson_time(client.created_at),
         };
         if let Some(hash) = &client.secret_hash {
@@ -115,6 +124,8 @@ impl ClientStore for MongoStore {
             "grant_types": &client.grant_types,
             "scopes": &client.scopes,
             "post_logout_redirect_uris": &client.post_logout_redirect_uris,
+            "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
+            "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         };
         let mut unset = Document::new();
         match &client.backchannel_logout_uri {

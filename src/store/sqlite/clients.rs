@@ -22,7 +22,8 @@ fn list(v: &[String]) -> Result<String, StoreError> {
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, first_party, redirect_uris, grant_types, \
      scopes, access_token_ttl, refresh_token_ttl, created_at, post_logout_redirect_uris, \
-     backchannel_logout_uri, previous_secret_hash, previous_secret_expires_at";
+     backchannel_logout_uri, previous_secret_hash, previous_secret_expires_at, \
+     dpop_bound_access_tokens, require_pushed_authorization_requests";
 
 fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
     Ok(ClientRecord {
@@ -43,6 +44,8 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
             .get::<_, Option<i64>>(13)?
             .map(to_datetime)
             .transpose()?,
+        dpop_bound_access_tokens: row.get(14)?,
+        require_pushed_authorization_requests: row.get(15)?,
     })
 }
 
@@ -59,7 +62,8 @@ impl ClientStore for SqliteStore {
             tx.cached_execute(
                 &format!(
                     "INSERT INTO clients ({CLIENT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     ?15, ?16)"
                 ),
                 params![
                     cl.id,
@@ -76,6 +80,8 @@ impl ClientStore for SqliteStore {
                     cl.backchannel_logout_uri,
                     cl.previous_secret_hash,
                     cl.previous_secret_expires_at.map(|t| t.unix_timestamp()),
+                    cl.dpop_bound_access_tokens,
+                    cl.require_pushed_authorization_requests,
                 ],
             )
             .map_err(map_sqlite)?;
@@ -128,7 +134,8 @@ impl ClientStore for SqliteStore {
                 .cached_execute(
                     "UPDATE clients SET name = ?2, redirect_uris = ?3, grant_types = ?4, \
                      scopes = ?5, access_token_ttl = ?6, post_logout_redirect_uris = ?7, \
-                     backchannel_logout_uri = ?8 WHERE id = ?1",
+                     backchannel_logout_uri = ?8, dpop_bound_access_tokens = ?9, \
+                     require_pushed_authorization_requests = ?10 WHERE id = ?1",
                     params![
                         cl.id,
                         cl.name,
@@ -138,6 +145,8 @@ impl ClientStore for SqliteStore {
                         cl.access_token_ttl,
                         list(&cl.post_logout_redirect_uris)?,
                         cl.backchannel_logout_uri,
+                        cl.dpop_bound_access_tokens,
+                        cl.require_pushed_authorization_requests,
                     ],
                 )
                 .map_err(map_sqlite)?;

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(usize, &str)] = &[
     (4, include_str!("migrations/0004_openid_connect.sql")),
     (5, include_str!("migrations/0005_self_service.sql")),
     (6, include_str!("migrations/0006_admin_audit.sql")),
+    (7, include_str!("migrations/0007_dpop_par.sql")),
     (8, include_str!("migrations/0008_dpop.sql")),
 ];
 
