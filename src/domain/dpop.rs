@@ -74,9 +74,10 @@ impl DpopService {
     }
 
     /// Whether `client`'s token requests must prove a DPoP key (RFC 9449
-    /// §5.2): it is public and the server requires DPoP of public clients.
+    /// §5.2): it registered `dpop_bound_access_tokens`, or it is public and
+    /// the server requires DPoP of public clients.
     pub fn required_for(&self, client: &ClientRecord) -> bool {
-        client.is_public() && self.required_for_public_clients
+        client.dpop_bound_access_tokens || (client.is_public() && self.required_for_public_clients)
     }
 
     /// [`verify`](Self::verify) for a token request of `client`: also

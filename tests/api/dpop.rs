@@ -521,6 +521,37 @@ async fn public_clients_can_be_required_to_use_dpop(backend: Backend) {
     assert_eq!(body(cc).await["token_type"], "Bearer");
 }
 
+async fn dpop_bound_clients_need_a_proof(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let (id, secret) = app
+        .client(NewClient {
+            name: "bound service".into(),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["api.read".into()],
+            dpop_bound_access_tokens: true,
+            ..NewClient::default()
+        })
+        .await;
+    let secret = secret.unwrap();
+    let form = [("grant_type", "client_credentials")];
+    let refused = token_with(&app, Some((&id, &secret)), &form, None).await;
+    let error = assert_oauth_error(refused, 400, "invalid_dpop_proof").await;
+    assert!(!error.to_string().contains(&secret));
+    let key = DpopKey::es256();
+    let ok = token_with(
+        &app,
+        Some((&id, &secret)),
+        &form,
+        Some(&proof_at(&app, &key, "/token")),
+    )
+    .await;
+    assert_eq!(body(ok).await["token_type"], "DPoP");
+    // Other clients are not concerned.
+    let (other, other_secret) = introspector(&app).await;
+    let plain = token_with(&app, Some((&other, &other_secret)), &form, None).await;
+    assert_eq!(body(plain).await["token_type"], "Bearer");
+}
+
 /// Proofs an attacker would send: every one refused with
 /// `invalid_dpop_proof`, nothing issued, nothing echoed.
 async fn hostile_proofs_are_refused(backend: Backend) {
@@ -792,6 +823,7 @@ on_sqlite_and_redis!(
     client_credentials_with_a_proof_are_bound,
     server_nonces_are_demanded_and_honoured,
     public_clients_can_be_required_to_use_dpop,
+    dpop_bound_clients_need_a_proof,
     hostile_proofs_are_refused,
     metadata_names_the_proof_algorithms,
     resource_requests_need_the_bound_key_and_the_token_hash,
