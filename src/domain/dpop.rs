@@ -88,6 +88,7 @@ impl DpopService {
         request: ProofRequest<'_>,
     ) -> Result<Option<ProvenKey>, GrantError> {
         if request.proof.is_none() && self.required_for(client) {
+            refused("required");
             return Err(GrantError::InvalidDpopProof(
                 "this client must send a DPoP proof with every token request",
             ));
@@ -107,13 +108,17 @@ impl DpopService {
         let check = ProofCheck::new(request.method, &htu, u64::try_from(now).unwrap_or(0))
             .max_age(self.max_age)
             .leeway(FUTURE_SKEW);
-        let verified = verify_proof(proof, &check).map_err(refusal)?;
+        let verified = verify_proof(proof, &check).map_err(|e| {
+            refused("proof");
+            refusal(e)
+        })?;
         if let Some(key) = &self.nonce_key
             && !verified
                 .nonce
                 .as_deref()
                 .is_some_and(|n| nonce_valid(key, n, now))
         {
+            refused("nonce");
             return Err(GrantError::UseDpopNonce(issue_nonce(key, now)));
         }
         // Remembered while a proof with this `iat` could still be accepted.
@@ -122,6 +127,7 @@ impl DpopService {
             + 1;
         let marker = replay_key(&verified.jkt, &verified.jti);
         if !self.store.first_use(&marker, now, expires_at).await? {
+            refused("replay");
             return Err(GrantError::InvalidDpopProof(
                 "the DPoP proof was already used",
             ));
@@ -135,6 +141,12 @@ impl DpopService {
             .as_ref()
             .map(|key| issue_nonce(key, self.clock.now()))
     }
+}
+
+/// Counts a refused proof by why (`/metrics`): a burst of `replay` or
+/// `proof` is someone trying stolen tokens or proofs.
+fn refused(reason: &'static str) {
+    metrics::counter!("tessera_dpop_refused_total", "reason" => reason).increment(1);
 }
 
 /// The replay cache's key for a proof: fixed length whatever the `jti`.

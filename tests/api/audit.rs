@@ -392,6 +392,21 @@ async fn secret_rotation_keeps_the_old_secret_for_its_grace(backend: Backend) {
         client_credentials(&app, &id, &newest).await.status(),
         StatusCode::OK
     );
+    // No body at all is no grace too (grace_seconds defaults to 0).
+    let bodyless = app.send_json_auth(Method::POST, &path, &admin, None).await;
+    assert_eq!(bodyless.status(), StatusCode::OK);
+    let last = body(bodyless).await["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        client_credentials(&app, &id, &newest).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client_credentials(&app, &id, &last).await.status(),
+        StatusCode::OK
+    );
 
     let too_long = json!({"grace_seconds": 30 * 24 * 3600 + 1});
     let problem = assert_problem(

@@ -12,7 +12,7 @@ use super::Admin;
 use crate::domain::clients::{ClientPatch, NewClient};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ClientAddr};
+use crate::http::extract::{ApiJson, ClientAddr, OptionalApiJson};
 use crate::store::ClientRecord;
 
 /// A client as the admin API shows it: never the secret's digest.
@@ -264,8 +264,9 @@ pub async fn patch_client(
     Ok(Json(client.into()))
 }
 
-/// A secret rotation: how long the old secret keeps working (`{}` for none).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// A secret rotation: how long the old secret keeps working (no body, or
+/// `{}`, for none).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecretBody {
     /// Seconds (default 0, at most 2592000: 30 days).
@@ -300,7 +301,7 @@ pub async fn post_client_secret(
     admin: Admin,
     ClientAddr(ip): ClientAddr,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<RotateSecretBody>,
+    OptionalApiJson(body): OptionalApiJson<RotateSecretBody>,
 ) -> Result<Response, ApiError> {
     let client_secret = state
         .clients
