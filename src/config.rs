@@ -174,6 +174,10 @@ pub struct Config {
     /// `TESSERA_BOOTSTRAP_ADMIN_EMAIL`: at start, if this user exists and no
     /// admin does, they become admin (recorded as an audit event). Default: unset.
     pub bootstrap_admin_email: Option<String>,
+    /// `TESSERA_REQUIRE_PAR`: every client must push its authorization
+    /// requests to `/par` first (RFC 9126 §5). Default false (a client can
+    /// still be required to, by its registration).
+    pub require_par: bool,
     /// `TESSERA_LOG`: tracing filter. Default `info`.
     pub log: String,
     /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -219,6 +223,7 @@ impl Default for Config {
             signups_per_address: 20,
             events_retention: 90,
             bootstrap_admin_email: None,
+            require_par: false,
             log: "info".into(),
             log_format: LogFormat::Text,
         }

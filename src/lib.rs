@@ -259,13 +259,16 @@ impl App {
             stores.users.clone(),
             stores.tokens.clone(),
         ));
-        let authorizer = Arc::new(Authorizer::new(
-            clients.clone(),
-            grants.clone(),
-            stores.tokens.clone(),
-            clock.clone(),
-            audit.clone(),
-        ));
+        let authorizer = Arc::new(
+            Authorizer::new(
+                clients.clone(),
+                grants.clone(),
+                stores.tokens.clone(),
+                clock.clone(),
+                audit.clone(),
+            )
+            .require_par(config.require_par),
+        );
         let logout = Arc::new(crate::domain::oidc::Logout::new(
             tokens.clone(),
             stores.tokens.clone(),

@@ -56,3 +56,8 @@ pub(super) fn session_families_key(sid: &str) -> String {
 pub(super) fn client_families_key(cid: &str) -> String {
     format!("tessera:client:{{{cid}}}:fams")
 }
+
+/// A pushed authorization request (RFC 9126), by its `request_uri`'s hash.
+pub(super) fn pushed_key(hash: &TokenHash) -> String {
+    format!("tessera:par:{{{}}}", hash.as_str())
+}

@@ -15,12 +15,15 @@
 //!   audit trail, written in the transaction of the change it records);
 //! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
 //! - `state.rs`: codes, counters, consents and one-time codes;
+//! - `pushed.rs`: the [`PushedRequestStore`](crate::store::PushedRequestStore)
+//!   impl (RFC 9126 pushed authorization requests);
 //! - `tokens.rs`: the [`TokenStore`](crate::store::TokenStore) impl (purge).
 
 mod clients;
 mod events;
 mod families;
 mod pool;
+mod pushed;
 mod schema;
 mod state;
 mod tokens;
