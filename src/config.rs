@@ -185,6 +185,10 @@ pub struct Config {
     /// `TESSERA_DPOP_PROOF_MAX_AGE`: seconds a DPoP proof is accepted after
     /// its `iat` (and its `jti` remembered). Default 60.
     pub dpop_proof_max_age: u64,
+    /// `TESSERA_REQUIRE_PAR`: every client must push its authorization
+    /// requests to `/par` first (RFC 9126 §5). Default false (a client can
+    /// still be required to, by its registration).
+    pub require_par: bool,
     /// `TESSERA_LOG`: tracing filter. Default `info`.
     pub log: String,
     /// `TESSERA_LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -233,6 +237,7 @@ impl Default for Config {
             dpop_nonce: false,
             dpop_required_for_public_clients: false,
             dpop_proof_max_age: 60,
+            require_par: false,
             log: "info".into(),
             log_format: LogFormat::Text,
         }

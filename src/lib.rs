@@ -269,13 +269,16 @@ impl App {
                 .then(|| derived_key(&token_secret, b"tessera dpop nonce")),
             config.dpop_required_for_public_clients,
         ));
-        let authorizer = Arc::new(Authorizer::new(
-            clients.clone(),
-            grants.clone(),
-            stores.tokens.clone(),
-            clock.clone(),
-            audit.clone(),
-        ));
+        let authorizer = Arc::new(
+            Authorizer::new(
+                clients.clone(),
+                grants.clone(),
+                stores.tokens.clone(),
+                clock.clone(),
+                audit.clone(),
+            )
+            .require_par(config.require_par),
+        );
         let logout = Arc::new(crate::domain::oidc::Logout::new(
             tokens.clone(),
             stores.tokens.clone(),

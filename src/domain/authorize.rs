@@ -1,12 +1,16 @@
 //! The authorization endpoint's rules (RFC 6749 §4.1, RFC 7636, RFC 9700):
 //! which requests may proceed, which errors go back to the client, and
-//! which must never redirect.
+//! which must never redirect; pushed requests (RFC 9126, `par.rs`) are
+//! validated here by the same rules, when pushed and again when used.
 
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::clients::ClientService;
-use crate::domain::grants::{AuthorizationRequest, GrantError, Grants, Params, issue_code};
+use crate::domain::grants::{AuthorizationRequest, Grants, Params, issue_code};
+use crate::domain::par::{
+    PUSHED_REQUEST_GONE, Pushed, PushedRequests, RequestUri, is_thumbprint, request_params,
+};
 use crate::domain::pkce::{self, ChallengeError};
 use crate::domain::scope;
 use crate::domain::users::SignedIn;
@@ -39,6 +43,7 @@ pub const REQUEST_PARAMS: &[&str] = &[
     "ui_locales",
     "claims_locales",
     "acr_values",
+    "dpop_jkt",
 ];
 
 /// `prompt` (OpenID Connect Core §3.1.2.1), a set of values.
@@ -107,6 +112,11 @@ pub struct ValidRequest {
     /// The `sub` of a valid `id_token_hint`: the user the client expects.
     pub hinted_user: Option<String>,
     pub response_mode: ResponseMode,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    pub dpop_jkt: Option<String>,
+    /// The `request_uri` the request was pushed under (RFC 9126), taken
+    /// when the code is issued.
+    pub pushed: Option<RequestUri>,
 }
 
 impl ValidRequest {
@@ -142,6 +152,16 @@ fn parse_prompt(raw: Option<&str>) -> Option<Prompt> {
     (!prompt.none || values.len() == 1).then_some(prompt)
 }
 
+/// Where the parameters being validated come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The browser's own query or form: a client that must push its
+    /// requests is refused.
+    Browser,
+    /// A pushed request (at `/par`, or read back at `/authorize`).
+    Pushed,
+}
+
 /// Validates and approves authorization requests.
 pub struct Authorizer {
     clients: Arc<ClientService>,
@@ -149,6 +169,9 @@ pub struct Authorizer {
     store: Arc<dyn TokenStore>,
     clock: Clock,
     audit: Arc<crate::domain::audit::Audit>,
+    pushed: PushedRequests,
+    /// `TESSERA_REQUIRE_PAR`: every client must push its requests.
+    require_par: bool,
 }
 
 impl Authorizer {
@@ -162,15 +185,74 @@ impl Authorizer {
         Self {
             clients,
             grants,
+            pushed: PushedRequests::new(store.clone(), clock.clone()),
             store,
             clock,
             audit,
+            require_par: false,
         }
+    }
+
+    /// Requires pushed authorization requests of every client (RFC 9126
+    /// §5, `TESSERA_REQUIRE_PAR`).
+    pub fn require_par(mut self, required: bool) -> Self {
+        self.require_par = required;
+        self
+    }
+
+    /// Whether `client` must push its requests (RFC 9126 §5 and §6).
+    fn par_required(&self, client: &ClientRecord) -> bool {
+        self.require_par || client.require_pushed_authorization_requests
+    }
+
+    /// A request as `/authorize` receives it: the parameters of a pushed
+    /// request when it names one of ours in `request_uri` (with the
+    /// `client_id` that pushed it; every other parameter is ignored),
+    /// else its own parameters.
+    pub async fn validate(&self, params: &Params) -> Result<ValidRequest, AuthorizeError> {
+        let Some(uri) = params
+            .get("request_uri")
+            .map(String::as_str)
+            .and_then(RequestUri::parse)
+        else {
+            return self.check(params, Origin::Browser).await;
+        };
+        let client_id = params.get("client_id").ok_or(AuthorizeError::Page(
+            "The request names no application (client_id is missing).",
+        ))?;
+        let pushed = self
+            .pushed
+            .find(&uri, client_id)
+            .await?
+            .ok_or(AuthorizeError::Page(PUSHED_REQUEST_GONE))?;
+        let mut request = self.check(&pushed, Origin::Pushed).await?;
+        request.pushed = Some(uri);
+        Ok(request)
+    }
+
+    /// Validates a pushed request of the authenticated `client` by the
+    /// rules of `/authorize` and stores it (RFC 9126 §2.1): only the
+    /// parameters of an authorization request are kept, with the client's
+    /// own id. `dpop_jkt` is the proof's key, if the push came with one.
+    pub async fn push(
+        &self,
+        client: &ClientRecord,
+        form: &Params,
+        dpop_jkt: Option<String>,
+    ) -> Result<Pushed, AuthorizeError> {
+        let mut params = request_params(form);
+        params.insert("client_id".to_owned(), client.id.clone());
+        match dpop_jkt {
+            Some(jkt) => params.insert("dpop_jkt".to_owned(), jkt),
+            None => params.remove("dpop_jkt"),
+        };
+        self.check(&params, Origin::Pushed).await?;
+        Ok(self.pushed.store(&client.id, params).await?)
     }
 
     /// Checks the client and redirect URI first (errors there never
     /// redirect), then everything else (errors there go back to the client).
-    pub async fn validate(&self, params: &Params) -> Result<ValidRequest, AuthorizeError> {
+    async fn check(&self, params: &Params, origin: Origin) -> Result<ValidRequest, AuthorizeError> {
         let get = |name: &str| params.get(name).cloned();
         let client_id = get("client_id").ok_or(AuthorizeError::Page(
             "The request names no application (client_id is missing).",
@@ -213,6 +295,8 @@ impl Authorizer {
             login_hint: get("login_hint"),
             hinted_user: None,
             response_mode: ResponseMode::Query,
+            dpop_jkt: get("dpop_jkt"),
+            pushed: None,
         };
         request.response_mode = match get("response_mode").as_deref() {
             None | Some("query") => ResponseMode::Query,
@@ -229,10 +313,17 @@ impl Authorizer {
             return Err(request
                 .redirect_error("request_not_supported", "request objects are not supported"));
         }
+        // Ours were read above: another is a request object by reference.
         if params.contains_key("request_uri") {
             return Err(
                 request.redirect_error("request_uri_not_supported", "request_uri is not supported")
             );
+        }
+        if origin == Origin::Browser && self.par_required(&request.client) {
+            return Err(request.redirect_error(
+                "invalid_request",
+                "pushed authorization requests are required for this client",
+            ));
         }
         if get("response_type").as_deref() != Some("code") {
             return Err(
@@ -288,6 +379,16 @@ impl Authorizer {
                 ChallengeError::Malformed => "code_challenge must be a base64url SHA-256 digest",
             };
             return Err(request.redirect_error("invalid_request", description));
+        }
+        if request
+            .dpop_jkt
+            .as_deref()
+            .is_some_and(|jkt| !is_thumbprint(jkt))
+        {
+            return Err(request.redirect_error(
+                "invalid_request",
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)",
+            ));
         }
         Ok(request)
     }
@@ -376,13 +477,20 @@ impl Authorizer {
     }
 
     /// Issues the single-use code for an approved request, in the browser
-    /// session (its credential epoch, id and sign-in time).
+    /// session (its credential epoch, id and sign-in time). A pushed
+    /// request is taken first: of two approvals of one `request_uri`
+    /// (a reload, a replay, a race), only one gets a code.
     pub async fn approve(
         &self,
         request: &ValidRequest,
         session: &SignedIn,
-    ) -> Result<String, GrantError> {
-        issue_code(
+    ) -> Result<String, AuthorizeError> {
+        if let Some(uri) = &request.pushed
+            && !self.pushed.take(uri, &request.client.id).await?
+        {
+            return Err(AuthorizeError::Page(PUSHED_REQUEST_GONE));
+        }
+        let issued = issue_code(
             &self.grants,
             AuthorizationRequest {
                 client: &request.client,
@@ -397,9 +505,14 @@ impl Authorizer {
                 scope: &request.scope,
                 code_challenge: request.code_challenge.as_deref(),
                 code_challenge_method: request.code_challenge_method.as_deref(),
+                dpop_jkt: request.dpop_jkt.as_deref(),
             },
         )
-        .await
+        .await;
+        issued.map_err(|e| match e {
+            crate::domain::GrantError::Store(e) => AuthorizeError::Store(e),
+            _ => request.redirect_error("server_error", "the code could not be issued"),
+        })
     }
 }
 

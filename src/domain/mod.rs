@@ -11,6 +11,7 @@ pub mod grants;
 pub mod oidc;
 pub mod otp;
 pub mod page;
+pub mod par;
 pub mod pkce;
 pub mod scope;
 pub mod throttle;

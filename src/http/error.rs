@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::crypto::password::HasherError;
+use crate::domain::authorize::AuthorizeError;
+use crate::domain::par::PushError;
 use crate::domain::{DomainError, FieldErrors, GrantError};
 use crate::problem::problem;
 use crate::store::StoreError;
@@ -430,6 +432,29 @@ impl From<GrantError> for OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(error: StoreError) -> Self {
         GrantError::Store(error).into()
+    }
+}
+
+/// A refused push at `/par` (RFC 9126 §2.3): what `/authorize` would have
+/// refused becomes a 400 with the same error (a page's reason, which names
+/// no value of the request, as `invalid_request`); an outage is a 503.
+impl From<PushError> for OAuthError {
+    fn from(error: PushError) -> Self {
+        use StatusCode as S;
+        match error {
+            PushError::InvalidRequest(d) => Self::invalid_request(d),
+            PushError::RequestNotSupported => Self::new(
+                S::BAD_REQUEST,
+                "request_not_supported",
+                "request objects are not supported",
+            ),
+            PushError::InvalidDpopProof(d) => Self::new(S::BAD_REQUEST, "invalid_dpop_proof", d),
+            PushError::Authorize(AuthorizeError::Page(message)) => Self::invalid_request(message),
+            PushError::Authorize(AuthorizeError::Redirect {
+                error, description, ..
+            }) => Self::new(S::BAD_REQUEST, error, description),
+            PushError::Authorize(AuthorizeError::Store(e)) => e.into(),
+        }
     }
 }
 

@@ -179,6 +179,7 @@ pub fn router(state: AppState) -> Router {
             get(pages::recovery::get_reset).post(pages::recovery::post_reset),
         )
         .route("/token", post(oauth::token::post_token))
+        .route("/par", post(oauth::par::post_par))
         .route("/revoke", post(oauth::revoke::post_revoke))
         .route("/introspect", post(oauth::introspect::post_introspect))
         .route(

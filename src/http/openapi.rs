@@ -71,6 +71,47 @@ pub struct Introspection {
     ))]
 fn token() {}
 
+/// `POST /par` form (RFC 9126 §2.1): the authorization request's
+/// parameters, as `/authorize` takes them, and the client's credentials.
+#[derive(Deserialize, ToSchema)]
+pub struct ParForm {
+    /// `code`.
+    response_type: String,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    /// `S256`.
+    code_challenge_method: Option<String>,
+    prompt: Option<String>,
+    nonce: Option<String>,
+    max_age: Option<String>,
+    login_hint: Option<String>,
+    id_token_hint: Option<String>,
+    response_mode: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key to bind the code to
+    /// (with a `DPoP` header, that proof's key).
+    dpop_jkt: Option<String>,
+    /// With `client_secret_post` or `none`; if Basic is used too, the same id.
+    client_id: Option<String>,
+    /// With `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+#[utoipa::path(post, path = "/par", tag = "oauth",
+    request_body(content = ParForm, content_type = "application/x-www-form-urlencoded"),
+    params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449 §10.1): its key becomes the request's dpop_jkt")),
+    security((), ("basic" = [])),
+    responses(
+        (status = 201, description = "The request_uri for /authorize, single use (Cache-Control: no-store)", body = crate::http::oauth::par::PushedResponse),
+        (status = 400, description = "RFC 6749 §5.2 error: what /authorize would refuse (invalid_request, invalid_scope, unauthorized_client, ...), request_not_supported, invalid_dpop_proof", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = OAuthErrorBody),
+        (status = 429, description = "Too many failed client authentications (Retry-After)", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
+    ))]
+fn par() {}
+
 #[utoipa::path(post, path = "/revoke", tag = "oauth",
     request_body(content = TokenOnlyForm, content_type = "application/x-www-form-urlencoded"),
     security((), ("basic" = [])),
@@ -110,6 +151,8 @@ fn introspect() {}
         ("login_hint" = Option<String>, Query, description = "email to prefill"),
         ("id_token_hint" = Option<String>, Query, description = "an ID token of the expected user"),
         ("response_mode" = Option<String>, Query, description = "query or form_post"),
+        ("request_uri" = Option<String>, Query, description = "a request_uri from /par (RFC 9126), with client_id; the pushed request's parameters replace every other"),
+        ("dpop_jkt" = Option<String>, Query, description = "RFC 9449 §10: the thumbprint of the DPoP key the code is bound to"),
     ),
     responses(
         (status = 200, description = "Login or consent page", content_type = "text/html"),
@@ -376,7 +419,7 @@ impl Modify for SecuritySchemes {
         crate::http::admin::users::get_user_sessions,
         crate::http::admin::users::delete_user_sessions,
         crate::http::admin::events::list_events,
-        token, revoke, introspect, authorize, authorize_form,
+        token, par, revoke, introspect, authorize, authorize_form,
         userinfo, userinfo_form, logout, logout_form,
         account, account_form, account_signup, account_signup_form,
         account_forgot, account_forgot_form, account_reset, account_reset_form,

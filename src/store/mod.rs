@@ -2,19 +2,21 @@
 //! ever sees trait objects: [`Directory`] (users and clients, or one of its
 //! parts [`UserStore`] and [`ClientStore`]) and [`TokenStore`] (the sum of
 //! [`FamilyStore`], [`CodeStore`], [`CounterStore`], [`ConsentStore`],
-//! [`OtpStore`] and [`ReplayStore`]).
+//! [`OtpStore`], [`ReplayStore`] and [`PushedRequestStore`]).
 //!
 //! Every method is atomic on its own: callers never compose two calls into
 //! one logical step.
 
 pub mod admin;
 pub mod mongo;
+mod pushed;
 pub mod redis;
 mod replay;
 pub mod sqlite;
 mod state;
 
 pub use admin::{AccountChange, EventQuery, EventRecord, EventStore, UserQuery};
+pub use pushed::{PushedRequest, PushedRequestStore};
 pub use replay::ReplayStore;
 pub use state::{ConsentRecord, ConsentStore, CounterStore, OtpCheck, OtpPurpose, OtpStore};
 
@@ -352,6 +354,9 @@ pub struct CodeGrant {
     /// The browser session that approved it, and when its user signed in.
     pub session_id: String,
     pub auth_time: UnixTime,
+    /// The `dpop_jkt` of the request (RFC 9449 §10): the exchange must
+    /// come with a DPoP proof of this key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// What redeeming a code found.
@@ -494,14 +499,24 @@ pub trait CodeStore: Send + Sync {
 }
 
 /// Refresh-token families, revoked access tokens, authorization codes, OTPs,
-/// consents and counters: Redis in production, SQLite embedded. Every method
-/// of the parts is reachable through `Arc<dyn TokenStore>`.
+/// consents, counters and pushed authorization requests: Redis in
+/// production, SQLite embedded. Every method of the parts is reachable
+/// through `Arc<dyn TokenStore>`.
 #[async_trait]
 pub trait TokenStore:
-    FamilyStore + CodeStore + CounterStore + ConsentStore + OtpStore + ReplayStore + Send + Sync
+    FamilyStore
+    + CodeStore
+    + CounterStore
+    + ConsentStore
+    + OtpStore
+    + ReplayStore
+    + PushedRequestStore
+    + Send
+    + Sync
 {
     /// Drops state that can no longer matter (expired families, codes,
-    /// revocations of expired tokens). Backends with TTLs may do nothing.
+    /// pushed requests, revocations of expired tokens). Backends with
+    /// TTLs may do nothing.
     async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError>;
     /// Drops the token-store state of a deleted user: families (revoked
     /// or not) with their tokens, consents, one-time codes and (where the

@@ -24,6 +24,7 @@ mod oidc_rp;
 mod ops;
 mod otp;
 mod pages;
+mod par;
 mod recipes;
 mod resource_server;
 mod scale;

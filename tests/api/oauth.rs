@@ -489,6 +489,7 @@ async fn authorization_code_with_pkce(backend: Backend) {
             scope: "email profile",
             code_challenge: challenge,
             code_challenge_method: method,
+            dpop_jkt: None,
         };
     // A public client must use PKCE, and only S256.
     assert!(
@@ -792,6 +793,7 @@ async fn pkce_downgrade_is_refused() {
                 scope: "profile",
                 code_challenge: None,
                 code_challenge_method: None,
+                dpop_jkt: None,
             },
         )
     };

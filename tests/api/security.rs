@@ -621,6 +621,7 @@ async fn a_wrong_client_cannot_burn_someone_elses_code() {
             scope: "profile",
             code_challenge: Some(&challenge),
             code_challenge_method: Some("S256"),
+            dpop_jkt: None,
         },
     )
     .await

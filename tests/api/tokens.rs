@@ -84,6 +84,13 @@ async fn metadata_documents_are_complete_and_identical() {
     let issuer = &app.config.issuer;
     assert_eq!(a["issuer"], *issuer);
     assert_eq!(a["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+    // RFC 9126 §5: the PAR endpoint, not required unless configured.
+    assert_eq!(
+        a["pushed_authorization_request_endpoint"],
+        format!("{issuer}/par")
+    );
+    assert_eq!(a["require_pushed_authorization_requests"], false);
+    assert_eq!(a["request_uri_parameter_supported"], false);
     for field in [
         "authorization_endpoint",
         "token_endpoint",

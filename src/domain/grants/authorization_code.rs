@@ -30,6 +30,8 @@ pub struct AuthorizationRequest<'a> {
     pub scope: &'a str,
     pub code_challenge: Option<&'a str>,
     pub code_challenge_method: Option<&'a str>,
+    /// The request's `dpop_jkt` (RFC 9449 §10): the code is bound to it.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 fn code_hash(code: &str) -> TokenHash {
@@ -65,6 +67,7 @@ pub async fn issue_code(
                 nonce: request.nonce.map(str::to_owned),
                 session_id: request.session_id.to_owned(),
                 auth_time: request.auth_time,
+                dpop_jkt: request.dpop_jkt.map(str::to_owned),
             },
         )
         .await?;

@@ -133,8 +133,16 @@ fn answer_error(state: &AppState, error: AuthorizeError) -> Response {
     }
 }
 
-/// The request's own parameters, to carry through the forms.
-fn carried(params: &Params) -> Vec<(String, String)> {
+/// What the forms carry to come back to the request: a pushed request's
+/// `client_id` and `request_uri` (its parameters stay in the store), or
+/// the request's own parameters.
+fn carried(request: &ValidRequest, params: &Params) -> Vec<(String, String)> {
+    if let Some(uri) = &request.pushed {
+        return vec![
+            ("client_id".to_owned(), request.client.id.clone()),
+            ("request_uri".to_owned(), uri.expose().to_owned()),
+        ];
+    }
     REQUEST_PARAMS
         .iter()
         .filter_map(|name| params.get(*name).map(|v| ((*name).to_owned(), v.clone())))
@@ -160,7 +168,7 @@ fn login_page(
     email: &str,
 ) -> Response {
     let (jar, csrf) = csrf_token(state, jar);
-    let carried = carried(params);
+    let carried = carried(request, params);
     // Sign-up and forgot-password come back to this request when done.
     let sealed = ReturnTo::seal(state, &carried);
     let context = json!({
@@ -205,7 +213,7 @@ async fn proceed(
             let context = json!({
                 "client_name": request.client.name,
                 "scopes": scopes_of(&request),
-                "params": carried(params),
+                "params": carried(&request, params),
                 "csrf": csrf,
                 "email": user.user.email,
             });
@@ -238,13 +246,7 @@ async fn issue_code(
             )
                 .into_response()
         }
-        Err(crate::domain::grants::GrantError::Store(e)) => {
-            answer_error(state, AuthorizeError::Store(e))
-        }
-        Err(_) => answer_error(
-            state,
-            request.redirect_error("server_error", "the code could not be issued"),
-        ),
+        Err(e) => answer_error(state, e),
     }
 }
 

@@ -32,6 +32,9 @@ pub async fn get_metadata(State(state): State<AppState>) -> Response {
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
+            // RFC 9126 §5.
+            "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+            "require_pushed_authorization_requests": state.config.require_par,
             "revocation_endpoint": format!("{issuer}/revoke"),
             "introspection_endpoint": format!("{issuer}/introspect"),
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
@@ -52,6 +55,8 @@ pub async fn get_metadata(State(state): State<AppState>) -> Response {
             ],
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
+            // About request objects by reference (OIDC Discovery §3), which
+            // are not supported; PAR's request_uri is announced above.
             "request_uri_parameter_supported": false,
             "require_request_uri_registration": false,
             "backchannel_logout_supported": true,

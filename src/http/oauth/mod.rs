@@ -5,6 +5,7 @@ pub mod client_auth;
 pub mod introspect;
 pub mod logout;
 pub mod metadata;
+pub mod par;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -61,3 +61,8 @@ pub(super) fn client_families_key(cid: &str) -> String {
 pub(super) fn dpop_proof_key(key: &str) -> String {
     format!("tessera:dpop:{{{key}}}")
 }
+
+/// A pushed authorization request (RFC 9126), by its `request_uri`'s hash.
+pub(super) fn pushed_key(hash: &TokenHash) -> String {
+    format!("tessera:par:{{{}}}", hash.as_str())
+}

@@ -13,12 +13,14 @@
 //! - `keys.rs`: the key layout;
 //! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
 //! - `state.rs`: codes, counters, consents and one-time codes;
+//! - `pushed.rs`: pushed authorization requests (RFC 9126);
 //! - `replay.rs`: DPoP proofs already seen ([`ReplayStore`](crate::store::ReplayStore));
 //! - `users.rs`: a user's list of families, and forgetting a deleted user;
 //! - `scripts/*.lua`: the server-side scripts, one atomic step each.
 
 mod families;
 mod keys;
+mod pushed;
 mod replay;
 mod state;
 mod users;

@@ -36,6 +36,7 @@ impl CodeStore for RedisStore {
                         ("nonce", g.nonce.clone().unwrap_or_default()),
                         ("sid", g.session_id.clone()),
                         ("auth_time", g.auth_time.to_string()),
+                        ("jkt", g.dpop_jkt.clone().unwrap_or_default()),
                     ],
                 )
                 .ignore()
@@ -72,6 +73,7 @@ impl CodeStore for RedisStore {
                         "nonce",
                         "sid",
                         "auth_time",
+                        "jkt",
                     ])
                     .query_async(&mut conn)
                     .await
@@ -90,7 +92,8 @@ impl CodeStore for RedisStore {
             nonce,
             sid,
             auth_time,
-        ] = <[Option<String>; 12]>::try_from(fields).map_err(|_| corrupt("peek"))?
+            jkt,
+        ] = <[Option<String>; 13]>::try_from(fields).map_err(|_| corrupt("peek"))?
         else {
             return Ok(None);
         };
@@ -106,6 +109,7 @@ impl CodeStore for RedisStore {
             nonce.as_deref().unwrap_or(""),
             sid.as_deref().unwrap_or(""),
             auth_time.as_deref().unwrap_or("0"),
+            jkt.as_deref().unwrap_or(""),
         ])?;
         Ok((used == "0" && grant.expires_at > now).then_some(grant))
     }
@@ -140,8 +144,9 @@ impl CodeStore for RedisStore {
                 nonce,
                 sid,
                 auth_time,
+                jkt,
             ] if kind == "fresh" => Ok(CodeRedemption::Fresh(code_grant([
-                client, user, redirect, scope, pkce, exp, family, epoch, nonce, sid, auth_time,
+                client, user, redirect, scope, pkce, exp, family, epoch, nonce, sid, auth_time, jkt,
             ])?)),
             _ => Err(corrupt("redeem")),
         }
@@ -149,9 +154,9 @@ impl CodeStore for RedisStore {
 }
 
 /// A code's grant from its stored fields: client, user, redirect URI, scope,
-/// PKCE challenge, expiry, family, epoch, nonce, session, sign-in time
-/// (empty strings for absent values).
-fn code_grant(fields: [&str; 11]) -> Result<CodeGrant, StoreError> {
+/// PKCE challenge, expiry, family, epoch, nonce, session, sign-in time,
+/// DPoP key thumbprint (empty strings for absent values).
+fn code_grant(fields: [&str; 12]) -> Result<CodeGrant, StoreError> {
     let [
         client,
         user,
@@ -164,6 +169,7 @@ fn code_grant(fields: [&str; 11]) -> Result<CodeGrant, StoreError> {
         nonce,
         sid,
         auth_time,
+        jkt,
     ] = fields;
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Ok(CodeGrant {
@@ -178,6 +184,7 @@ fn code_grant(fields: [&str; 11]) -> Result<CodeGrant, StoreError> {
         nonce: non_empty(nonce),
         session_id: sid.to_owned(),
         auth_time: auth_time.parse().map_err(|_| corrupt("code"))?,
+        dpop_jkt: non_empty(jkt),
     })
 }
 

@@ -15,6 +15,8 @@
 //!   audit trail, written in the transaction of the change it records);
 //! - `families.rs`: the [`FamilyStore`](crate::store::FamilyStore) impl;
 //! - `state.rs`: codes, counters, consents and one-time codes;
+//! - `pushed.rs`: the [`PushedRequestStore`](crate::store::PushedRequestStore)
+//!   impl (RFC 9126 pushed authorization requests);
 //! - `replay.rs`: the [`ReplayStore`](crate::store::ReplayStore) impl
 //!   (DPoP proofs already seen);
 //! - `tokens.rs`: the [`TokenStore`](crate::store::TokenStore) impl (purge).
@@ -23,6 +25,7 @@ mod clients;
 mod events;
 mod families;
 mod pool;
+mod pushed;
 mod replay;
 mod schema;
 mod state;

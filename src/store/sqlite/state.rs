@@ -13,7 +13,7 @@ use crate::store::{
 };
 
 const CODE_SELECT: &str = "SELECT client_id, user_id, redirect_uri, scope, pkce, expires_at, \
-     family_id, epoch, used_at, nonce, session_id, auth_time FROM auth_codes";
+     family_id, epoch, used_at, nonce, session_id, auth_time, dpop_jkt FROM auth_codes";
 
 /// A code's grant and when it was used, if it was.
 fn code_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CodeGrant, Option<i64>)> {
@@ -30,6 +30,7 @@ fn code_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CodeGrant, Option<i
             nonce: r.get(9)?,
             session_id: r.get(10)?,
             auth_time: r.get(11)?,
+            dpop_jkt: r.get(12)?,
         },
         r.get(8)?,
     ))
@@ -42,8 +43,8 @@ impl CodeStore for SqliteStore {
         self.with_conn(move |c| {
             c.cached_execute(
                 "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, scope, pkce, \
-                 expires_at, family_id, epoch, nonce, session_id, auth_time) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 expires_at, family_id, epoch, nonce, session_id, auth_time, dpop_jkt) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     code,
                     g.client_id,
@@ -56,7 +57,8 @@ impl CodeStore for SqliteStore {
                     i64::try_from(g.epoch).unwrap_or(i64::MAX),
                     g.nonce,
                     g.session_id,
-                    g.auth_time
+                    g.auth_time,
+                    g.dpop_jkt
                 ],
             )
             .map_err(map_sqlite)?;

@@ -20,6 +20,8 @@ impl TokenStore for SqliteStore {
                 .map_err(map_sqlite)?;
             tx.cached_execute("DELETE FROM dpop_proofs WHERE expires_at < ?1", [now])
                 .map_err(map_sqlite)?;
+            tx.cached_execute("DELETE FROM pushed_requests WHERE expires_at < ?1", [now])
+                .map_err(map_sqlite)?;
             // Used codes are kept past expiry for a while so a late replay
             // still finds (and revokes) what they issued.
             tx.cached_execute("DELETE FROM auth_codes WHERE expires_at < ?1 - 600", [now])

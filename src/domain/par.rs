@@ -1,0 +1,262 @@
+//! Pushed authorization requests (RFC 9126): the `request_uri` handed out
+//! by `/par`, the pushed request behind it, and why a push is refused.
+//!
+//! A pushed request is stored under the SHA-256 of its `request_uri`'s
+//! random part, for [`PUSHED_REQUEST_TTL`] seconds, and is used at most
+//! once: `/authorize` only peeks at it while the user signs in and
+//! consents, and takes it when it issues the code.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, UnixTime};
+use crate::crypto::secret::{TokenHash, random_token, sha256_hex};
+use crate::domain::authorize::{AuthorizeError, REQUEST_PARAMS};
+use crate::domain::grants::Params;
+use crate::store::{PushedRequest, StoreError, TokenStore};
+use tessera_resource::dpop::{ProofCheck, verify_proof};
+
+/// The prefix of every `request_uri` of ours (RFC 9126 §2.2).
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// How long a pushed request waits for `/authorize` (RFC 9126 §2.2: short;
+/// the browser is sent there at once).
+pub const PUSHED_REQUEST_TTL: i64 = 60;
+
+/// The page shown for a `request_uri` that is unknown, expired, used, or
+/// another client's. Never a redirect: without the pushed request, nothing
+/// says which redirect URI could be trusted.
+pub const PUSHED_REQUEST_GONE: &str =
+    "The authorization request has expired or was already used. Start again from the application.";
+
+/// A `request_uri` of ours as a browser presented it. Its `Debug` hides the
+/// value: it stands for a pending authorization request until used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestUri(String);
+
+impl RequestUri {
+    /// A new one: the prefix and 256 random bits.
+    fn generate() -> Self {
+        Self(format!("{REQUEST_URI_PREFIX}{}", random_token::<32>()))
+    }
+
+    /// `raw` if it has our prefix (other `request_uri` values are request
+    /// objects by reference, which are not supported).
+    pub fn parse(raw: &str) -> Option<Self> {
+        raw.starts_with(REQUEST_URI_PREFIX)
+            .then(|| Self(raw.to_owned()))
+    }
+
+    /// The store's handle: the SHA-256 of the random part, so the store
+    /// never holds a value that works at `/authorize`.
+    pub fn handle(&self) -> TokenHash {
+        let random = &self.0[REQUEST_URI_PREFIX.len()..];
+        TokenHash::from_stored(sha256_hex(random.as_bytes()))
+    }
+
+    /// The value, for the client (once) and the pages' forms.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RequestUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestUri(***)")
+    }
+}
+
+/// Why `/par` refuses a request (RFC 9126 §2.3).
+#[derive(Debug)]
+pub enum PushError {
+    /// `request_uri` in the push itself (§2.1), or another malformed part.
+    InvalidRequest(&'static str),
+    /// A request object (`request`): not supported.
+    RequestNotSupported,
+    /// The `DPoP` header is not a valid proof for this request, or its key
+    /// is not the `dpop_jkt` the request names (RFC 9449 §10.1).
+    InvalidDpopProof(&'static str),
+    /// What `/authorize` would have refused, with the same error.
+    Authorize(AuthorizeError),
+}
+
+impl From<AuthorizeError> for PushError {
+    fn from(e: AuthorizeError) -> Self {
+        PushError::Authorize(e)
+    }
+}
+
+impl From<StoreError> for PushError {
+    fn from(e: StoreError) -> Self {
+        PushError::Authorize(AuthorizeError::Store(e))
+    }
+}
+
+/// A stored pushed request's `request_uri` and lifetime, for the client.
+#[derive(Debug)]
+pub struct Pushed {
+    pub request_uri: RequestUri,
+    pub expires_in: i64,
+}
+
+/// Stores, finds and takes pushed requests.
+pub struct PushedRequests {
+    store: Arc<dyn TokenStore>,
+    clock: Clock,
+}
+
+impl PushedRequests {
+    pub fn new(store: Arc<dyn TokenStore>, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
+    /// Stores the (validated) request of `client_id` and returns its new
+    /// `request_uri`.
+    pub async fn store(&self, client_id: &str, params: Params) -> Result<Pushed, StoreError> {
+        let request_uri = RequestUri::generate();
+        let request = PushedRequest {
+            client_id: client_id.to_owned(),
+            params,
+            expires_at: self.clock.now() + PUSHED_REQUEST_TTL,
+        };
+        self.store
+            .put_pushed(&request_uri.handle(), &request)
+            .await?;
+        Ok(Pushed {
+            request_uri,
+            expires_in: PUSHED_REQUEST_TTL,
+        })
+    }
+
+    /// The parameters of the live request behind `uri`, if `client_id`
+    /// pushed it; the request stays for the pages that follow.
+    pub async fn find(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+    ) -> Result<Option<Params>, StoreError> {
+        let found = self.store.pushed(&uri.handle(), self.clock.now()).await?;
+        Ok(found
+            .filter(|pushed| pushed.client_id == client_id)
+            .map(|pushed| pushed.params))
+    }
+
+    /// Uses the request behind `uri` up: true for the one caller that got
+    /// it (live, and pushed by `client_id`), false for every other.
+    pub async fn take(&self, uri: &RequestUri, client_id: &str) -> Result<bool, StoreError> {
+        let taken = self
+            .store
+            .take_pushed(&uri.handle(), self.clock.now())
+            .await?;
+        Ok(taken.is_some_and(|pushed| pushed.client_id == client_id))
+    }
+}
+
+/// Refuses what a push may not carry: a `request_uri` (RFC 9126 §2.1) or
+/// a request object (not supported).
+pub fn check_push_form(form: &Params) -> Result<(), PushError> {
+    if form.contains_key("request_uri") {
+        return Err(PushError::InvalidRequest(
+            "request_uri cannot be pushed (RFC 9126 §2.1)",
+        ));
+    }
+    if form.contains_key("request") {
+        return Err(PushError::RequestNotSupported);
+    }
+    Ok(())
+}
+
+/// The parameters of a push that make up the authorization request: those
+/// `/authorize` reads, and nothing else (never the client's credentials).
+pub fn request_params(form: &Params) -> Params {
+    REQUEST_PARAMS
+        .iter()
+        .filter_map(|name| form.get(*name).map(|v| ((*name).to_owned(), v.clone())))
+        .collect()
+}
+
+/// The `dpop_jkt` of a push (RFC 9449 §10.1): the thumbprint of the key of
+/// its DPoP proof, if it came with one; a `dpop_jkt` parameter must then
+/// name that same key. `htu` is the URI of `/par` under the issuer.
+pub fn proof_key(
+    proof: Option<&str>,
+    htu: &str,
+    now: UnixTime,
+    requested: Option<&str>,
+) -> Result<Option<String>, PushError> {
+    let Some(proof) = proof else {
+        return Ok(requested.map(str::to_owned));
+    };
+    let check = ProofCheck::new("POST", htu, u64::try_from(now).unwrap_or(0));
+    let verified = verify_proof(proof, &check)
+        .map_err(|_| PushError::InvalidDpopProof("the DPoP proof is invalid for this request"))?;
+    if requested.is_some_and(|jkt| jkt != verified.jkt) {
+        return Err(PushError::InvalidDpopProof(
+            "dpop_jkt is not the thumbprint of the DPoP proof's key",
+        ));
+    }
+    Ok(Some(verified.jkt))
+}
+
+/// Whether `jkt` looks like an RFC 7638 SHA-256 thumbprint: 43 base64url
+/// characters (RFC 9449 §10).
+pub fn is_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_uris_are_random_and_hashed_without_their_prefix() {
+        let one = RequestUri::generate();
+        let two = RequestUri::generate();
+        assert_ne!(one, two);
+        assert!(one.expose().starts_with(REQUEST_URI_PREFIX));
+        assert_eq!(one.expose().len(), REQUEST_URI_PREFIX.len() + 43);
+        assert_eq!(RequestUri::parse(one.expose()), Some(one.clone()));
+        assert_eq!(one.handle(), one.clone().handle());
+        assert_ne!(one.handle(), two.handle());
+        assert_eq!(
+            one.handle().as_str(),
+            sha256_hex(&one.expose().as_bytes()[REQUEST_URI_PREFIX.len()..])
+        );
+        assert_eq!(format!("{one:?}"), "RequestUri(***)");
+        assert!(RequestUri::parse("https://app.example/request.jwt").is_none());
+    }
+
+    #[test]
+    fn only_the_request_is_kept_from_a_push() {
+        let form: Params = [
+            ("client_id", "c"),
+            ("client_secret", "tss_secret"),
+            ("response_type", "code"),
+            ("dpop_jkt", "x"),
+            ("unknown", "y"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let kept = request_params(&form);
+        assert_eq!(
+            kept.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["client_id", "dpop_jkt", "response_type"]
+        );
+    }
+
+    #[test]
+    fn thumbprints_are_43_base64url_characters() {
+        assert!(is_thumbprint("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"));
+        assert!(!is_thumbprint("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9X"));
+        assert!(!is_thumbprint(
+            "NzbLsXh8uDCcd+6MNwXF4W/7noWXFZAfHkxZsRGC9Xs"
+        ));
+        assert!(!is_thumbprint(
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs="
+        ));
+        assert!(!is_thumbprint(""));
+    }
+}

@@ -1,0 +1,81 @@
+//! `POST /par`: pushed authorization requests (RFC 9126). The client
+//! authenticates as at `/token`, the request is validated by the rules of
+//! `/authorize`, and the answer is the `request_uri` to send the browser
+//! to `/authorize` with.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::par::{PushError, check_push_form, proof_key};
+use crate::http::AppState;
+use crate::http::error::OAuthError;
+use crate::http::extract::{ClientAddr, OAuthForm};
+use crate::http::oauth::client_auth::presented_client;
+
+/// RFC 9126 §2.2 success.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PushedResponse {
+    /// `urn:ietf:params:oauth:request_uri:` and 256 random bits; single use.
+    pub request_uri: String,
+    /// Seconds the request_uri stays usable (60).
+    pub expires_in: i64,
+}
+
+/// The request's one `DPoP` header, if any (RFC 9449 §4.3: not repeated).
+fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, PushError> {
+    let mut values = headers.get_all("dpop").iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(PushError::InvalidDpopProof("the DPoP header is repeated"));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| PushError::InvalidDpopProof("the DPoP proof is malformed"))
+}
+
+/// `POST /par`: 201 with the `request_uri`, or an RFC 6749 §5.2 error.
+pub async fn post_par(
+    State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Response, OAuthError> {
+    // The form's client_id, when there is one, is the authenticated
+    // client's: `presented_client` refuses one that differs from Basic,
+    // and with client_secret_post or none it is what authenticates.
+    let presented = presented_client(&headers, &params)?;
+    let client = state
+        .clients
+        .authenticate(&presented.credentials, from)
+        .await
+        .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    check_push_form(&params)?;
+    let htu = format!("{}/par", state.config.issuer);
+    let dpop_jkt = proof_key(
+        dpop_header(&headers)?,
+        &htu,
+        state.clock.now(),
+        params.get("dpop_jkt").map(String::as_str),
+    )?;
+    let pushed = state
+        .authorizer
+        .push(&client, &params, dpop_jkt)
+        .await
+        .map_err(PushError::from)?;
+    tracing::info!(client_id = %client.id, "authorization request pushed");
+    let body = PushedResponse {
+        request_uri: pushed.request_uri.expose().to_owned(),
+        expires_in: pushed.expires_in,
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
