@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use crate::clock::{Clock, UnixTime};
+use crate::clock::Clock;
 use crate::crypto::secret::{TokenHash, random_token, sha256_hex};
 use crate::domain::authorize::{AuthorizeError, REQUEST_PARAMS};
+use crate::domain::dpop::ProvenKey;
 use crate::domain::grants::Params;
 use crate::store::{PushedRequest, StoreError, TokenStore};
-use tessera_resource::dpop::{ProofCheck, verify_proof};
 
 /// The prefix of every `request_uri` of ours (RFC 9126 §2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -174,27 +174,23 @@ pub fn request_params(form: &Params) -> Params {
         .collect()
 }
 
-/// The `dpop_jkt` of a push (RFC 9449 §10.1): the thumbprint of the key of
-/// its DPoP proof, if it came with one; a `dpop_jkt` parameter must then
-/// name that same key. `htu` is the URI of `/par` under the issuer.
-pub fn proof_key(
-    proof: Option<&str>,
-    htu: &str,
-    now: UnixTime,
+/// The `dpop_jkt` of a push (RFC 9449 §10.1): the thumbprint of the key
+/// its DPoP proof proved (checked by `DpopService`, replay and nonce
+/// included), if it came with one; a `dpop_jkt` parameter must then name
+/// that same key.
+pub fn bound_key(
+    proven: Option<ProvenKey>,
     requested: Option<&str>,
 ) -> Result<Option<String>, PushError> {
-    let Some(proof) = proof else {
+    let Some(proven) = proven else {
         return Ok(requested.map(str::to_owned));
     };
-    let check = ProofCheck::new("POST", htu, u64::try_from(now).unwrap_or(0));
-    let verified = verify_proof(proof, &check)
-        .map_err(|_| PushError::InvalidDpopProof("the DPoP proof is invalid for this request"))?;
-    if requested.is_some_and(|jkt| jkt != verified.jkt) {
+    if requested.is_some_and(|jkt| jkt != proven.jkt) {
         return Err(PushError::InvalidDpopProof(
             "dpop_jkt is not the thumbprint of the DPoP proof's key",
         ));
     }
-    Ok(Some(verified.jkt))
+    Ok(Some(proven.jkt))
 }
 
 /// Whether `jkt` looks like an RFC 7638 SHA-256 thumbprint: 43 base64url

@@ -4,16 +4,15 @@
 //! requiring PAR per client and server-wide. The flows run on every
 //! backend; the refusals on the embedded store and Redis.
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+
 use sha2::{Digest, Sha256};
 use tessera::domain::clients::NewClient;
 
 use crate::admin_users::{browser, form_of};
+use crate::dpop::{DpopKey, ProofFor};
 use tessera::config::Secret;
 
 use crate::common::{Backend, PASSWORD, RedisServer, TestApp, assert_oauth_error, body, free_port};
@@ -560,46 +559,6 @@ async fn the_server_can_require_par(backend: Backend) {
     );
 }
 
-/// A client's DPoP key (Ed25519), making proofs by hand.
-struct ProofKey(Ed25519KeyPair);
-
-impl ProofKey {
-    fn new() -> Self {
-        let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        Self(Ed25519KeyPair::from_pkcs8(der.as_ref()).unwrap())
-    }
-
-    fn x(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0.public_key().as_ref())
-    }
-
-    /// RFC 7638: SHA-256 of the required members in lexicographic order.
-    fn thumbprint(&self) -> String {
-        let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, self.x());
-        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
-    }
-
-    fn proof(&self, htm: &str, htu: &str, iat: i64) -> String {
-        let mut jti = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut jti).unwrap();
-        let header = json!({
-            "typ": "dpop+jwt",
-            "alg": "EdDSA",
-            "jwk": {"kty": "OKP", "crv": "Ed25519", "x": self.x()},
-        });
-        let claims = json!({
-            "jti": URL_SAFE_NO_PAD.encode(jti),
-            "htm": htm,
-            "htu": htu,
-            "iat": iat,
-        });
-        let encode = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        let input = format!("{}.{}", encode(&header), encode(&claims));
-        let signature = self.0.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
-    }
-}
-
 /// The grant stored for `code` (to see what it is bound to).
 async fn stored_grant(app: &TestApp, code: &str) -> tessera::store::CodeGrant {
     let hash = tessera::crypto::secret::TokenHash::from_stored(
@@ -621,7 +580,7 @@ async fn dpop_jkt_binds_the_code(backend: Backend) {
     let app = TestApp::spawn_on(backend).await;
     let user = app.user("par-dpop").await;
     let (client_id, secret) = client(&app, false, false).await;
-    let key = ProofKey::new();
+    let key = DpopKey::ed25519();
     let jkt = key.thumbprint();
     let browser = browser();
 
@@ -655,7 +614,11 @@ async fn dpop_jkt_binds_the_code(backend: Backend) {
 
     // At /par, the proof's key is the request's dpop_jkt.
     let htu = format!("{}/par", app.config.issuer);
-    let proof = key.proof("POST", &htu, app.clock.now());
+    let proof = key.proof(ProofFor {
+        method: "POST",
+        uri: &htu,
+        ..ProofFor::default()
+    });
     let uri = pushed(
         app.http
             .post(app.url("/par"))
@@ -679,22 +642,77 @@ async fn dpop_jkt_binds_the_code(backend: Backend) {
         Some(jkt.as_str())
     );
 
-    let other = ProofKey::new();
+    // The exchange must prove that key (RFC 9449 §10); a request without
+    // a proof or with another key's leaves the code to its rightful client.
+    let token_htu = format!("{}/token", app.config.issuer);
+    let exchange_with = |proof: Option<String>| {
+        let mut request = app
+            .http
+            .post(app.url("/token"))
+            .basic_auth(&client_id, secret.as_deref())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ]);
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        request.send()
+    };
+    let thief = DpopKey::ed25519().proof(ProofFor {
+        method: "POST",
+        uri: &token_htu,
+        ..ProofFor::default()
+    });
+    for proof in [None, Some(thief)] {
+        let refused = exchange_with(proof).await.unwrap();
+        assert_oauth_error(refused, 400, "invalid_dpop_proof").await;
+    }
+    let rightful = key.proof(ProofFor {
+        method: "POST",
+        uri: &token_htu,
+        ..ProofFor::default()
+    });
+    let tokens = body(exchange_with(Some(rightful)).await.unwrap()).await;
+    assert_eq!(tokens["token_type"], "DPoP", "{tokens}");
+
+    let other = DpopKey::ed25519();
     let cases = [
         (
-            key.proof("POST", &htu, app.clock.now()),
+            key.proof(ProofFor {
+                method: "POST",
+                uri: &htu,
+                ..ProofFor::default()
+            }),
             Some(other.thumbprint()),
         ),
         (
-            key.proof(
-                "POST",
-                &format!("{}/token", app.config.issuer),
-                app.clock.now(),
-            ),
+            key.proof(ProofFor {
+                method: "POST",
+                uri: &format!("{}/token", app.config.issuer),
+                ..ProofFor::default()
+            }),
             None,
         ),
-        (key.proof("GET", &htu, app.clock.now()), None),
-        (key.proof("POST", &htu, app.clock.now() - 3600), None),
+        (
+            key.proof(ProofFor {
+                method: "GET",
+                uri: &htu,
+                ..ProofFor::default()
+            }),
+            None,
+        ),
+        (
+            key.proof(ProofFor {
+                method: "POST",
+                uri: &htu,
+                age: -3600,
+                ..ProofFor::default()
+            }),
+            None,
+        ),
         ("not-a-proof".to_owned(), None),
     ];
     for (proof, dpop_jkt) in cases {

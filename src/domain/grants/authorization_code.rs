@@ -74,18 +74,40 @@ pub async fn issue_code(
     Ok(code)
 }
 
+/// What the token request brings to check a code against.
+#[derive(Clone, Copy)]
+struct Exchange<'a> {
+    client: &'a ClientRecord,
+    redirect_uri: Option<&'a str>,
+    code_verifier: Option<&'a str>,
+    /// The DPoP key the request proved.
+    jkt: Option<&'a str>,
+}
+
 /// Everything about the exchange that can be checked without using the
-/// code: the client it was issued to, the redirect URI and PKCE. A request
-/// that fails here leaves the code for its rightful client.
-fn check_exchange(
-    grant: &CodeGrant,
-    client: &ClientRecord,
-    redirect_uri: Option<&str>,
-    code_verifier: Option<&str>,
-) -> Result<(), GrantError> {
+/// code: the client it was issued to, the redirect URI, PKCE and the DPoP
+/// key. A request that fails here leaves the code for its rightful client.
+fn check_exchange(grant: &CodeGrant, exchange: Exchange<'_>) -> Result<(), GrantError> {
+    let Exchange {
+        client,
+        redirect_uri,
+        code_verifier,
+        jkt,
+    } = exchange;
     if grant.client_id != client.id {
         return Err(GrantError::InvalidGrant(
             "the authorization code is invalid, expired or used",
+        ));
+    }
+    // RFC 9449 §10: a code bound with `dpop_jkt` is exchanged only with a
+    // proof of that key.
+    if grant
+        .dpop_jkt
+        .as_deref()
+        .is_some_and(|bound| jkt != Some(bound))
+    {
+        return Err(GrantError::InvalidDpopProof(
+            "the authorization code is bound to another DPoP key",
         ));
     }
     if grant
@@ -120,8 +142,14 @@ pub(super) async fn apply(
     let now = grants.tokens.clock().now();
     // Checked before the code is used: a wrong client, redirect URI or
     // verifier must not burn the victim's code.
+    let exchange = Exchange {
+        client,
+        redirect_uri,
+        code_verifier,
+        jkt,
+    };
     if let Some(grant) = grants.store.peek_code(&hash, now).await? {
-        check_exchange(&grant, client, redirect_uri, code_verifier)?;
+        check_exchange(&grant, exchange)?;
     }
     let grant = match grants.store.redeem_code(&hash, now).await? {
         CodeRedemption::Fresh(grant) => grant,
@@ -141,7 +169,7 @@ pub(super) async fn apply(
         CodeRedemption::Unknown => return Err(invalid),
     };
     // Again on what was redeemed (the peek and the redemption are two steps).
-    check_exchange(&grant, client, redirect_uri, code_verifier)?;
+    check_exchange(&grant, exchange)?;
     let Some(role) = grants.current_role(&grant.user_id).await? else {
         return Err(invalid);
     };

@@ -9,10 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::par::{PushError, check_push_form, proof_key};
+use crate::domain::dpop::ProofRequest;
+use crate::domain::par::{PushError, bound_key, check_push_form};
 use crate::http::AppState;
 use crate::http::error::OAuthError;
-use crate::http::extract::{ClientAddr, OAuthForm};
+use crate::http::extract::{ClientAddr, OAuthForm, dpop_proof};
 use crate::http::oauth::client_auth::presented_client;
 
 /// RFC 9126 §2.2 success.
@@ -22,21 +23,6 @@ pub struct PushedResponse {
     pub request_uri: String,
     /// Seconds the request_uri stays usable (60).
     pub expires_in: i64,
-}
-
-/// The request's one `DPoP` header, if any (RFC 9449 §4.3: not repeated).
-fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, PushError> {
-    let mut values = headers.get_all("dpop").iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(PushError::InvalidDpopProof("the DPoP header is repeated"));
-    }
-    first
-        .to_str()
-        .map(Some)
-        .map_err(|_| PushError::InvalidDpopProof("the DPoP proof is malformed"))
 }
 
 /// `POST /par`: 201 with the `request_uri`, or an RFC 6749 §5.2 error.
@@ -56,13 +42,15 @@ pub async fn post_par(
         .await
         .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
     check_push_form(&params)?;
-    let htu = format!("{}/par", state.config.issuer);
-    let dpop_jkt = proof_key(
-        dpop_header(&headers)?,
-        &htu,
-        state.clock.now(),
-        params.get("dpop_jkt").map(String::as_str),
-    )?;
+    let proven = state
+        .dpop
+        .verify(ProofRequest {
+            proof: dpop_proof(&headers)?,
+            method: "POST",
+            path: "/par",
+        })
+        .await?;
+    let dpop_jkt = bound_key(proven, params.get("dpop_jkt").map(String::as_str))?;
     let pushed = state
         .authorizer
         .push(&client, &params, dpop_jkt)
