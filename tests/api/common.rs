@@ -390,11 +390,23 @@ impl TestApp {
     /// checks its `issuer` against the URL it asked and calls the endpoints
     /// it names, so the server must be reachable at its own issuer.
     pub async fn spawn_as_issuer(backend: Backend) -> Self {
+        Self::spawn_as_issuer_with(backend, |_| {}).await
+    }
+
+    /// [`spawn_as_issuer`](Self::spawn_as_issuer) with the config adjusted
+    /// by `configure` (the issuer is set after it).
+    pub async fn spawn_as_issuer_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-        let (config, dir) = Self::config_for(backend, |c| c.issuer = issuer);
+        let (config, dir) = Self::config_for(backend, |c| {
+            configure(c);
+            c.issuer = issuer;
+        });
         Self::start_on(listener, config, dir, Clock::system()).await
     }
 

@@ -14,6 +14,7 @@ mod common;
 mod counters;
 mod deploy;
 mod dpop;
+mod dpop_rp;
 mod faults;
 mod hardening;
 mod hostile;
