@@ -210,6 +210,20 @@ impl Authorizer {
     /// `client_id` that pushed it; every other parameter is ignored),
     /// else its own parameters.
     pub async fn validate(&self, params: &Params) -> Result<ValidRequest, AuthorizeError> {
+        self.validate_as(params, false).await
+    }
+
+    /// [`validate`](Self::validate) for the browser opening `/authorize`
+    /// (`GET`): a pushed request is given the time to sign in from now.
+    pub async fn open(&self, params: &Params) -> Result<ValidRequest, AuthorizeError> {
+        self.validate_as(params, true).await
+    }
+
+    async fn validate_as(
+        &self,
+        params: &Params,
+        opening: bool,
+    ) -> Result<ValidRequest, AuthorizeError> {
         let Some(uri) = params
             .get("request_uri")
             .map(String::as_str)
@@ -220,11 +234,12 @@ impl Authorizer {
         let client_id = params.get("client_id").ok_or(AuthorizeError::Page(
             "The request names no application (client_id is missing).",
         ))?;
-        let pushed = self
-            .pushed
-            .find(&uri, client_id)
-            .await?
-            .ok_or(AuthorizeError::Page(PUSHED_REQUEST_GONE))?;
+        let pushed = if opening {
+            self.pushed.open(&uri, client_id).await?
+        } else {
+            self.pushed.find(&uri, client_id).await?
+        };
+        let pushed = pushed.ok_or(AuthorizeError::Page(PUSHED_REQUEST_GONE))?;
         let mut request = self.check(&pushed, Origin::Pushed).await?;
         request.pushed = Some(uri);
         Ok(request)
@@ -248,6 +263,16 @@ impl Authorizer {
         };
         self.check(&params, Origin::Pushed).await?;
         Ok(self.pushed.store(&client.id, params).await?)
+    }
+
+    /// Counts a push against the public clients' limit (see
+    /// [`PUBLIC_PUSHES`](crate::domain::par::PUBLIC_PUSHES)).
+    pub async fn admit_push(
+        &self,
+        client: &ClientRecord,
+        from: std::net::IpAddr,
+    ) -> Result<(), crate::domain::par::PushError> {
+        self.pushed.admit(client, from).await
     }
 
     /// Checks the client and redirect URI first (errors there never

@@ -4,8 +4,12 @@
 //! A pushed request is stored under the SHA-256 of its `request_uri`'s
 //! random part, for [`PUSHED_REQUEST_TTL`] seconds, and is used at most
 //! once: `/authorize` only peeks at it while the user signs in and
-//! consents, and takes it when it issues the code.
+//! consents, and takes it when it issues the code. Each time the browser
+//! opens `/authorize` with it (the first time, a reload, the way back from
+//! sign-up) it is given [`AUTHORIZATION_SESSION_TTL`] from then: 60 s to
+//! start, not to finish signing in.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::clock::Clock;
@@ -13,7 +17,8 @@ use crate::crypto::secret::{TokenHash, random_token, sha256_hex};
 use crate::domain::authorize::{AuthorizeError, REQUEST_PARAMS};
 use crate::domain::dpop::ProvenKey;
 use crate::domain::grants::Params;
-use crate::store::{PushedRequest, StoreError, TokenStore};
+use crate::domain::throttle::{Limit, Throttle, ThrottleError, address_bucket};
+use crate::store::{ClientRecord, PushedRequest, StoreError, TokenStore};
 
 /// The prefix of every `request_uri` of ours (RFC 9126 §2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -21,6 +26,15 @@ pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// How long a pushed request waits for `/authorize` (RFC 9126 §2.2: short;
 /// the browser is sent there at once).
 pub const PUSHED_REQUEST_TTL: i64 = 60;
+
+/// How long a pushed request lives once `/authorize` has opened it: as
+/// long as a person may take to sign in (or sign up) and consent.
+pub const AUTHORIZATION_SESSION_TTL: i64 = 30 * 60;
+
+/// The longest value of one pushed parameter, and of all of them together:
+/// a push is kept in the token store, so its size is bounded.
+pub const MAX_PUSHED_VALUE: usize = 2048;
+pub const MAX_PUSHED_TOTAL: usize = 8192;
 
 /// The page shown for a `request_uri` that is unknown, expired, used, or
 /// another client's. Never a redirect: without the pushed request, nothing
@@ -77,6 +91,17 @@ pub enum PushError {
     InvalidDpopProof(&'static str),
     /// What `/authorize` would have refused, with the same error.
     Authorize(AuthorizeError),
+    /// A public client pushed too often from one address.
+    Throttled(std::time::Duration),
+}
+
+impl From<ThrottleError> for PushError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled(retry) => PushError::Throttled(retry),
+            ThrottleError::Store(e) => e.into(),
+        }
+    }
 }
 
 impl From<AuthorizeError> for PushError {
@@ -98,15 +123,39 @@ pub struct Pushed {
     pub expires_in: i64,
 }
 
+/// Pushes a public client may make from one address (IPv6: one /64) per
+/// minute. Anyone can push as a public client (its id is public), and each
+/// push is kept a while: without a limit `/par` would fill the token store.
+/// Confidential clients authenticate with a secret and are not limited.
+pub const PUBLIC_PUSHES: Limit = Limit {
+    max: 60,
+    window: 60,
+};
+
 /// Stores, finds and takes pushed requests.
 pub struct PushedRequests {
     store: Arc<dyn TokenStore>,
     clock: Clock,
+    throttle: Throttle,
 }
 
 impl PushedRequests {
     pub fn new(store: Arc<dyn TokenStore>, clock: Clock) -> Self {
-        Self { store, clock }
+        Self {
+            throttle: Throttle::new(store.clone(), clock.clone()),
+            store,
+            clock,
+        }
+    }
+
+    /// Counts a push of `client` from `from` against [`PUBLIC_PUSHES`]
+    /// when the client is public.
+    pub async fn admit(&self, client: &ClientRecord, from: IpAddr) -> Result<(), PushError> {
+        if !client.is_public() {
+            return Ok(());
+        }
+        let key = format!("par:{}:{}", client.id, address_bucket(from));
+        Ok(self.throttle.admit(&key, PUBLIC_PUSHES).await?)
     }
 
     /// Stores the (validated) request of `client_id` and returns its new
@@ -140,6 +189,28 @@ impl PushedRequests {
             .map(|pushed| pushed.params))
     }
 
+    /// [`find`](Self::find), and gives the request
+    /// [`AUTHORIZATION_SESSION_TTL`] from now: the browser has opened it.
+    /// Taken and stored again, so a request that a code used up meanwhile
+    /// never comes back; another client's is put back as it was.
+    pub async fn open(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+    ) -> Result<Option<Params>, StoreError> {
+        let handle = uri.handle();
+        let now = self.clock.now();
+        let Some(mut pushed) = self.store.take_pushed(&handle, now).await? else {
+            return Ok(None);
+        };
+        let ours = pushed.client_id == client_id;
+        if ours {
+            pushed.expires_at = pushed.expires_at.max(now + AUTHORIZATION_SESSION_TTL);
+        }
+        self.store.put_pushed(&handle, &pushed).await?;
+        Ok(ours.then_some(pushed.params))
+    }
+
     /// Uses the request behind `uri` up: true for the one caller that got
     /// it (live, and pushed by `client_id`), false for every other.
     pub async fn take(&self, uri: &RequestUri, client_id: &str) -> Result<bool, StoreError> {
@@ -161,6 +232,17 @@ pub fn check_push_form(form: &Params) -> Result<(), PushError> {
     }
     if form.contains_key("request") {
         return Err(PushError::RequestNotSupported);
+    }
+    let kept = request_params(form);
+    if kept.values().any(|v| v.len() > MAX_PUSHED_VALUE) {
+        return Err(PushError::InvalidRequest(
+            "a parameter of the request is too long (at most 2048 bytes)",
+        ));
+    }
+    if kept.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_PUSHED_TOTAL {
+        return Err(PushError::InvalidRequest(
+            "the request is too large (at most 8192 bytes of parameters)",
+        ));
     }
     Ok(())
 }

@@ -188,7 +188,6 @@ where
     }
 }
 
-/// Parses a form body into parameters, refusing duplicates.
 /// The request's `DPoP` header (RFC 9449 §4.1), if any: at most one, in
 /// visible ASCII (a proof is a compact JWS).
 pub fn dpop_proof(
@@ -208,6 +207,7 @@ pub fn dpop_proof(
         .map_err(|_| GrantError::InvalidDpopProof("the DPoP proof is malformed"))
 }
 
+/// Parses a form body into parameters, refusing duplicates.
 pub fn parse_form(bytes: &[u8]) -> Result<Params, OAuthError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(OAuthError::invalid_request("the body is not valid UTF-8"));

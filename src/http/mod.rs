@@ -243,7 +243,14 @@ fn security_layers(
             axum::http::Method::PUT,
             axum::http::Method::DELETE,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // DPoP from a browser app (RFC 9449): the proof header goes out,
+        // and the nonce and the challenge must be readable by its script.
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            crate::http::error::DPOP_HEADER,
+        ])
+        .expose_headers([crate::http::error::DPOP_NONCE, header::WWW_AUTHENTICATE])
         .max_age(Duration::from_secs(600));
     if config.issuer.starts_with("https://") {
         let hsts = SetResponseHeaderLayer::if_not_present(

@@ -3,8 +3,9 @@
 //!
 //! - `tests/rp/openid_client_dpop.mjs`, a relying party on openid-client:
 //!   discovery, a plain authorization request refused (the client must
-//!   push), PAR with a DPoP proof, the sign-in pages, the code exchange for
-//!   DPoP-bound tokens, UserInfo and `/api/users/me` with the bound token
+//!   push), PAR with a DPoP proof, the sign-in pages, the code exchange
+//!   (refused with a proof of another key, then for DPoP-bound tokens with
+//!   the client's), UserInfo and `/api/users/me` with the bound token
 //!   (refused as a Bearer token), a refresh, a refresh with another key
 //!   (`invalid_grant`) and one more with the right key.
 //! - `tests/rp/dpop_client.py`, a DPoP client written by hand on joserfc +
@@ -174,6 +175,8 @@ async fn openid_client_flow(app: &TestApp, public: bool, nonces: bool) {
         &["login", "consent", "redirect"]
     };
     assert_eq!(pages, expected, "{context}");
+    // RFC 9449 §10.1: the code is bound to the key of the pushed proof.
+    assert_eq!(seen["code_other_key"], "invalid_dpop_proof", "{context}");
     // openid-client lowercases token_type.
     assert_eq!(seen["token_type"], "dpop", "{context}");
     assert_eq!(seen["claims"]["iss"], app.config.issuer, "{context}");

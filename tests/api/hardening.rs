@@ -240,6 +240,36 @@ async fn security_headers_and_cors() {
             .get("access-control-allow-origin")
             .is_none()
     );
+    // A browser app may send DPoP proofs and read the nonce and challenges.
+    let dpop = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/token"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "dpop, content-type")
+        .send()
+        .await
+        .unwrap();
+    let allowed_headers = dpop.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed_headers.contains("dpop"), "{allowed_headers}");
+    let exposed = app
+        .http
+        .get(app.url("/api/users/me"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = exposed.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("dpop-nonce") && exposed.contains("www-authenticate"),
+        "{exposed}"
+    );
 
     // Default: no HSTS on http, no CORS at all.
     let plain = TestApp::spawn().await;

@@ -334,7 +334,24 @@ async fn request_uris_that_cannot_be_used(backend: Backend) {
         authorize(&app, &browser, &own).await.status(),
         StatusCode::OK
     );
+    // A push not opened within 60 s is gone; an opened one has the time
+    // to sign in (30 minutes from its last opening).
+    let late = pushed(push(&app, &client_id, secret.as_deref(), &request(&client_id)).await).await;
+    let late = [
+        ("client_id", client_id.as_str()),
+        ("request_uri", late.as_str()),
+    ];
     app.clock.advance(61);
+    assert!(
+        error_page(authorize(&app, &browser, &late).await)
+            .await
+            .contains(GONE)
+    );
+    assert_eq!(
+        authorize(&app, &browser, &own).await.status(),
+        StatusCode::OK
+    );
+    app.clock.advance(30 * 60 + 1);
     assert!(
         error_page(authorize(&app, &browser, &own).await)
             .await
@@ -733,6 +750,71 @@ async fn dpop_jkt_binds_the_code(backend: Backend) {
     }
 }
 
+/// A person may take longer than the 60 s a push waits to be opened:
+/// once `/authorize` opened it, the sign-in has half an hour.
+async fn a_started_sign_in_outlives_the_push_window(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let user = app.user("par-slow").await;
+    let (client_id, secret) = client(&app, false, false).await;
+    let browser = browser();
+    let uri = pushed(push(&app, &client_id, secret.as_deref(), &request(&client_id)).await).await;
+    let query = [
+        ("client_id", client_id.as_str()),
+        ("request_uri", uri.as_str()),
+    ];
+    let page = authorize(&app, &browser, &query)
+        .await
+        .text()
+        .await
+        .unwrap();
+    app.clock.advance(600);
+    let approved = sign_in_and_approve(&app, &browser, page, &user.email).await;
+    let code = redirect_param(&approved, "code").expect("a code");
+    let tokens = exchange(&app, &client_id, secret.as_deref(), &code).await;
+    assert_eq!(tokens.status(), StatusCode::OK);
+    // Used up: opening it again is the error page.
+    assert!(
+        error_page(authorize(&app, &browser, &query).await)
+            .await
+            .contains(GONE)
+    );
+}
+
+/// Anyone can push as a public client: pushes are bounded in size and,
+/// per address, in rate (RFC 9126 §7.2 spirit: the store must not fill).
+async fn public_pushes_are_bounded(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let (client_id, _) = client(&app, true, false).await;
+    let long = "s".repeat(3000);
+    let too_long = with(request(&client_id), &[("state", long.as_str())]);
+    let refused = push(&app, &client_id, None, &too_long).await;
+    let error = assert_oauth_error(refused, 400, "invalid_request").await;
+    assert!(!error.to_string().contains(&long));
+    let mut throttled = None;
+    for _ in 0..200 {
+        let response = push(&app, &client_id, None, &request(&client_id)).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let throttled = throttled.expect("a public client's pushes are limited");
+    assert!(throttled.headers().contains_key("retry-after"));
+    // A confidential client authenticates: not limited.
+    let (confidential, secret) = client(&app, false, false).await;
+    for _ in 0..70 {
+        let response = push(
+            &app,
+            &confidential,
+            secret.as_deref(),
+            &request(&confidential),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+
 crate::on_every_backend!(
     a_confidential_client_pushes_its_request,
     a_public_client_pushes_its_request,
@@ -757,4 +839,6 @@ on_sqlite_and_redis!(
     a_client_can_be_required_to_push,
     the_server_can_require_par,
     dpop_jkt_binds_the_code,
+    a_started_sign_in_outlives_the_push_window,
+    public_pushes_are_bounded,
 );

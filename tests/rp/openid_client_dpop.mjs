@@ -1,8 +1,8 @@
 // A relying party on openid-client (v6) that asks Tessera for DPoP-bound
 // tokens (RFC 9449) through a pushed authorization request (RFC 9126):
-// discovery, PAR with a DPoP proof, the sign-in pages, the code exchange,
-// UserInfo and an API call with the bound token, refreshes with the right
-// key and with another one.
+// discovery, PAR with a DPoP proof, the sign-in pages, the code exchange
+// (refused with another key, then with the client's), UserInfo and an API
+// call with the bound token, refreshes with the right key and another one.
 //
 // openid-client makes every proof and answers the server's `use_dpop_nonce`
 // challenges itself; a recording fetch (`client.customFetch`) notes what
@@ -239,6 +239,26 @@ async function main() {
     const query = new URL(outcome.url).searchParams;
     check(!query.get('error'), `the server answered error=${query.get('error')} (${query.get('error_description')})`);
     return new URL(outcome.url);
+  });
+
+  await step('code exchange with another key', async () => {
+    // RFC 9449 §10.1: the pushed proof bound the code to the client's key;
+    // a proof of another key is refused, before the code is used.
+    const thief = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
+    try {
+      await client.authorizationCodeGrant(config, callback, {
+        pkceCodeVerifier: verifier,
+        expectedNonce: nonce,
+        expectedState: state,
+        idTokenExpected: true,
+      }, undefined, { DPoP: thief });
+    } catch (err) {
+      check(err.error === 'invalid_dpop_proof' || err.error === 'invalid_grant',
+        `code exchange with another key: ${describeError(err)}`);
+      seen.code_other_key = err.error;
+      return;
+    }
+    throw new StepError('the code was exchanged with a proof of another key');
   });
 
   const tokens = await step('code exchange', async () => {

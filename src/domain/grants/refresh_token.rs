@@ -20,6 +20,10 @@ pub(super) async fn apply(
             .live_family(presented)
             .await?
             .filter(|f| f.client_id == client.id)
+            // A bound family's key is checked first, as rotation does: a
+            // thief's scope request must not tell a current token from a
+            // spent one.
+            .filter(|f| f.jkt.is_none() || f.jkt.as_deref() == jkt)
             .ok_or(GrantError::InvalidGrant(
                 "the refresh token is invalid, expired or revoked",
             ))?;

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 mod oauth;
 
-pub use oauth::{DPOP_NONCE, OAuthError, set_dpop_nonce};
+pub use oauth::{DPOP_HEADER, DPOP_NONCE, OAuthError, set_dpop_nonce};
 
 /// The cause of a 500, carried in a response extension so that one
 /// middleware logs it once and no body ever shows it.

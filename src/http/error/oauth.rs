@@ -148,6 +148,18 @@ impl From<PushError> for OAuthError {
                 "request objects are not supported",
             ),
             PushError::InvalidDpopProof(d) => Self::new(S::BAD_REQUEST, "invalid_dpop_proof", d),
+            // RFC 9126 has no code for this; the status and `Retry-After` say "wait".
+            PushError::Throttled(retry) => Self {
+                retry_after: Some(retry),
+                ..Self::new(
+                    S::TOO_MANY_REQUESTS,
+                    "invalid_request",
+                    format!(
+                        "too many pushed requests from this address; retry after {} s",
+                        retry.as_secs()
+                    ),
+                )
+            },
             PushError::Authorize(AuthorizeError::Page(message)) => Self::invalid_request(message),
             PushError::Authorize(AuthorizeError::Redirect {
                 error, description, ..
@@ -193,3 +205,6 @@ pub fn set_dpop_nonce(headers: &mut axum::http::HeaderMap, nonce: &str) {
 }
 
 pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
+/// The request header a DPoP proof travels in (RFC 9449 §4.1).
+pub const DPOP_HEADER: header::HeaderName = header::HeaderName::from_static("dpop");

@@ -263,7 +263,7 @@ pub async fn get_authorize(
             "The authorization request is malformed.",
         );
     };
-    let request = match state.authorizer.validate(&params).await {
+    let request = match state.authorizer.open(&params).await {
         Ok(request) => request,
         Err(e) => return answer_error(&state, e),
     };

@@ -41,6 +41,7 @@ pub async fn post_par(
         .authenticate(&presented.credentials, from)
         .await
         .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    state.authorizer.admit_push(&client, from).await?;
     check_push_form(&params)?;
     let proven = state
         .dpop
