@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::domain::grants::Params;
 use crate::domain::{FieldErrors, scope};
 use crate::http::error::{ApiError, OAuthError};
-use crate::resource::{AccessTokenVerifier, Authenticated};
+use crate::resource::{AccessTokenVerifier, AuthScheme, Authenticated};
 
 /// A JSON body. Wrong content type → 415, over the limit → 413, not JSON →
 /// 400, JSON of the wrong shape → 422 naming the field (never its value).
@@ -366,9 +366,27 @@ where
         .await
         .map_err(IntoResponse::into_response)?;
     if auth.claims.sid.is_none() || !auth.claims.has_scope(needed) {
-        return Err(ApiError::InsufficientScope(needed).into_response());
+        return Err(insufficient_scope(needed, auth.scheme()));
     }
     Ok(auth)
+}
+
+/// 403 `insufficient_scope` (RFC 6750 §3.1), its challenge in the scheme
+/// the token came in: a DPoP request is answered in DPoP (RFC 9449 §7.1).
+pub fn insufficient_scope(needed: &'static str, scheme: AuthScheme) -> Response {
+    let mut response = ApiError::InsufficientScope(needed).into_response();
+    if scheme == AuthScheme::Dpop {
+        let challenge = format!(
+            "DPoP error=\"insufficient_scope\", scope=\"{needed}\", algs=\"{}\"",
+            tessera_resource::dpop::PROOF_ALGORITHMS.join(" ")
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
 }
 
 impl<S> FromRequestParts<S> for UserToken

@@ -428,6 +428,22 @@ async fn client_credentials_with_a_proof_are_bound(backend: Backend) {
         claims_of(tokens["access_token"].as_str().unwrap())["cnf"]["jkt"],
         key.thumbprint()
     );
+    // A client's token has no user scope: 403, answered in its scheme.
+    let access = tokens["access_token"].as_str().unwrap();
+    let me = format!("{}/api/users/me", app.config.issuer);
+    let proof = key.proof(ProofFor {
+        method: "GET",
+        uri: &me,
+        access_token: Some(access),
+        ..Default::default()
+    });
+    let response = get_dpop(&app, "/api/users/me", access, &proof).await;
+    assert_eq!(response.status(), 403);
+    let challenge = challenge(&response);
+    assert!(
+        challenge.starts_with("DPoP error=\"insufficient_scope\"") && challenge.contains("algs="),
+        "{challenge}"
+    );
 }
 
 async fn server_nonces_are_demanded_and_honoured(backend: Backend) {

@@ -386,20 +386,21 @@ mod memory_replay {
     }
 
     #[tokio::test]
-    async fn a_full_cache_evicts_the_entry_nearest_to_expiry() {
+    async fn a_full_cache_fails_closed_and_never_forgets_a_live_proof() {
         let (_, clock) = clock_at(1_000);
         let cache = MemoryReplay::with_capacity(3).clock(clock);
         assert_eq!(cache.capacity(), 3);
         for (key, expires_at) in [("late", 1_050), ("soon", 1_005), ("mid", 1_020)] {
             assert!(cache.first_use(key, expires_at).await.expect("ok"));
         }
-        assert!(cache.first_use("new", 1_060).await.expect("ok"));
+        assert!(matches!(
+            cache.first_use("new", 1_060).await,
+            Err(VerifyError::Unavailable)
+        ));
         assert_eq!(cache.len(), 3);
-        for kept in ["late", "mid", "new"] {
+        for kept in ["late", "soon", "mid"] {
             assert!(!cache.first_use(kept, 1_060).await.expect("ok"), "{kept}");
         }
-        assert!(cache.first_use("soon", 1_005).await.expect("ok"), "evicted");
-        assert_eq!(cache.len(), 3);
         assert_eq!(MemoryReplay::with_capacity(0).capacity(), 1);
     }
 

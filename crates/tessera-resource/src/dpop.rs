@@ -281,7 +281,8 @@ fn rsa_strong_enough(members: &Map<String, Value>) -> bool {
         .get("n")
         .and_then(Value::as_str)
         .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
-        .is_some_and(|n| n.len() >= MIN_RSA_MODULUS)
+        // Leading zero bytes add length, not strength.
+        .is_some_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS)
 }
 
 fn verify_signature(proof: &str, jwk: &Jwk, alg: Algorithm) -> Result<ProofClaims, DpopError> {

@@ -65,11 +65,11 @@ pub(crate) fn replay_key(jkt: &str, jti: &str) -> String {
 /// to [`capacity`](Self::capacity) entries (100 000 by default, a few MB).
 ///
 /// Expired entries are dropped on each insert. When the cache is full of
-/// live entries, the one nearest to its expiry is evicted: refusing new
-/// proofs instead would let a flood of proofs lock every client out, while
-/// an eviction only reopens, for the rest of its window, one proof that is
-/// about to expire anyway. Size the capacity above the number of proofs a
-/// node accepts within `dpop_max_age` plus the leeway.
+/// live entries it fails closed: the proof is refused as if the cache were
+/// unreachable (503), never let through by forgetting a live entry (an
+/// eviction would let a captured proof be replayed). Size the capacity
+/// above the number of proofs a node accepts within `dpop_max_age` plus
+/// the leeway.
 ///
 /// A deployment with several nodes must share one cache instead (see
 /// [`ProofReplay`], e.g. Redis `SET key 1 NX EXAT`).
@@ -186,7 +186,7 @@ impl ProofReplay for MemoryReplay {
             return Ok(true);
         }
         if entries.expiry_of.len() >= self.capacity {
-            entries.evict_first();
+            return Err(VerifyError::Unavailable);
         }
         entries.insert(key, expires_at);
         Ok(true)

@@ -72,7 +72,10 @@ impl FromRequestParts<AppState> for Admin {
             .await
             .map_err(IntoResponse::into_response)?;
         if auth.claims.sid.is_none() || !auth.claims.has_scope(scope::ADMIN) {
-            return Err(ApiError::InsufficientScope(scope::ADMIN).into_response());
+            return Err(crate::http::extract::insufficient_scope(
+                scope::ADMIN,
+                auth.scheme(),
+            ));
         }
         state
             .users

@@ -12,7 +12,8 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_form;
 use crate::resource::{
-    AccessClaims, AuthRejection, Authenticated, BearerRejection, DpopRejection, VerifyError,
+    AccessClaims, AuthRejection, AuthScheme, Authenticated, BearerRejection, DpopRejection,
+    VerifyError,
 };
 
 /// `GET /userinfo`: the token in the `Authorization` header (Bearer, or
@@ -79,7 +80,12 @@ fn invalid(why: &'static str) -> Response {
 
 async fn answer(state: &AppState, claims: AccessClaims) -> Response {
     if claims.sid.is_none() || !claims.has_scope(scope::OPENID) {
-        return ApiError::InsufficientScope(scope::OPENID).into_response();
+        // A bound token only ever arrives under the DPoP scheme.
+        let scheme = match claims.cnf {
+            Some(_) => AuthScheme::Dpop,
+            None => AuthScheme::Bearer,
+        };
+        return crate::http::extract::insufficient_scope(scope::OPENID, scheme);
     }
     let user = match state.users.profile(&claims.sub).await {
         Ok(user) => user,
