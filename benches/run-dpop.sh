@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 duration=${1:-8}
 rounds=${2:-3}
 stores=${3:-embedded redis}
-bin=target/release/tessera
-loadgen=target/release/examples/loadgen
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/tessera
+loadgen=$target/release/examples/loadgen
 port=3101
 redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile /dev/null
