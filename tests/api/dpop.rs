@@ -170,6 +170,13 @@ pub async fn login_with(app: &TestApp, email: &str, proof: Option<&str>) -> Resp
     request.send().await.unwrap()
 }
 
+/// The token response of a login with a proof by `key`.
+async fn bound_login(app: &TestApp, email: &str, key: &DpopKey) -> Value {
+    let response = login_with(app, email, Some(&proof_at(app, key, "/api/users/login"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    body(response).await
+}
+
 async fn signed_up(app: &TestApp, tag: &str) -> String {
     let email = unique_email(tag);
     assert_eq!(app.signup(&email, PASSWORD).await.status(), 201);
@@ -277,15 +284,7 @@ async fn a_bound_family_refreshes_only_with_its_key_and_a_thief_cannot_burn_it(b
     let app = TestApp::spawn_on(backend).await;
     let email = signed_up(&app, "dpop-refresh").await;
     let (key, thief) = (DpopKey::es256(), DpopKey::ed25519());
-    let tokens = body(
-        login_with(
-            &app,
-            &email,
-            Some(&proof_at(&app, &key, "/api/users/login")),
-        )
-        .await,
-    )
-    .await;
+    let tokens = bound_login(&app, &email, &key).await;
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
     // The thief's own key, and no proof at all: refused, nothing changes.
@@ -670,25 +669,9 @@ async fn resource_requests_need_the_bound_key_and_the_token_hash(backend: Backen
     let app = TestApp::spawn_on(backend).await;
     let email = signed_up(&app, "dpop-resource").await;
     let key = DpopKey::es256();
-    let tokens = body(
-        login_with(
-            &app,
-            &email,
-            Some(&proof_at(&app, &key, "/api/users/login")),
-        )
-        .await,
-    )
-    .await;
+    let tokens = bound_login(&app, &email, &key).await;
     let access = tokens["access_token"].as_str().unwrap();
-    let other = body(
-        login_with(
-            &app,
-            &email,
-            Some(&proof_at(&app, &key, "/api/users/login")),
-        )
-        .await,
-    )
-    .await;
+    let other = bound_login(&app, &email, &key).await;
     let other_access = other["access_token"].as_str().unwrap();
     let me = format!("{}/api/users/me", app.config.issuer);
     let get = |token| ProofFor {
@@ -755,15 +738,7 @@ async fn a_bound_token_sent_as_bearer_is_refused_with_a_dpop_challenge(backend: 
     let app = TestApp::spawn_on(backend).await;
     let email = signed_up(&app, "dpop-bearer").await;
     let key = DpopKey::es256();
-    let tokens = body(
-        login_with(
-            &app,
-            &email,
-            Some(&proof_at(&app, &key, "/api/users/login")),
-        )
-        .await,
-    )
-    .await;
+    let tokens = bound_login(&app, &email, &key).await;
     let access = tokens["access_token"].as_str().unwrap();
 
     for path in ["/api/users/me", "/userinfo"] {

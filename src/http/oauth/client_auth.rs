@@ -16,6 +16,24 @@ pub struct PresentedClient {
     pub basic: bool,
 }
 
+/// The client a request to an OAuth endpoint authenticates as (RFC 6749
+/// §2.3), and whether it used HTTP Basic (a later 401 must then carry a
+/// Basic challenge).
+pub async fn authenticated_client(
+    state: &crate::http::AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    from: std::net::IpAddr,
+) -> Result<(crate::store::ClientRecord, bool), OAuthError> {
+    let presented = presented_client(headers, params)?;
+    let client = state
+        .clients
+        .authenticate(&presented.credentials, from)
+        .await
+        .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    Ok((client, presented.basic))
+}
+
 /// Reads the client's credentials from the Authorization header or the form.
 /// Using more than one method is `invalid_request` (RFC 6749 §2.3).
 pub fn presented_client(

@@ -10,7 +10,7 @@ use crate::domain::grants::GrantError;
 use crate::http::AppState;
 use crate::http::error::OAuthError;
 use crate::http::extract::{ClientAddr, OAuthForm};
-use crate::http::oauth::client_auth::presented_client;
+use crate::http::oauth::client_auth::authenticated_client;
 
 /// Any confidential client may introspect any token (resource servers do);
 /// public clients cannot. Anything not live is `{"active": false}`.
@@ -20,14 +20,9 @@ pub async fn post_introspect(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let presented = presented_client(&headers, &params)?;
-    let client = state
-        .clients
-        .authenticate(&presented.credentials, from)
-        .await
-        .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    let (client, basic) = authenticated_client(&state, &headers, &params, from).await?;
     if client.is_public() {
-        return Err(OAuthError::from(GrantError::InvalidClient).with_basic(presented.basic));
+        return Err(OAuthError::from(GrantError::InvalidClient).with_basic(basic));
     }
     let token = params
         .get("token")

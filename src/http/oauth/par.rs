@@ -14,7 +14,7 @@ use crate::domain::par::{PushError, bound_key, check_push_form};
 use crate::http::AppState;
 use crate::http::error::OAuthError;
 use crate::http::extract::{ClientAddr, OAuthForm, dpop_proof};
-use crate::http::oauth::client_auth::presented_client;
+use crate::http::oauth::client_auth::authenticated_client;
 
 /// RFC 9126 §2.2 success.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -35,12 +35,7 @@ pub async fn post_par(
     // The form's client_id, when there is one, is the authenticated
     // client's: `presented_client` refuses one that differs from Basic,
     // and with client_secret_post or none it is what authenticates.
-    let presented = presented_client(&headers, &params)?;
-    let client = state
-        .clients
-        .authenticate(&presented.credentials, from)
-        .await
-        .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    let (client, _) = authenticated_client(&state, &headers, &params, from).await?;
     state.authorizer.admit_push(&client, from).await?;
     check_push_form(&params)?;
     let proven = state

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::http::AppState;
 use crate::http::error::OAuthError;
 use crate::http::extract::{ClientAddr, OAuthForm};
-use crate::http::oauth::client_auth::presented_client;
+use crate::http::oauth::client_auth::authenticated_client;
 
 /// 200 for every token the client may revoke, including unknown and
 /// already-dead ones (§2.2); `token_type_hint` is optional and tokens are
@@ -18,12 +18,7 @@ pub async fn post_revoke(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let presented = presented_client(&headers, &params)?;
-    let client = state
-        .clients
-        .authenticate(&presented.credentials, from)
-        .await
-        .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    let (client, _) = authenticated_client(&state, &headers, &params, from).await?;
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;

@@ -9,7 +9,7 @@ use crate::domain::grants::Grant;
 use crate::http::AppState;
 use crate::http::error::{OAuthError, set_dpop_nonce};
 use crate::http::extract::{ClientAddr, OAuthForm, dpop_proof};
-use crate::http::oauth::client_auth::presented_client;
+use crate::http::oauth::client_auth::authenticated_client;
 use crate::http::oauth::token_response;
 
 pub async fn post_token(
@@ -18,12 +18,7 @@ pub async fn post_token(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let presented = presented_client(&headers, &params)?;
-    let client = state
-        .clients
-        .authenticate(&presented.credentials, from)
-        .await
-        .map_err(|e| OAuthError::from(e).with_basic(presented.basic))?;
+    let (client, _) = authenticated_client(&state, &headers, &params, from).await?;
     let grant = Grant::parse(&params)?;
     let grant_type = grant.name();
     let proven = state
