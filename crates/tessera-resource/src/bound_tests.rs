@@ -150,21 +150,22 @@ async fn iat_is_judged_by_max_age_and_leeway() {
         key.proof(&c)
     };
     let v = dpop_verifier();
-    // Default: 60 s old plus the 30 s leeway; 30 s ahead.
-    for accepted in [now() - 85, now() + 25] {
+    // Default: 60 s old plus the 5 s DPoP leeway; 5 s ahead (the token's
+    // 30 s leeway does not apply to proofs).
+    for accepted in [now() - 63, now() + 3] {
         assert!(
             v.verify_dpop(&token, &at(accepted), "GET", "/items", None)
                 .await
                 .is_ok()
         );
     }
-    for too_far in [now() - 95, now() + 35] {
+    for too_far in [now() - 70, now() + 10, now() + 25] {
         assert_eq!(
             refused(&v, &token, &at(too_far)).await,
             DpopRejection::Proof(DpopError::Time.reason())
         );
     }
-    let strict = dpop_verifier().dpop_max_age(10).leeway(0);
+    let strict = dpop_verifier().dpop_max_age(10).dpop_leeway(0);
     assert_eq!(
         refused(&strict, &token, &at(now() - 15)).await,
         DpopRejection::Proof(DpopError::Time.reason())
@@ -220,7 +221,7 @@ async fn the_replay_cache_gets_a_fixed_length_key_and_the_end_of_the_window() {
     let v = dpop_verifier()
         .dpop_replay(recording.clone())
         .dpop_max_age(120)
-        .leeway(10);
+        .dpop_leeway(10);
     let key = ClientKey::es256();
     let token = bound_token(&key, "s");
     let mut c = proof_claims("GET", "https://api.test/items", &token);

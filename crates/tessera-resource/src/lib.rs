@@ -341,6 +341,10 @@ pub struct AccessTokenVerifier {
     /// [`clock`](Self::clock).
     default_replay: bool,
     dpop_max_age: u64,
+    /// Clock skew allowed on a proof's `iat` (either side of the window):
+    /// a few seconds, not the token leeway, so that proofs made ahead of
+    /// time do not stay usable for long.
+    dpop_leeway: u64,
 }
 
 impl AccessTokenVerifier {
@@ -357,6 +361,7 @@ impl AccessTokenVerifier {
             replay: Arc::new(MemoryReplay::new()),
             default_replay: true,
             dpop_max_age: 60,
+            dpop_leeway: 5,
         }
     }
 
@@ -413,9 +418,18 @@ impl AccessTokenVerifier {
         self
     }
 
+    /// Clock skew (seconds) allowed on a DPoP proof's `iat`, on either side
+    /// of its window. Default 5 (the token's [`leeway`](Self::leeway) is
+    /// for the token's `exp`, and would let proofs made ahead of time live
+    /// on).
+    pub fn dpop_leeway(mut self, seconds: u64) -> Self {
+        self.dpop_leeway = seconds;
+        self
+    }
+
     /// How old (seconds) a DPoP proof's `iat` may be. Default 60; the
-    /// [`leeway`](Self::leeway) is allowed on top, and for an `iat` in the
-    /// future.
+    /// [`dpop_leeway`](Self::dpop_leeway) is allowed on top, and for an
+    /// `iat` in the future.
     pub fn dpop_max_age(mut self, seconds: u64) -> Self {
         self.dpop_max_age = seconds;
         self
@@ -468,10 +482,6 @@ impl AccessTokenVerifier {
         Ok(claims)
     }
 
-    fn leeway_secs(&self) -> u64 {
-        u64::try_from(self.leeway).unwrap_or(0)
-    }
-
     /// The stateless checks, against each URI the request may have been
     /// made to: the configured base, else `https` then `http` on `Host`.
     fn check_proof(
@@ -487,7 +497,7 @@ impl AccessTokenVerifier {
         for uri in self.request_uris(path, host) {
             let check = ProofCheck::new(method, &uri, now)
                 .max_age(self.dpop_max_age)
-                .leeway(self.leeway_secs())
+                .leeway(self.dpop_leeway)
                 .access_token(token);
             outcome = verify_proof(proof, &check);
             if outcome != Err(DpopError::Uri) {
@@ -514,7 +524,7 @@ impl AccessTokenVerifier {
         let expires_at = proven
             .iat
             .saturating_add(self.dpop_max_age)
-            .saturating_add(self.leeway_secs())
+            .saturating_add(self.dpop_leeway)
             .saturating_add(1);
         let key = replay::replay_key(&proven.jkt, &proven.jti);
         match self.replay.first_use(&key, expires_at).await {
