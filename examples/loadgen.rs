@@ -9,7 +9,9 @@
 //! newest refresh token), `refresh-chain-dpop` (the same with a DPoP-bound
 //! family: each user has an ES256 key and signs a fresh proof per request,
 //! `htu` taken from the server's metadata), `client-credentials` (needs `--client-id` and
-//! `--client-secret`), `me` (resource-layer verification), `jwks`, `healthz`.
+//! `--client-secret`), `me` (resource-layer verification), `userinfo`,
+//! `introspect` (each user's access token, by the confidential client
+//! `--client-id`/`--client-secret`), `jwks`, `healthz`.
 //! `--url` may list several comma-separated nodes: each virtual user sends
 //! its requests to them in turn, as a round-robin load balancer would (a
 //! refresh chain then rotates at every node).
@@ -281,6 +283,19 @@ async fn one_request(
                 .send()
                 .await
         }
+        "userinfo" => {
+            http.get(format!("{url}/userinfo"))
+                .bearer_auth(&user.access_token)
+                .send()
+                .await
+        }
+        "introspect" => {
+            http.post(format!("{url}/introspect"))
+                .basic_auth(&o.client_id, Some(&o.client_secret))
+                .form(&[("token", user.access_token.as_str())])
+                .send()
+                .await
+        }
         "jwks" => {
             http.get(format!("{url}/.well-known/jwks.json"))
                 .send()
@@ -313,7 +328,7 @@ async fn main() {
     }
     let needs_users = matches!(
         o.scenario.as_str(),
-        "login" | "refresh-chain" | "refresh-chain-dpop" | "me"
+        "login" | "refresh-chain" | "refresh-chain-dpop" | "me" | "userinfo" | "introspect"
     );
     let given: Vec<String> = o
         .refresh_tokens

@@ -179,6 +179,24 @@ async fn iat_is_judged_by_max_age_and_leeway() {
 }
 
 #[tokio::test]
+async fn a_path_with_dot_segments_is_refused() {
+    let v = dpop_verifier();
+    let key = ClientKey::es256();
+    let token = bound_token(&key, "s");
+    // Each proof names the normalised URI; the router would see the raw
+    // path, which may lead elsewhere.
+    for path in ["/items/x/..", "/items/x/%2e%2E", "/./items", "/items/."] {
+        let p = proof(&key, "GET", "https://api.test/items", &token);
+        assert_eq!(
+            v.verify_dpop(&token, &p, "GET", path, None).await.err(),
+            Some(DpopRejection::Proof(DpopError::Uri.reason())),
+            "{path}"
+        );
+    }
+    assert!(super::has_dot_segment("/a/../b") && !super::has_dot_segment("/a/..b/c"));
+}
+
+#[tokio::test]
 async fn a_proof_is_accepted_once() {
     let v = dpop_verifier();
     let key = ClientKey::es256();

@@ -96,6 +96,14 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// Longest token the verifier looks at; anything longer is not ours.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// Whether `path` has a `.` or `..` segment, plain or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 /// Claims of a Tessera access token (RFC 9068 §2.2).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
@@ -492,6 +500,12 @@ impl AccessTokenVerifier {
         path: &str,
         host: Option<&str>,
     ) -> Result<VerifiedProof, DpopError> {
+        // `htu` is compared after dot segments are resolved, but the router
+        // sees the raw path: a path with dot segments could be routed
+        // elsewhere than the URI the proof was made for.
+        if has_dot_segment(path) {
+            return Err(DpopError::Uri);
+        }
         let now = u64::try_from(self.clock.now()).unwrap_or(0);
         let mut outcome = Err(DpopError::Uri);
         for uri in self.request_uris(path, host) {

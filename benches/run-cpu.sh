@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Requests per server CPU-second (the server's own utime+stime around each
+# measured window: `loadgen --cpu-of PID`) for the token endpoint, the
+# resource layer, UserInfo and introspection, on Redis.
+#   cargo build --release --bin tessera --example loadgen
+#   bash benches/run-cpu.sh [DURATION_SECONDS] [ALG]
+# Prints one JSON line per scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-8}
+alg=${2:-RS256}
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/tessera
+loadgen=$target/release/examples/loadgen
+port=3102
+redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile /dev/null
+trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; kill "${server:-0}" 2>/dev/null || true' EXIT
+
+work=$(mktemp -d)
+export TESSERA_DATA_DIR=$work/data TESSERA_KEYS_DIR=$work/keys TESSERA_LISTEN=127.0.0.1:$port
+export TESSERA_ISSUER=http://127.0.0.1:$port TESSERA_LOG=warn TESSERA_SIGNUPS_PER_ADDRESS=1000000
+export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
+$bin keys generate --alg "$alg" >/dev/null
+client=$($bin clients create --name load --grant client_credentials --scope api --json)
+id=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_id"])' "$client")
+secret=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_secret"])' "$client")
+$bin serve & server=$!
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
+
+run() {
+  echo "$alg $($loadgen --url "http://127.0.0.1:$port" --duration "$duration" --warmup 2 \
+    --cpu-of "$server" "$@" | tail -1)"
+}
+run --scenario client-credentials --concurrency 32 --client-id "$id" --client-secret "$secret"
+run --scenario refresh-chain --concurrency 32
+run --scenario refresh-chain-dpop --concurrency 32
+run --scenario me --concurrency 32
+run --scenario userinfo --concurrency 32
+run --scenario introspect --concurrency 32 --client-id "$id" --client-secret "$secret"
+kill -TERM "$server"; wait "$server" || true
+rm -rf "$work"
