@@ -70,12 +70,7 @@ impl PushedRequestStore for RedisStore {
         handle: &TokenHash,
         now: UnixTime,
     ) -> Result<Option<PushedRequest>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = pushed_key(handle);
-        let value: Option<String> = self
-            .run(async move { redis::cmd("GET").arg(key).query_async(&mut conn).await })
-            .await?;
-        decode(value, now)
+        self.read_pushed("GET", handle, now).await
     }
 
     async fn take_pushed(
@@ -83,10 +78,23 @@ impl PushedRequestStore for RedisStore {
         handle: &TokenHash,
         now: UnixTime,
     ) -> Result<Option<PushedRequest>, StoreError> {
+        self.read_pushed("GETDEL", handle, now).await
+    }
+}
+
+impl RedisStore {
+    /// The pushed request under `handle`, read with `command`: `GET` to
+    /// peek, `GETDEL` to take it (one command, so at most one taker).
+    async fn read_pushed(
+        &self,
+        command: &'static str,
+        handle: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<PushedRequest>, StoreError> {
         let mut conn = self.conn.clone();
         let key = pushed_key(handle);
         let value: Option<String> = self
-            .run(async move { redis::cmd("GETDEL").arg(key).query_async(&mut conn).await })
+            .run(async move { redis::cmd(command).arg(key).query_async(&mut conn).await })
             .await?;
         decode(value, now)
     }
