@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::clock::UnixTime;
-use crate::crypto::secret::TokenHash;
+use crate::crypto::secret::{ShortDigest, TokenHash};
 
 /// What a backend can go wrong with, in terms the domain can act on.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +269,10 @@ pub struct NewFamily {
     /// The RFC 7638 thumbprint of the DPoP key the family is bound to
     /// (RFC 9449 §5): every refresh must prove possession of that key.
     pub jkt: Option<String>,
+    /// Whether `revoke_client` must be able to find it. False for the
+    /// built-in first-party client, which can be neither deleted nor
+    /// changed: a backend may then skip the client's index.
+    pub client_indexed: bool,
 }
 
 /// A live family as the domain sees it.
@@ -331,6 +335,18 @@ pub enum Rotation {
     KeyMismatch,
     /// Unknown token, revoked or expired family.
     Invalid,
+    /// The family is live but the presented token is neither its current
+    /// token nor the one just before it, and the store keeps no history to
+    /// tell an older ancestor from a forgery (Redis). Nothing changed. The
+    /// caller walks the successor chain from the presented token at most
+    /// `generation` steps: reaching `current` makes it an ancestor (reuse:
+    /// revoke), anything else is invalid. Stores that keep every token's
+    /// digest never answer this.
+    Unknown {
+        current: ShortDigest,
+        /// How many rotations the family has had.
+        generation: u64,
+    },
 }
 
 /// An authorization code's grant, stored under the code's hash until used.

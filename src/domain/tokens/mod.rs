@@ -22,6 +22,11 @@ use crate::store::{
 /// NEVER CHANGE: refresh-token families are bound to it.
 pub const FIRST_PARTY_CLIENT_ID: &str = "tessera";
 
+/// How many rotations back a replayed ancestor of a family's current token
+/// is still recognised where the store keeps no token history (Redis):
+/// older (or forged) tokens are refused without revoking the family.
+pub const MAX_ANCESTRY: u64 = 256;
+
 /// Lifetimes, in seconds.
 #[derive(Clone, Copy, Debug)]
 pub struct Lifetimes {
@@ -327,6 +332,7 @@ impl TokenService {
                     auth_time: grant.auth_time,
                     keep_until: absolute + self.keep_after_expiry as i64,
                     jkt: grant.jkt.map(str::to_owned),
+                    client_indexed: grant.client.id != FIRST_PARTY_CLIENT_ID,
                 })
                 .await?;
             refresh_token = Some(refresh);
@@ -408,19 +414,27 @@ impl TokenService {
             .await?;
         match rotation {
             Rotation::Rotated(family) | Rotation::GraceReplay(family) => Ok((family, successor)),
-            Rotation::ReuseDetected => {
-                metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
-                tracing::warn!(family_id = %token.family_id(), client_id = %client.id, "refresh token reuse detected; family revoked");
-                // The family id is no secret (every access token's `fid`).
-                let event = crate::domain::audit::Event::new(
-                    crate::domain::audit::EventType::RefreshReuseDetected,
-                )
-                .client(&client.id)
-                .detail(serde_json::json!({ "family_id": token.family_id() }));
-                self.audit.record(event).await;
-                Err(GrantError::InvalidGrant(
-                    "the refresh token was already used; the session has been revoked",
-                ))
+            Rotation::ReuseDetected => Err(self.reuse_detected(client, token.family_id()).await),
+            Rotation::Unknown {
+                current,
+                generation,
+            } => {
+                // RFC 9700 §4.14.2: an older ancestor of the current token
+                // is a replay too. Tokens are derived, so walking the chain
+                // from the presented one tells an ancestor (at most
+                // MAX_ANCESTRY rotations back) from a forgery without any
+                // history kept.
+                let steps = generation.min(MAX_ANCESTRY);
+                if token.is_ancestor_of(&self.successor_key, &current, steps) {
+                    self.store
+                        .revoke_family(token.family_id(), self.clock.now())
+                        .await?;
+                    Err(self.reuse_detected(client, token.family_id()).await)
+                } else {
+                    Err(GrantError::InvalidGrant(
+                        "the refresh token is invalid, expired or revoked",
+                    ))
+                }
             }
             Rotation::KeyMismatch => {
                 metrics::counter!("tessera_dpop_refused_total", "reason" => "family_key")
@@ -433,6 +447,20 @@ impl TokenService {
                 "the refresh token is invalid, expired or revoked",
             )),
         }
+    }
+
+    /// Records a detected reuse (the family is already revoked) and the
+    /// error to answer with.
+    async fn reuse_detected(&self, client: &ClientRecord, family_id: &str) -> GrantError {
+        metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
+        tracing::warn!(family_id = %family_id, client_id = %client.id, "refresh token reuse detected; family revoked");
+        // The family id is no secret (every access token's `fid`).
+        let event =
+            crate::domain::audit::Event::new(crate::domain::audit::EventType::RefreshReuseDetected)
+                .client(&client.id)
+                .detail(serde_json::json!({ "family_id": family_id }));
+        self.audit.record(event).await;
+        GrantError::InvalidGrant("the refresh token was already used; the session has been revoked")
     }
 
     /// An access token for a family that was just rotated.
