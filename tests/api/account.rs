@@ -1136,22 +1136,28 @@ async fn the_redis_index_is_pruned_and_old_consents_are_estimated() {
     let user = app.user("redis-index").await;
     let client = ::redis::Client::open(app.config.redis_url.as_ref().unwrap().expose()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let index = format!("tessera:user:{{{}}}:fams", user.id);
+    let index = format!("tu{{{}}}", user.id);
+    // The set older versions kept in its place is read (and pruned) too.
+    let legacy = format!("tessera:user:{{{}}}:fams", user.id);
     let now = app.clock.now();
     let long_gone = format!("{:08x}0000000000000000", now - 2 * 24 * 3600);
+    let legacy_gone = format!("{:08x}0000000000000001", now - 2 * 24 * 3600);
     let in_creation = format!("{:08x}0000000000000000", now);
     let _: () = conn
-        .sadd(&index, &[&long_gone, &in_creation])
+        .hset_multiple(&index, &[(&long_gone, ""), (&in_creation, "")])
         .await
         .unwrap();
+    let _: () = conn.sadd(&legacy, &legacy_gone).await.unwrap();
 
     let listed = sessions(&app, &user.access_token).await;
     assert_eq!(listed.len(), 1);
-    let mut members: Vec<String> = conn.smembers(&index).await.unwrap();
+    let mut members: Vec<String> = conn.hkeys(&index).await.unwrap();
     members.sort();
     let mut expected = vec![family_of(&user.access_token), in_creation];
     expected.sort();
     assert_eq!(members, expected);
+    let legacy_members: Vec<String> = conn.smembers(&legacy).await.unwrap();
+    assert!(legacy_members.is_empty(), "{legacy_members:?}");
 
     // A consent as older versions stored it: the expiry alone.
     let expires_at = now + 1000;

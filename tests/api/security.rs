@@ -777,7 +777,7 @@ async fn revocation_markers_outlive_the_leeway() {
     let exp = claims["exp"].as_i64().unwrap();
     assert_eq!(expires, exp + app.config.clock_leeway as i64);
     // The family is kept while access tokens minted from it may live.
-    let family = format!("tessera:fam:{{{}}}", claims["fid"].as_str().unwrap());
+    let family = format!("tf{{{}}}", claims["fid"].as_str().unwrap());
     let family_expires: i64 = ::redis::cmd("EXPIRETIME")
         .arg(&family)
         .query_async(&mut conn)

@@ -1,21 +1,57 @@
 //! Refresh-token families and revoked access tokens in Redis.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::keys::{
-    client_families_key, consents_key, family_key, family_tokens_key, revoked_access_key,
+    client_families_key, consents_key, family_key, family_script_keys, legacy_client_families_key,
+    legacy_family_key, legacy_session_families_key, legacy_user_families_key, revoked_access_key,
     session_families_key, user_epoch_key, user_families_key,
 };
 use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
-use crate::crypto::secret::TokenHash;
+use crate::crypto::secret::{ShortDigest, TokenHash};
 use crate::store::{
     AccessCheck, FamilyStore, FamilySummary, FamilyView, NewFamily, RotateRequest, Rotation,
     SessionFamily, StoreError, has_offline_access,
 };
 
-fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
+const DAY: i64 = 86_400;
+
+/// The fewest days of client buckets `revoke_client` reads: more than any
+/// family is kept, even one created under a longer configured lifetime.
+const MIN_CLIENT_HORIZON_DAYS: i64 = 400;
+
+/// A family as stored, whatever its state.
+pub(super) struct StoredFamily {
+    pub(super) view: FamilyView,
+    /// The current token's short digest.
+    pub(super) current: ShortDigest,
+    pub(super) revoked: bool,
+    /// The last rotation (the creation if it never rotated).
+    pub(super) last_used_at: UnixTime,
+}
+
+impl StoredFamily {
+    pub(super) fn live(&self, now: UnixTime) -> bool {
+        !self.revoked && self.view.expires_at > now
+    }
+}
+
+fn text<'a>(value: &'a [u8], what: &str) -> Result<&'a str, StoreError> {
+    std::str::from_utf8(value).map_err(|_| corrupt(what))
+}
+
+fn number<T: std::str::FromStr>(value: &[u8], what: &str) -> Result<T, StoreError> {
+    text(value, what)?.parse().map_err(|_| corrupt(what))
+}
+
+/// A family's view from the fields `u c s t <expires> e d x k` of a
+/// rotation's reply (`d`, `x`, `k` already defaulted by the script, `d`
+/// and `k` as "" when absent).
+fn family_from(reply: &[Vec<u8>], id: &str) -> Result<FamilyView, StoreError> {
     let [
         _,
         user,
@@ -33,16 +69,67 @@ fn family_from(reply: &[String], id: &str) -> Result<FamilyView, StoreError> {
     };
     Ok(FamilyView {
         id: id.to_owned(),
-        user_id: user.clone(),
-        client_id: client.clone(),
-        scope: scope.clone(),
-        created_at: created.parse().map_err(|_| corrupt("rotate"))?,
-        expires_at: expires.parse().map_err(|_| corrupt("rotate"))?,
-        epoch: epoch.parse().map_err(|_| corrupt("rotate"))?,
-        session_id: session_or_family(sid, id),
-        auth_time: auth_time.parse().map_err(|_| corrupt("rotate"))?,
-        jkt: bound_key(jkt),
+        user_id: text(user, "rotate")?.to_owned(),
+        client_id: text(client, "rotate")?.to_owned(),
+        scope: text(scope, "rotate")?.to_owned(),
+        created_at: number(created, "rotate")?,
+        expires_at: number(expires, "rotate")?,
+        epoch: number(epoch, "rotate")?,
+        session_id: session_or_family(text(sid, "rotate")?, id),
+        auth_time: number(auth_time, "rotate")?,
+        jkt: bound_key(text(jkt, "rotate")?),
     })
+}
+
+/// A family from the fields `u c s t i a e h n w r d x k` as
+/// `read_family.lua` answers them; `None` when there is no such family.
+fn stored_from(fields: Vec<Option<Vec<u8>>>, id: &str) -> Result<Option<StoredFamily>, StoreError> {
+    const WHAT: &str = "read_family";
+    let [
+        Some(user),
+        Some(client),
+        Some(scope),
+        Some(created),
+        Some(idle),
+        Some(absolute),
+        epoch,
+        Some(current),
+        _generation,
+        used,
+        revoked,
+        sid,
+        auth_time,
+        jkt,
+    ] = <[Option<Vec<u8>>; 14]>::try_from(fields).map_err(|_| corrupt(WHAT))?
+    else {
+        return Ok(None);
+    };
+    let created_at: UnixTime = number(&created, WHAT)?;
+    let optional_time = |value: Option<Vec<u8>>| match value {
+        Some(at) => number(&at, WHAT),
+        None => Ok(created_at),
+    };
+    let view = FamilyView {
+        id: id.to_owned(),
+        user_id: text(&user, WHAT)?.to_owned(),
+        client_id: text(&client, WHAT)?.to_owned(),
+        scope: text(&scope, WHAT)?.to_owned(),
+        created_at,
+        expires_at: number::<UnixTime>(&idle, WHAT)?.min(number(&absolute, WHAT)?),
+        epoch: match epoch {
+            Some(epoch) => number(&epoch, WHAT)?,
+            None => 0,
+        },
+        session_id: session_or_family(text(sid.as_deref().unwrap_or_default(), WHAT)?, id),
+        auth_time: optional_time(auth_time)?,
+        jkt: bound_key(text(jkt.as_deref().unwrap_or_default(), WHAT)?),
+    };
+    Ok(Some(StoredFamily {
+        view,
+        current: ShortDigest::from_stored(&current).ok_or_else(|| corrupt(WHAT))?,
+        revoked: revoked.is_some(),
+        last_used_at: optional_time(used)?,
+    }))
 }
 
 /// The `jkt` field as stored: absent or empty for an unbound family.
@@ -50,7 +137,7 @@ fn bound_key(jkt: &str) -> Option<String> {
     (!jkt.is_empty()).then(|| jkt.to_owned())
 }
 
-/// Families written before sessions were recorded are their own session.
+/// Families without a session of their own are their own session.
 fn session_or_family(sid: &str, family_id: &str) -> String {
     if sid.is_empty() {
         family_id.to_owned()
@@ -69,73 +156,78 @@ fn stored_epoch(value: Option<u64>) -> u64 {
     }
 }
 
+/// The short digest of a token hash computed here (always hex SHA-256).
+fn short(hash: &TokenHash) -> Result<ShortDigest, StoreError> {
+    hash.short().ok_or_else(|| StoreError::Internal {
+        backend: super::BACKEND,
+        reason: "a token hash is not a hex SHA-256".into(),
+    })
+}
+
+/// The 12 raw bytes of a family id (24 hex digits).
+fn raw_family_id(fid: &str) -> Result<[u8; 12], StoreError> {
+    let mut raw = [0u8; 12];
+    hex::decode_to_slice(fid, &mut raw).map_err(|_| StoreError::Internal {
+        backend: super::BACKEND,
+        reason: "a family id is not 24 hex digits".into(),
+    })?;
+    Ok(raw)
+}
+
+/// A pipeline that adds `fid` to an index hash and keeps the index at
+/// least until `keep_until`: its expiry only ever moves later (NX sets the
+/// first, GT extends), so an index never expires before a family in it.
+fn index_family(index: &str, fid: &str, keep_until: UnixTime) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.hset(index, fid, "")
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(index)
+        .arg(keep_until)
+        .arg("NX")
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(index)
+        .arg(keep_until)
+        .arg("GT")
+        .ignore();
+    pipe
+}
+
 impl RedisStore {
-    async fn family_fields(
-        &self,
-        fid: &str,
-    ) -> Result<Option<(FamilyView, String, String)>, StoreError> {
+    /// A family, whatever its state; moved to the compact layout first if
+    /// an older version wrote it.
+    pub(super) async fn read_family(&self, fid: &str) -> Result<Option<StoredFamily>, StoreError> {
         let mut conn = self.conn.clone();
-        let key = family_key(fid);
-        let fields: Vec<Option<String>> = self
+        let mut invocation = self.read_family.prepare_invoke();
+        for key in family_script_keys(fid) {
+            invocation.key(key);
+        }
+        let fields: Vec<Option<Vec<u8>>> = self
+            .run(async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        stored_from(fields, fid)
+    }
+
+    /// The members of an index hash and of the set an older version kept
+    /// in its place (no duplicates).
+    pub(super) async fn index_members(
+        &self,
+        index: String,
+        legacy: String,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        // One slot: both keys carry the same tag.
+        let (fields, members): (Vec<String>, Vec<String>) = self
             .run(async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(&[
-                        "user",
-                        "client",
-                        "scope",
-                        "created",
-                        "idle_exp",
-                        "abs_exp",
-                        "revoked",
-                        "current",
-                        "epoch",
-                        "sid",
-                        "auth_time",
-                        "jkt",
-                    ])
+                redis::pipe()
+                    .hkeys(index)
+                    .smembers(legacy)
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        let [
-            Some(user),
-            Some(client),
-            Some(scope),
-            Some(created),
-            Some(idle),
-            Some(abs),
-            Some(revoked),
-            Some(current),
-            epoch,
-            sid,
-            auth_time,
-            jkt,
-        ] = <[Option<String>; 12]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
-        else {
-            return Ok(None);
-        };
-        let number = |v: &str| v.parse::<i64>().map_err(|_| corrupt("HMGET"));
-        let view = FamilyView {
-            id: fid.to_owned(),
-            user_id: user,
-            client_id: client,
-            scope,
-            created_at: number(&created)?,
-            expires_at: number(&idle)?.min(number(&abs)?),
-            // Families from before epochs: their start, as old tokens' iat.
-            epoch: match epoch {
-                Some(e) => e.parse().map_err(|_| corrupt("HMGET"))?,
-                None => u64::try_from(number(&created)?).unwrap_or(0) * 1000,
-            },
-            session_id: session_or_family(sid.as_deref().unwrap_or(""), fid),
-            auth_time: match auth_time {
-                Some(at) => number(&at)?,
-                None => number(&created)?,
-            },
-            jkt: bound_key(jkt.as_deref().unwrap_or("")),
-        };
-        Ok(Some((view, revoked, current)))
+        Ok(fields.into_iter().chain(members).collect())
     }
 }
 
@@ -143,95 +235,71 @@ impl RedisStore {
 impl FamilyStore for RedisStore {
     async fn create_family(&self, f: &NewFamily) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let (family, tokens, index) = (
-            family_key(&f.id),
-            family_tokens_key(&f.id),
-            user_families_key(&f.user_id),
-        );
+        let family = family_key(&f.id);
+        let current = short(&f.first_token)?;
+        let client_bucket = if f.client_indexed {
+            Some(raw_family_id(&f.id)?)
+        } else {
+            None
+        };
         let f = f.clone();
         self.run(async move {
             // The user index first: "log out everywhere" must never miss a
-            // family. Its expiry only ever moves later (NX sets the first, GT
-            // extends), so an index never expires before a family in it.
-            redis::pipe()
-                .sadd(&index, &f.id)
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&index)
-                .arg(f.keep_until)
-                .arg("NX")
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&index)
-                .arg(f.keep_until)
-                .arg("GT")
-                .ignore()
+            // family.
+            index_family(&user_families_key(&f.user_id), &f.id, f.keep_until)
                 .query_async::<()>(&mut conn)
                 .await?;
-            // The client's index, so deleting the client can revoke them.
-            let client = client_families_key(&f.client_id);
-            redis::pipe()
-                .sadd(&client, &f.id)
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&client)
-                .arg(f.keep_until)
-                .arg("NX")
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&client)
-                .arg(f.keep_until)
-                .arg("GT")
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await?;
-            // A browser session's index, for `/logout` (a login through the
-            // user API is its own session: its family id is the session id).
-            if f.session_id != f.id {
-                let session = session_families_key(&f.session_id);
+            // The client's index, so deleting the client can revoke them:
+            // the family's 12 bytes in the bucket of the day its state is
+            // dropped, which expires (whole, no pruning) after that day.
+            if let Some(raw) = client_bucket {
+                let day = f.keep_until.div_euclid(DAY);
+                let bucket = client_families_key(&f.client_id, day);
                 redis::pipe()
-                    .sadd(&session, &f.id)
+                    .atomic()
+                    .append(&bucket, &raw[..])
                     .ignore()
-                    .cmd("EXPIREAT")
-                    .arg(&session)
-                    .arg(f.keep_until)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("EXPIREAT")
-                    .arg(&session)
-                    .arg(f.keep_until)
-                    .arg("GT")
+                    .expire_at(&bucket, (day + 1) * DAY)
                     .ignore()
                     .query_async::<()>(&mut conn)
                     .await?;
             }
-            let mut fields = vec![
-                ("user", f.user_id.clone()),
-                ("client", f.client_id.clone()),
-                ("scope", f.scope.clone()),
-                ("created", f.created_at.to_string()),
-                ("idle_exp", f.idle_expires_at.to_string()),
-                ("abs_exp", f.absolute_expires_at.to_string()),
-                ("revoked", "0".to_owned()),
-                ("current", f.first_token.as_str().to_owned()),
-                ("epoch", f.epoch.to_string()),
-                ("sid", f.session_id.clone()),
-                ("auth_time", f.auth_time.to_string()),
+            // A browser session's index, for `/logout` (a login through the
+            // user API is its own session: its family id is the session id).
+            if f.session_id != f.id {
+                index_family(&session_families_key(&f.session_id), &f.id, f.keep_until)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+            // Fields equal to their default are left out (see upgrade.lua).
+            let mut fields: Vec<(&str, Vec<u8>)> = vec![
+                ("u", f.user_id.clone().into_bytes()),
+                ("c", f.client_id.clone().into_bytes()),
+                ("s", f.scope.clone().into_bytes()),
+                ("t", f.created_at.to_string().into_bytes()),
+                ("i", f.idle_expires_at.to_string().into_bytes()),
+                ("a", f.absolute_expires_at.to_string().into_bytes()),
+                ("h", current.as_bytes().to_vec()),
             ];
-            if let Some(jkt) = &f.jkt {
-                fields.push(("jkt", jkt.clone()));
+            if f.epoch != 0 {
+                fields.push(("e", f.epoch.to_string().into_bytes()));
+            }
+            if f.session_id != f.id && !f.session_id.is_empty() {
+                fields.push(("d", f.session_id.clone().into_bytes()));
+            }
+            if f.auth_time != f.created_at {
+                fields.push(("x", f.auth_time.to_string().into_bytes()));
+            }
+            if let Some(jkt) = f.jkt.as_ref().filter(|jkt| !jkt.is_empty()) {
+                fields.push(("k", jkt.clone().into_bytes()));
             }
             redis::pipe()
                 .atomic()
                 .hset_multiple(&family, &fields)
                 .ignore()
-                .hset(&tokens, f.first_token.as_str(), "0")
-                .ignore()
                 // Kept past the family's expiry while access tokens minted
                 // from it live, so its revocation is never forgotten early.
                 .expire_at(&family, f.keep_until)
-                .ignore()
-                .expire_at(&tokens, f.keep_until)
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await
@@ -242,25 +310,33 @@ impl FamilyStore for RedisStore {
     async fn rotate(&self, r: &RotateRequest<'_>) -> Result<Rotation, StoreError> {
         let mut conn = self.conn.clone();
         let mut invocation = self.rotate.prepare_invoke();
+        for key in family_script_keys(r.family_id) {
+            invocation.key(key);
+        }
         invocation
-            .key(family_key(r.family_id))
-            .key(family_tokens_key(r.family_id))
-            .arg(r.presented.as_str())
-            .arg(r.successor.as_str())
+            .arg(short(r.presented)?.as_bytes())
+            .arg(short(r.successor)?.as_bytes())
             .arg(r.now)
             .arg(r.grace)
             .arg(r.idle_ttl)
             .arg(r.client_id)
             .arg(r.jkt.unwrap_or(""));
-        let reply: Vec<String> = self
+        let reply: Vec<Vec<u8>> = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("rotated") => Ok(Rotation::Rotated(family_from(&reply, r.family_id)?)),
-            Some("grace") => Ok(Rotation::GraceReplay(family_from(&reply, r.family_id)?)),
-            Some("reuse") => Ok(Rotation::ReuseDetected),
-            Some("key_mismatch") => Ok(Rotation::KeyMismatch),
-            Some("invalid") => Ok(Rotation::Invalid),
+        match reply.first().map(Vec::as_slice) {
+            Some(b"rotated") => Ok(Rotation::Rotated(family_from(&reply, r.family_id)?)),
+            Some(b"grace") => Ok(Rotation::GraceReplay(family_from(&reply, r.family_id)?)),
+            Some(b"reuse") => Ok(Rotation::ReuseDetected),
+            Some(b"key_mismatch") => Ok(Rotation::KeyMismatch),
+            Some(b"invalid") => Ok(Rotation::Invalid),
+            Some(b"unknown") => match &reply[1..] {
+                [current, generation] => Ok(Rotation::Unknown {
+                    current: ShortDigest::from_stored(current).ok_or_else(|| corrupt("rotate"))?,
+                    generation: number(generation, "rotate")?,
+                }),
+                _ => Err(corrupt("rotate")),
+            },
             _ => Err(corrupt("rotate")),
         }
     }
@@ -271,13 +347,12 @@ impl FamilyStore for RedisStore {
         presented: &TokenHash,
         now: UnixTime,
     ) -> Result<Option<FamilyView>, StoreError> {
+        let presented = short(presented)?;
         Ok(self
-            .family_fields(family_id)
+            .read_family(family_id)
             .await?
-            .and_then(|(view, revoked, current)| {
-                (revoked == "0" && current == presented.as_str() && view.expires_at > now)
-                    .then_some(view)
-            }))
+            .filter(|family| family.live(now) && family.current.matches(&presented))
+            .map(|family| family.view))
     }
 
     async fn family(
@@ -286,28 +361,48 @@ impl FamilyStore for RedisStore {
         now: UnixTime,
     ) -> Result<Option<FamilyView>, StoreError> {
         Ok(self
-            .family_fields(family_id)
+            .read_family(family_id)
             .await?
-            .and_then(|(view, revoked, _)| {
-                (revoked == "0" && view.expires_at > now).then_some(view)
-            }))
+            .filter(|family| family.live(now))
+            .map(|family| family.view))
     }
 
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let mut invocation = self.revoke_family.prepare_invoke();
-        invocation.key(family_key(family_id)).arg(now);
+        for key in family_script_keys(family_id) {
+            invocation.key(key);
+        }
+        invocation.arg(now);
         self.run(async move { invocation.invoke_async::<i64>(&mut conn).await })
             .await
             .map(|_| ())
     }
 
     async fn revoke_client(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-        let key = client_families_key(client_id);
-        let mut cursor = 0u64;
+        // Every bucket that may still hold a family: from today to the
+        // longest a family's state is kept. One slot ({cid}), one round trip.
+        let today = now.div_euclid(DAY);
+        let horizon = (i64::try_from(self.epoch_ttl).unwrap_or(i64::MAX) / DAY + 2)
+            .max(MIN_CLIENT_HORIZON_DAYS);
+        let mut pipe = redis::pipe();
+        for day in today..=today + horizon {
+            pipe.get(client_families_key(client_id, day));
+        }
+        let mut conn = self.conn.clone();
+        let buckets: Vec<Option<Vec<u8>>> = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
         let mut revoked = 0u64;
-        // SSCAN in batches: a client may have many families, and one
-        // SMEMBERS would answer them all at once.
+        for raw in buckets.iter().flatten().flat_map(|b| b.chunks_exact(12)) {
+            self.revoke_family(&hex::encode(raw), now).await?;
+            revoked += 1;
+        }
+        // Families an older version indexed, in a set: SSCAN in batches
+        // (one SMEMBERS would answer them all at once). The set expires
+        // by itself after the last of them.
+        let key = legacy_client_families_key(client_id);
+        let mut cursor = 0u64;
         loop {
             let mut conn = self.conn.clone();
             let scan_key = key.clone();
@@ -353,6 +448,7 @@ impl FamilyStore for RedisStore {
             .key(user_epoch_key(user_id))
             .key(consents_key(user_id))
             .key(user_families_key(user_id))
+            .key(legacy_user_families_key(user_id))
             .arg(floor)
             .arg(self.epoch_ttl.max(1));
         // The epoch first: from here on every older token, family and
@@ -360,6 +456,7 @@ impl FamilyStore for RedisStore {
         let (epoch, families): (String, Vec<String>) = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
+        let families: BTreeSet<String> = families.into_iter().collect();
         for family in families {
             self.revoke_family(&family, now).await?;
         }
@@ -371,17 +468,21 @@ impl FamilyStore for RedisStore {
         session_id: &str,
         now: UnixTime,
     ) -> Result<Vec<SessionFamily>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = session_families_key(session_id);
-        let members: Vec<String> = self.run(async move { conn.smembers(&key).await }).await?;
+        let members = self
+            .index_members(
+                session_families_key(session_id),
+                legacy_session_families_key(session_id),
+            )
+            .await?;
         let mut ended = Vec::new();
         for family_id in members {
-            let Some((view, revoked, _)) = self.family_fields(&family_id).await? else {
+            let Some(family) = self.read_family(&family_id).await? else {
                 continue;
             };
-            if revoked != "0" || view.expires_at <= now {
+            if !family.live(now) {
                 continue;
             }
+            let view = family.view;
             let kept = has_offline_access(&view.scope);
             if !kept {
                 self.revoke_family(&family_id, now).await?;
@@ -420,27 +521,36 @@ impl FamilyStore for RedisStore {
     }
 
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
-        // Three keys in three hash slots: three commands sent together on
-        // the multiplexed connection (a pipeline may not cross slots).
+        // Three hash slots: three requests sent together on the multiplexed
+        // connection (a pipeline may not cross slots). The family's is a
+        // pipeline of two HGETs in its slot: the compact layout's mark, and
+        // the old layout's for a family no script has moved yet.
         let (mut a, mut b, mut c) = (self.conn.clone(), self.conn.clone(), self.conn.clone());
         let (jti, epoch_key) = (revoked_access_key(check.jti), user_epoch_key(check.sub));
-        let family = check.family.map(family_key);
+        let family = check
+            .family
+            .map(|fid| (family_key(fid), legacy_family_key(fid)));
         let (jti_revoked, stored, family_revoked) = self
             .run(async move {
                 tokio::try_join!(
                     async move { a.exists::<_, bool>(jti).await },
                     async move { b.get::<_, Option<u64>>(epoch_key).await },
                     async move {
-                        match family {
-                            Some(key) => c.hget::<_, _, Option<i64>>(key, "revoked").await,
-                            None => Ok(None),
-                        }
+                        let Some((key, legacy)) = family else {
+                            return Ok::<_, redis::RedisError>(false);
+                        };
+                        let (revoked, legacy_revoked): (Option<redis::Value>, Option<i64>) =
+                            redis::pipe()
+                                .hget(key, "r")
+                                .hget(legacy, "revoked")
+                                .query_async(&mut c)
+                                .await?;
+                        Ok(revoked.is_some() || legacy_revoked.is_some_and(|at| at != 0))
                     },
                 )
             })
             .await?;
         let logged_out = stored_epoch(stored) > check.epoch;
-        let family_revoked = family_revoked.is_some_and(|at| at != 0);
         Ok(jti_revoked || logged_out || family_revoked)
     }
 }

@@ -1,18 +1,50 @@
 //! The key layout. Every key names the id it belongs to as a hash tag, so
 //! the keys one script, transaction or pipeline touches share a slot.
+//!
+//! A family is one small hash, `tf{fid}` (see `scripts/upgrade.lua` for its
+//! fields); its indexes cost a few dozen bytes per family: a hash field in
+//! `tu{uid}` (and `ts{sid}`), and 12 bytes appended to a day bucket
+//! `tc{cid}:<day>`. The `legacy_*` keys are the layout of older versions,
+//! read (and moved to the compact one) as they are met; they share their
+//! hash tag with the new keys, so one script still touches one slot.
 
 use crate::crypto::secret::TokenHash;
 use crate::store::OtpPurpose;
 
+/// A family: one hash. 28 characters for a 24-digit id, so the key's
+/// string fits jemalloc's 32-byte class.
 pub(super) fn family_key(fid: &str) -> String {
+    format!("tf{{{fid}}}")
+}
+
+/// The hash of a family as older versions wrote it.
+pub(super) fn legacy_family_key(fid: &str) -> String {
     format!("tessera:fam:{{{fid}}}")
 }
 
-pub(super) fn family_tokens_key(fid: &str) -> String {
+/// Every token digest of a family as older versions kept them.
+pub(super) fn legacy_family_tokens_key(fid: &str) -> String {
     format!("tessera:fam:{{{fid}}}:tok")
 }
 
+/// The three keys of every family script: the family, and the old layout's
+/// two keys it is moved from if it is still there.
+pub(super) fn family_script_keys(fid: &str) -> [String; 3] {
+    [
+        family_key(fid),
+        legacy_family_key(fid),
+        legacy_family_tokens_key(fid),
+    ]
+}
+
+/// A user's families: a hash (family id → ""), so a small one is a
+/// listpack (~30 bytes a family).
 pub(super) fn user_families_key(uid: &str) -> String {
+    format!("tu{{{uid}}}")
+}
+
+/// A user's families as older versions kept them (a set).
+pub(super) fn legacy_user_families_key(uid: &str) -> String {
     format!("tessera:user:{{{uid}}}:fams")
 }
 
@@ -47,13 +79,27 @@ pub(super) fn code_key(hash: &TokenHash) -> String {
     format!("tessera:code:{{{}}}", hash.as_str())
 }
 
-/// The families of one sign-in (browser) session, for `/logout`.
+/// The families of one sign-in (browser) session, for `/logout`: a hash
+/// like the user's.
 pub(super) fn session_families_key(sid: &str) -> String {
+    format!("ts{{{sid}}}")
+}
+
+/// A session's families as older versions kept them (a set).
+pub(super) fn legacy_session_families_key(sid: &str) -> String {
     format!("tessera:sess:{{{sid}}}:fams")
 }
 
-/// The families of one client, for revoking them when the client is deleted.
-pub(super) fn client_families_key(cid: &str) -> String {
+/// The families of one client whose state is kept until some time on
+/// `day` (days since the epoch), for revoking them when the client is
+/// deleted: a string of 12-byte family ids (raw), expiring at the end of
+/// that day, when every family in it is gone too.
+pub(super) fn client_families_key(cid: &str, day: i64) -> String {
+    format!("tc{{{cid}}}:{day}")
+}
+
+/// A client's families as older versions kept them (a set).
+pub(super) fn legacy_client_families_key(cid: &str) -> String {
     format!("tessera:client:{{{cid}}}:fams")
 }
 

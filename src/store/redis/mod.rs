@@ -35,17 +35,30 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use crate::clock::UnixTime;
 use crate::store::{OtpPurpose, StoreError, TokenStore};
-use keys::{consents_key, otp_key, user_families_key};
+use keys::{consents_key, legacy_user_families_key, otp_key, user_families_key};
 
 const BACKEND: &str = "redis";
 
 /// Upper bound on any one Redis operation, reconnects included.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Rotation in one atomic step (see `FamilyStore::rotate`).
-const ROTATE: &str = include_str!("scripts/rotate.lua");
+/// Rotation in one atomic step (see `FamilyStore::rotate`). Every family
+/// script starts with the prelude that moves a family of the old layout to
+/// the compact one.
+const ROTATE: &str = concat!(
+    include_str!("scripts/upgrade.lua"),
+    include_str!("scripts/rotate.lua")
+);
 /// Revokes a family only if it exists (a bare hash would have no TTL).
-const REVOKE_FAMILY: &str = include_str!("scripts/revoke_family.lua");
+const REVOKE_FAMILY: &str = concat!(
+    include_str!("scripts/upgrade.lua"),
+    include_str!("scripts/revoke_family.lua")
+);
+/// Reads a family (moving it to the compact layout first if need be).
+const READ_FAMILY: &str = concat!(
+    include_str!("scripts/upgrade.lua"),
+    include_str!("scripts/read_family.lua")
+);
 /// Marks a code used at most once.
 const REDEEM_CODE: &str = include_str!("scripts/redeem_code.lua");
 /// Checks a one-time code (see `OtpStore::check_otp`). Comparing HMAC
@@ -120,12 +133,12 @@ impl RedisTopology {
 }
 
 /// Redis-backed [`TokenStore`].
-/// Redis-backed [`TokenStore`].
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Connection,
     rotate: Script,
     revoke_family: Script,
+    read_family: Script,
     redeem_code: Script,
     check_otp: Script,
     release_counter: Script,
@@ -218,6 +231,7 @@ impl RedisStore {
             conn,
             rotate: Script::new(ROTATE),
             revoke_family: Script::new(REVOKE_FAMILY),
+            read_family: Script::new(READ_FAMILY),
             redeem_code: Script::new(REDEEM_CODE),
             check_otp: Script::new(CHECK_OTP),
             release_counter: Script::new(RELEASE_COUNTER),
@@ -253,7 +267,11 @@ impl TokenStore for RedisStore {
         // The families first, the index that finds them last: a failure
         // half-way leaves the index for a retry to find what is left.
         self.forget_families(user_id).await?;
-        let mut keys = vec![user_families_key(user_id), consents_key(user_id)];
+        let mut keys = vec![
+            user_families_key(user_id),
+            legacy_user_families_key(user_id),
+            consents_key(user_id),
+        ];
         keys.extend(OtpPurpose::ALL.map(|purpose| otp_key(user_id, purpose)));
         // One slot ({uid}); the epoch key stays (see the trait).
         let mut conn = self.conn.clone();

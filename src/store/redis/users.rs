@@ -4,8 +4,11 @@
 
 use redis::AsyncCommands;
 
-use super::keys::{family_key, family_tokens_key, session_families_key, user_families_key};
-use super::{RedisStore, corrupt};
+use super::keys::{
+    family_script_keys, legacy_session_families_key, legacy_user_families_key,
+    session_families_key, user_families_key,
+};
+use super::{RedisStore, families::StoredFamily};
 use crate::clock::UnixTime;
 use crate::store::{FamilySummary, StoreError};
 
@@ -25,29 +28,39 @@ fn long_gone(family_id: &str, now: UnixTime) -> bool {
         .is_some_and(|created| i64::from(created) < now - GONE_AFTER)
 }
 
-/// What the list needs of a family, and whether it still lives.
-struct Listed {
-    summary: FamilySummary,
-    live: bool,
+/// A family as the user's list shows it.
+fn summary_of(family: StoredFamily) -> FamilySummary {
+    let view = family.view;
+    FamilySummary {
+        id: view.id,
+        client_id: view.client_id,
+        scope: view.scope,
+        session_id: view.session_id,
+        created_at: view.created_at,
+        last_used_at: family.last_used_at,
+        epoch: view.epoch,
+    }
 }
 
 impl RedisStore {
     /// The user's live families. Index members whose family has expired
-    /// away (its TTL passed) are pruned on the way.
+    /// away (its TTL passed) are pruned on the way, from the index and from
+    /// the set an older version kept.
     pub(super) async fn families_of(
         &self,
         user_id: &str,
         now: UnixTime,
     ) -> Result<Vec<FamilySummary>, StoreError> {
-        let index = user_families_key(user_id);
-        let mut conn = self.conn.clone();
-        let key = index.clone();
-        let members: Vec<String> = self.run(async move { conn.smembers(&key).await }).await?;
+        let (index, legacy) = (
+            user_families_key(user_id),
+            legacy_user_families_key(user_id),
+        );
+        let members = self.index_members(index.clone(), legacy.clone()).await?;
         let mut live = Vec::new();
         let mut gone = Vec::new();
         for family_id in members {
-            match self.listed(&family_id, now).await? {
-                Some(listed) if listed.live => live.push(listed.summary),
+            match self.read_family(&family_id).await? {
+                Some(family) if family.live(now) => live.push(summary_of(family)),
                 Some(_) => {}
                 None if long_gone(&family_id, now) => gone.push(family_id),
                 None => {}
@@ -55,90 +68,48 @@ impl RedisStore {
         }
         if !gone.is_empty() {
             let mut conn = self.conn.clone();
-            self.run(async move { conn.srem::<_, _, ()>(&index, gone).await })
-                .await?;
+            // One slot ({uid}).
+            self.run(async move {
+                redis::pipe()
+                    .hdel(&index, &gone)
+                    .ignore()
+                    .srem(&legacy, &gone)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
         }
         Ok(live)
     }
 
-    async fn listed(&self, family_id: &str, now: UnixTime) -> Result<Option<Listed>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = family_key(family_id);
-        let fields: Vec<Option<String>> = self
-            .run(async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(&[
-                        "client", "scope", "created", "idle_exp", "abs_exp", "revoked", "epoch",
-                        "sid", "used",
-                    ])
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        let [
-            Some(client),
-            Some(scope),
-            Some(created),
-            Some(idle),
-            Some(abs),
-            Some(revoked),
-            epoch,
-            sid,
-            used,
-        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| corrupt("HMGET"))?
-        else {
-            return Ok(None);
-        };
-        let number = |v: &str| v.parse::<i64>().map_err(|_| corrupt("HMGET"));
-        let created_at = number(&created)?;
-        let expires_at = number(&idle)?.min(number(&abs)?);
-        let summary = FamilySummary {
-            id: family_id.to_owned(),
-            client_id: client,
-            scope,
-            session_id: match sid {
-                Some(sid) if !sid.is_empty() => sid,
-                _ => family_id.to_owned(),
-            },
-            created_at,
-            last_used_at: match used {
-                Some(at) => number(&at)?,
-                None => created_at,
-            },
-            // Families from before epochs: their start, as old tokens' iat.
-            epoch: match epoch {
-                Some(e) => e.parse().map_err(|_| corrupt("HMGET"))?,
-                None => u64::try_from(created_at).unwrap_or(0) * 1000,
-            },
-        };
-        Ok(Some(Listed {
-            live: revoked == "0" && expires_at > now,
-            summary,
-        }))
-    }
-
-    /// Deletes every family in the user's index with its tokens and its
-    /// browser session's index (a session belongs to one user).
+    /// Deletes every family in the user's index with its browser session's
+    /// index (a session belongs to one user).
     pub(super) async fn forget_families(&self, user_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let index = user_families_key(user_id);
-        let members: Vec<String> = self.run(async move { conn.smembers(&index).await }).await?;
+        let members = self
+            .index_members(
+                user_families_key(user_id),
+                legacy_user_families_key(user_id),
+            )
+            .await?;
         for family_id in members {
-            let mut conn = self.conn.clone();
-            let key = family_key(&family_id);
-            let sid: Option<String> = self
-                .run(async move { conn.hget(&key, "sid").await })
-                .await?;
+            let sid = self
+                .read_family(&family_id)
+                .await?
+                .map(|family| family.view.session_id);
             if let Some(sid) = sid.filter(|sid| !sid.is_empty() && *sid != family_id) {
                 let mut conn = self.conn.clone();
-                let key = session_families_key(&sid);
-                self.run(async move { conn.del::<_, ()>(&key).await })
+                // One slot ({sid}).
+                let keys = vec![
+                    session_families_key(&sid),
+                    legacy_session_families_key(&sid),
+                ];
+                self.run(async move { conn.del::<_, ()>(&keys).await })
                     .await?;
             }
-            // One slot ({fid}): the family and its tokens go together.
+            // One slot ({fid}): the family in either layout.
             let mut conn = self.conn.clone();
-            let keys = vec![family_key(&family_id), family_tokens_key(&family_id)];
+            let keys = family_script_keys(&family_id).to_vec();
             self.run(async move { conn.del::<_, ()>(&keys).await })
                 .await?;
         }
