@@ -27,6 +27,7 @@ mod otp;
 mod pages;
 mod par;
 mod recipes;
+mod redis_layout;
 mod resource_server;
 mod scale;
 mod schema;
