@@ -507,7 +507,7 @@ async fn families_of_the_old_layout_keep_working() {
         .unwrap();
     assert_eq!(bucket, hex::decode(&d).unwrap(), "12 raw bytes");
     let session: Vec<String> = conn.hkeys("ts{compact-session}").await.unwrap();
-    assert_eq!(session, [d.clone()]);
+    assert_eq!(session, std::slice::from_ref(&d));
 
     let admin = app.admin_token("layout-admin").await;
     let deleted = app
