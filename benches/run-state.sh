@@ -8,16 +8,18 @@
 # Redis and `loadgen --scenario refresh-chain --concurrency 64 --cpu-of PID`
 # measures rotations per second and per server CPU-second (which should not
 # move from 10k to 1M families). Then the embedded SQLite store: file size
-# (and dbstat per table) per family. Then, with MONGO=1, the per-user
-# document size of the MongoDB user store (SecantusDB, as the tests run it).
+# (and dbstat per table) per family. Then the per-user document size of the
+# MongoDB user store (SecantusDB, as the tests run it; users signed up
+# through the API; families never live in MongoDB).
 #   CARGO_TARGET_DIR=/work/target-rel cargo build --release --bin tessera --example loadgen --example famgen
 #   CARGO_TARGET_DIR=/work/target-rel bash benches/run-state.sh
 # Settings (environment): LEVELS="10000 100000 1000000" (Redis),
 # SQLITE_LEVELS="10000 100000", DURATION=10, WARMUP=2, CONCURRENCY=64,
-# ALG=RS256, SEED=1, FAMGEN_CONCURRENCY=128, MONGO=0 (1: also MongoDB,
-# MONGO_USERS=1000), OUT=docs/bench/run-6. The password hash cost is
-# TESSERA_BCRYPT_COST=4 (default here): only the load generator's set-up
-# signs in, nothing measured hashes a password.
+# ALG=RS256, SEED=1, FAMGEN_CONCURRENCY=128, MONGO=auto (1: MongoDB too,
+# 0: not; auto: if .venv has secantusd-py), MONGO_USERS=1000,
+# OUT=docs/bench/run-6. The password hash cost is TESSERA_BCRYPT_COST=4
+# (default here): only the load generator's set-up signs in, nothing
+# measured hashes a password.
 # A Markdown table on stdout; raw JSON under $OUT (state-*.json*), with the
 # commands that produced them in $OUT/state-commands.txt.
 set -euo pipefail
@@ -57,6 +59,7 @@ log "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) levels=[$levels] sqlite=
 info() { redis-cli -p "$redis_port" info memory | tr -d '\r' | awk -F: -v k="$1" '$1==k {print $2}'; }
 json_field() { python3 -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 export TESSERA_LOG=warn TESSERA_SIGNUPS_PER_ADDRESS=1000000 TESSERA_BCRYPT_COST=${TESSERA_BCRYPT_COST:-4}
+log "# server environment: TESSERA_LOG=warn TESSERA_SIGNUPS_PER_ADDRESS=1000000 TESSERA_BCRYPT_COST=$TESSERA_BCRYPT_COST, a fresh TESSERA_DATA_DIR and TESSERA_KEYS_DIR per level, TESSERA_LISTEN/TESSERA_ISSUER on a free port"
 
 redis_rows=()
 key_rows=()
@@ -152,13 +155,18 @@ EOF
 done
 
 mongo_row=
-if [ "${MONGO:-0}" = 1 ]; then
+mongo_mode=${MONGO:-auto}
+py=.venv/bin/python   # the test tools' venv (bash tests/run.sh installs it)
+if [ "$mongo_mode" = auto ]; then
+  if [ -x .venv/bin/secantusd-py ]; then mongo_mode=1; else
+    mongo_mode=0; echo "MongoDB skipped: no .venv/bin/secantusd-py (bash tests/run.sh installs it)" >&2
+  fi
+fi
+if [ "$mongo_mode" = 1 ]; then
   users=${MONGO_USERS:-1000}
-  py=/work/main/.venv/bin/python
-  [ -x .venv/bin/python ] && py=.venv/bin/python
   mongo_port=$(free_port); port=$(free_port)
   "$(dirname "$py")/secantusd-py" --port "$mongo_port" --storage-path "$work/mongo" >/dev/null 2>&1 & mongo=$!
-  until (exec 3<>/dev/tcp/127.0.0.1/"$mongo_port") 2>/dev/null; do sleep 0.1; done
+  for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/"$mongo_port") 2>/dev/null && break; sleep 0.1; done
   unset TESSERA_REDIS_URL
   export TESSERA_DATA_DIR=$work/mongo-data TESSERA_KEYS_DIR=$work/mongo-keys
   export TESSERA_LISTEN=127.0.0.1:$port TESSERA_ISSUER=http://127.0.0.1:$port
