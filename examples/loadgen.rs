@@ -11,13 +11,37 @@
 //! `htu` taken from the server's metadata), `client-credentials` (needs `--client-id` and
 //! `--client-secret`), `me` (resource-layer verification), `userinfo`,
 //! `introspect` (each user's access token, by the confidential client
-//! `--client-id`/`--client-secret`), `jwks`, `healthz`.
+//! `--client-id`/`--client-secret`), `jwks`, `healthz`, and `oidc-code`
+//! (below).
+//!
+//! `oidc-code` is the OpenID Connect code flow as a relying party and its
+//! signed-in user's browser run it, end to end. Set-up, not timed: each
+//! virtual user signs up through the user API, signs in through the sign-in
+//! page of `/authorize` (its own cookie-keeping client, following no
+//! redirect) and approves the consent page once. Then every iteration is
+//! one `GET /authorize` (`response_type=code`, `scope=openid profile`, a
+//! fresh `state`, `nonce` and S256 PKCE challenge, the browser session's
+//! cookie) answered by a redirect to `--redirect-uri` with the `code`, and
+//! one `POST /token` (`authorization_code`, the PKCE verifier, the client's
+//! secret over Basic) answered 200 with an `id_token` and an
+//! `access_token`. One flow (both requests) counts as one request in the
+//! summary; the mean of each step is printed beside it (`steps_ms`). It
+//! needs a confidential client registered with `--redirect-uri` and the
+//! `openid profile email` scopes, given as `--client-id`/`--client-secret`
+//! (`tessera clients create --name rp --grant authorization_code
+//! --redirect-uri URI --scope openid --scope profile --scope email --json`;
+//! `benches/run-oidc.sh` does it); `--scope` changes the requested scope.
+//! With `--peer`, the same flow against node-oidc-provider
+//! (`../shared/peers/oidc-provider`): its `/auth` with the `_session`
+//! cookie of an interaction login and a prior grant, its `/token` with
+//! `client_secret_basic`.
 //! `--url` may list several comma-separated nodes: each virtual user sends
 //! its requests to them in turn, as a round-robin load balancer would (a
 //! refresh chain then rotates at every node).
 //! `--refresh-tokens FILE` starts the chains from given tokens (a peer's,
 //! obtained through its login pages) and refreshes as the confidential
-//! client `--client-id`; `--form key=value` adds fields to `/token`.
+//! client `--client-id`; `--form key=value` adds fields to `/token` (and,
+//! for `oidc-code`, to the authorization request).
 //! Prints a summary and one JSON line for machines.
 
 use std::sync::Arc;
@@ -97,6 +121,13 @@ struct Options {
     /// The `htu` of DPoP proofs for the token endpoint and the login.
     token_htu: String,
     login_htu: String,
+    /// `oidc-code`: the client's registered redirect URI and the scope it
+    /// asks for at every authorization.
+    redirect_uri: String,
+    scope: String,
+    /// `oidc-code` against node-oidc-provider (its `/auth` and
+    /// interaction pages) instead of Tessera.
+    peer: bool,
 }
 
 fn parse_options() -> Options {
@@ -114,6 +145,9 @@ fn parse_options() -> Options {
         cpu_of: None,
         token_htu: String::new(),
         login_htu: String::new(),
+        redirect_uri: "https://rp.example/callback".into(),
+        scope: "openid profile".into(),
+        peer: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -133,6 +167,9 @@ fn parse_options() -> Options {
             "--client-secret" => options.client_secret = value(),
             "--refresh-tokens" => options.refresh_tokens = Some(value()),
             "--cpu-of" => options.cpu_of = Some(value().parse().expect("a process id")),
+            "--redirect-uri" => options.redirect_uri = value(),
+            "--scope" => options.scope = value(),
+            "--peer" => options.peer = true,
             "--form" => {
                 let pair = value();
                 let (k, v) = pair.split_once('=').expect("--form key=value");
@@ -153,6 +190,11 @@ struct VirtualUser {
     sent: usize,
     /// The DPoP key of `refresh-chain-dpop` users.
     dpop: Option<Arc<DpopKey>>,
+    /// `oidc-code`: the user's browser (its own cookie jar holds the
+    /// session; it follows no redirect).
+    browser: Option<reqwest::Client>,
+    /// `oidc-code`: how long the last flow's authorize and token steps took.
+    steps: [Duration; 2],
 }
 
 impl VirtualUser {
@@ -163,6 +205,8 @@ impl VirtualUser {
             access_token: String::new(),
             sent: n,
             dpop: None,
+            browser: None,
+            steps: [Duration::ZERO; 2],
         }
     }
 
@@ -185,6 +229,318 @@ async fn issuer_url(http: &reqwest::Client, url: &str, path: &str) -> String {
         .await
         .expect("metadata JSON");
     format!("{}{path}", metadata["issuer"].as_str().expect("issuer"))
+}
+
+/// `n` random bytes as unpadded base64url (PKCE verifiers, `state`, `nonce`).
+fn random_b64(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("random");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The S256 challenge of a PKCE verifier (RFC 7636 §4.2).
+fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+/// HTML character references as templates write them in attributes, decoded.
+fn unescape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|end| *end < 10).and_then(|end| {
+            let entity = &rest[1..end];
+            let c = match entity {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => entity
+                    .strip_prefix("#x")
+                    .or_else(|| entity.strip_prefix("#X"))
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The attributes of every `<tag …>` in `html` (quoted values, decoded):
+/// enough for the sign-in and consent pages, not a general parser.
+fn tag_attributes(html: &str, tag: &str) -> Vec<Vec<(String, String)>> {
+    let open = format!("<{tag}");
+    let mut found = Vec::new();
+    for chunk in html.split(&open).skip(1) {
+        if !chunk.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/') {
+            continue;
+        }
+        let mut rest = &chunk[..chunk.find('>').unwrap_or(chunk.len())];
+        let mut attributes = Vec::new();
+        while let Some(eq) = rest.find('=') {
+            let name = rest[..eq]
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let after = rest[eq + 1..].trim_start();
+            let (value, remaining) = match after.chars().next() {
+                Some(quote @ ('"' | '\'')) => {
+                    let close = after[1..].find(quote).map_or(after.len(), |i| i + 1);
+                    (&after[1..close], after.get(close + 1..).unwrap_or(""))
+                }
+                _ => {
+                    let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                    (&after[..end], &after[end..])
+                }
+            };
+            attributes.push((name, unescape_html(value)));
+            rest = remaining;
+        }
+        found.push(attributes);
+    }
+    found
+}
+
+fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The fields a person would submit on a sign-in or consent page: its
+/// hidden inputs, the credentials where it asks for them (Tessera's
+/// `email`, the peer's `login`), and "approve" where it asks for a decision.
+fn form_fields(html: &str, login: &str, password: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for input in tag_attributes(html, "input") {
+        let (Some(name), kind) = (attribute(&input, "name"), attribute(&input, "type")) else {
+            continue;
+        };
+        let value = match (name, kind) {
+            ("email" | "login", _) => login.to_owned(),
+            ("password", _) => password.to_owned(),
+            (_, Some("hidden")) => attribute(&input, "value").unwrap_or_default().to_owned(),
+            _ => continue,
+        };
+        fields.push((name.to_owned(), value));
+    }
+    if tag_attributes(html, "button")
+        .iter()
+        .any(|b| attribute(b, "name") == Some("decision"))
+    {
+        fields.push(("decision".into(), "approve".into()));
+    }
+    fields
+}
+
+/// `GET /authorize` (the peer's `/auth`) for one code-flow iteration:
+/// `(state, verifier)` and the query.
+fn oidc_query(o: &Options) -> (String, String, Vec<(String, String)>) {
+    let (state, nonce, verifier) = (random_b64(12), random_b64(12), random_b64(32));
+    let mut query: Vec<(String, String)> = vec![
+        ("response_type".into(), "code".into()),
+        ("client_id".into(), o.client_id.clone()),
+        ("redirect_uri".into(), o.redirect_uri.clone()),
+        ("scope".into(), o.scope.clone()),
+        ("state".into(), state.clone()),
+        ("nonce".into(), nonce),
+        ("code_challenge".into(), pkce_challenge(&verifier)),
+        ("code_challenge_method".into(), "S256".into()),
+    ];
+    query.extend(o.form.iter().cloned());
+    (state, verifier, query)
+}
+
+/// The authorization endpoint's path: Tessera's or the peer's.
+fn authorize_path(o: &Options) -> &'static str {
+    if o.peer { "/auth" } else { "/authorize" }
+}
+
+/// The `code` of a redirect to the client, checked against `state`.
+fn code_of(response: &reqwest::Response, o: &Options, state: &str) -> Result<String, String> {
+    if !response.status().is_redirection() {
+        return Err(format!("authorize answered {}", response.status()));
+    }
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .ok_or("a redirect without Location")?;
+    if !location.starts_with(&o.redirect_uri) {
+        return Err(format!("redirected to {location}, not to the client"));
+    }
+    let target = url::Url::parse(location).map_err(|e| e.to_string())?;
+    let param = |name: &str| {
+        target
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    if param("state").as_deref() != Some(state) {
+        return Err(format!("state not echoed: {location}"));
+    }
+    param("code").ok_or_else(|| format!("no code: {location}"))
+}
+
+/// Set-up of an `oidc-code` virtual user (not timed): signs up (Tessera),
+/// then signs in through the authorization endpoint's pages as a person
+/// would, approving consent where asked, so that its browser holds a
+/// session and the client a grant. Runs one flow to check it works.
+async fn oidc_user(http: &reqwest::Client, o: &Options, n: usize) -> VirtualUser {
+    assert!(
+        !o.client_id.is_empty() && !o.client_secret.is_empty(),
+        "oidc-code needs --client-id and --client-secret (a confidential client with --redirect-uri)"
+    );
+    let url = &o.urls[n % o.urls.len()];
+    let email = format!("oidc-{}-{n}@example.com", std::process::id());
+    if !o.peer {
+        let response = http
+            .post(format!("{url}/api/users/signup"))
+            .json(
+                &json!({"email": email, "password": o.password, "fname": "Load", "lname": "Test"}),
+            )
+            .send()
+            .await
+            .expect("signup");
+        assert!(
+            response.status().is_success(),
+            "signup answered {}",
+            response.status()
+        );
+    }
+    // The peer's development login accepts any account name.
+    let login = if o.peer {
+        format!("user{n}")
+    } else {
+        email.clone()
+    };
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let (state, _, query) = oidc_query(o);
+    let mut response = browser
+        .get(format!("{url}{}", authorize_path(o)))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize");
+    let mut current = response.url().clone();
+    for _ in 0..12 {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        if let Some(location) = location {
+            if location.starts_with(&o.redirect_uri) {
+                break;
+            }
+            current = current.join(&location).expect("a Location URL");
+            response = browser.get(current.clone()).send().await.expect("a page");
+            continue;
+        }
+        let status = response.status();
+        let html = response.text().await.expect("a page");
+        assert!(
+            status.is_success(),
+            "sign-in page answered {status}: {html}"
+        );
+        let form = tag_attributes(&html, "form");
+        let action = form
+            .first()
+            .and_then(|f| attribute(f, "action"))
+            .unwrap_or_else(|| panic!("no form on the page: {html}"));
+        current = current.join(action).expect("a form action");
+        response = browser
+            .post(current.clone())
+            .form(&form_fields(&html, &login, &o.password))
+            .send()
+            .await
+            .expect("a form");
+    }
+    code_of(&response, o, &state).unwrap_or_else(|e| panic!("set-up sign-in: {e}"));
+    let mut user = VirtualUser {
+        email,
+        browser: Some(browser),
+        ..VirtualUser::new(n)
+    };
+    // The first flow with the session alone: it must need no page.
+    oidc_flow(http, o, &mut user, url)
+        .await
+        .unwrap_or_else(|e| panic!("set-up flow: {e}"));
+    user
+}
+
+/// One `oidc-code` iteration: authorize with the session, exchange the code.
+async fn oidc_flow(
+    http: &reqwest::Client,
+    o: &Options,
+    user: &mut VirtualUser,
+    url: &str,
+) -> Result<(), String> {
+    let browser = user.browser.as_ref().expect("an oidc-code user");
+    let (state, verifier, query) = oidc_query(o);
+    let began = Instant::now();
+    let response = browser
+        .get(format!("{url}{}", authorize_path(o)))
+        .query(&query)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let code = code_of(&response, o, &state)?;
+    let _ = response.bytes().await;
+    let authorized = Instant::now();
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", o.redirect_uri.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    form.extend(o.form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let response = http
+        .post(format!("{url}/token"))
+        .basic_auth(&o.client_id, Some(&o.client_secret))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        let status = response.status();
+        return Err(format!(
+            "{status}: {}",
+            response.text().await.unwrap_or_default()
+        ));
+    }
+    let tokens: Value = response.json().await.map_err(|e| e.to_string())?;
+    if !tokens["id_token"].is_string() || !tokens["access_token"].is_string() {
+        return Err(format!("no id_token or access_token: {tokens}"));
+    }
+    user.steps = [authorized - began, authorized.elapsed()];
+    Ok(())
 }
 
 async fn signup_and_login(http: &reqwest::Client, o: &Options, n: usize) -> VirtualUser {
@@ -302,6 +658,9 @@ async fn one_request(
                 .await
         }
         "healthz" => http.get(format!("{url}/healthz")).send().await,
+        "oidc-code" => {
+            return oidc_flow(http, o, user, url).await;
+        }
         other => panic!("unknown scenario {other}"),
     }
     .map_err(|e| e.to_string())?;
@@ -346,7 +705,17 @@ async fn main() {
         "--refresh-tokens needs one token per virtual user"
     );
     let mut users = Vec::with_capacity(o.concurrency);
-    for n in 0..o.concurrency {
+    if o.scenario == "oidc-code" {
+        // Each set-up costs two password hashes: a few at a time keep the
+        // server's cores busy without a queue past its bcrypt limit.
+        use futures_util::StreamExt;
+        users = futures_util::stream::iter(0..o.concurrency)
+            .map(|n| oidc_user(&http, &o, n))
+            .buffered(4)
+            .collect()
+            .await;
+    }
+    for n in users.len()..o.concurrency {
         users.push(if let Some(token) = given.get(n) {
             VirtualUser {
                 refresh_token: token.clone(),
@@ -369,6 +738,8 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            // `oidc-code`: the sum of each step's time over measured flows.
+            let mut steps = [Duration::ZERO; 2];
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
                 let result = one_request(&http, &o, &mut user).await;
@@ -376,6 +747,8 @@ async fn main() {
                     match result {
                         Ok(()) => {
                             let _ = histogram.record(start.elapsed().as_micros().max(1) as u64);
+                            steps[0] += user.steps[0];
+                            steps[1] += user.steps[1];
                         }
                         Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
@@ -383,7 +756,7 @@ async fn main() {
                     }
                 }
             }
-            histogram
+            (histogram, steps)
         }));
     }
     tokio::time::sleep(Duration::from_secs(o.warmup)).await;
@@ -401,33 +774,51 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
 
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut steps = [Duration::ZERO; 2];
     for task in tasks {
-        all.add(task.await.expect("task")).expect("merge");
+        let (histogram, task_steps) = task.await.expect("task");
+        all.add(histogram).expect("merge");
+        steps[0] += task_steps[0];
+        steps[1] += task_steps[1];
     }
+    // Mean time of each step of an `oidc-code` flow (authorize, token).
+    let step_ms = steps.map(|d| d.as_secs_f64() * 1000.0 / all.len().max(1) as f64);
+    let oidc = o.scenario == "oidc-code";
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
     let rps = all.len() as f64 / elapsed;
     let errors = errors.load(Ordering::Relaxed);
     println!(
-        "{} c={} {:.0} req/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {}",
+        "{} c={} {:.0} {}/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {}{}",
         o.scenario,
         o.concurrency,
         rps,
+        if oidc { "flows" } else { "req" },
         ms(0.5),
         ms(0.9),
         ms(0.99),
         all.max() as f64 / 1000.0,
-        errors
+        errors,
+        if oidc {
+            format!(
+                "  (mean authorize {:.2} ms, token {:.2} ms)",
+                step_ms[0], step_ms[1]
+            )
+        } else {
+            String::new()
+        }
     );
-    println!(
-        "{}",
-        json!({
-            "scenario": o.scenario, "concurrency": o.concurrency, "seconds": elapsed,
-            "requests": all.len(), "rps": rps, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
-            "p99_ms": ms(0.99), "max_ms": all.max() as f64 / 1000.0, "errors": errors,
-            "server_cpu_s": server_cpu,
-            "per_server_cpu_s": server_cpu.map(|cpu| all.len() as f64 / cpu),
-        })
-    );
+    let mut summary = json!({
+        "scenario": o.scenario, "concurrency": o.concurrency, "seconds": elapsed,
+        "requests": all.len(), "rps": rps, "p50_ms": ms(0.5), "p90_ms": ms(0.9),
+        "p99_ms": ms(0.99), "max_ms": all.max() as f64 / 1000.0, "errors": errors,
+        "server_cpu_s": server_cpu,
+        "per_server_cpu_s": server_cpu.map(|cpu| all.len() as f64 / cpu),
+    });
+    if oidc {
+        // A "request" of `oidc-code` is one whole flow (authorize + token).
+        summary["steps_ms"] = json!({"authorize": step_ms[0], "token": step_ms[1]});
+    }
+    println!("{summary}");
 }
 
 /// utime + stime of process `pid` in seconds (Linux `/proc/PID/stat`,
