@@ -217,6 +217,9 @@ async fn write_user(plan: &Plan, n: usize) {
                 auth_time,
                 keep_until: absolute + plan.lifetimes.keep_after_expiry as i64,
                 jkt: jkt.clone(),
+                // As `TokenService` sets it: the built-in client can be
+                // neither deleted nor changed, so it keeps no client index.
+                client_indexed: client_id != FIRST_PARTY_CLIENT_ID,
             })
             .await
             .unwrap_or_else(|e| panic!("create_family: {e}"));
