@@ -5,12 +5,17 @@
 #   cargo build --release --bin tessera --example loadgen
 #   bash benches/run-cpu.sh [DURATION_SECONDS] [ALG]
 # Prints one JSON line per scenario.
+# PIN=1 runs the server on CPU 1 and the load generator on CPU 0 (taskset):
+# the server then has one core and one async worker to itself, so its CPU
+# time is its own work, without preemption by the load generator or
+# hand-offs between its two workers. SCENARIOS="refresh-chain ..." limits
+# the scenarios; BIN=path/to/tessera measures another build (a baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
 alg=${2:-RS256}
 target=${CARGO_TARGET_DIR:-target}
-bin=$target/release/tessera
+bin=${BIN:-$target/release/tessera}
 loadgen=$target/release/examples/loadgen
 port=3102
 redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
@@ -20,16 +25,20 @@ trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; kill "
 work=$(mktemp -d)
 export TESSERA_DATA_DIR=$work/data TESSERA_KEYS_DIR=$work/keys TESSERA_LISTEN=127.0.0.1:$port
 export TESSERA_ISSUER=http://127.0.0.1:$port TESSERA_LOG=warn TESSERA_SIGNUPS_PER_ADDRESS=1000000
+# Only the load generator's set-up hashes passwords: a low cost keeps it short.
+export TESSERA_BCRYPT_COST=4
 export TESSERA_REDIS_URL=redis://127.0.0.1:$redis_port/0
 $bin keys generate --alg "$alg" >/dev/null
 client=$($bin clients create --name load --grant client_credentials --scope api --json)
 id=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_id"])' "$client")
 secret=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_secret"])' "$client")
-$bin serve & server=$!
+if [ "${PIN:-0}" = 1 ]; then pin_server="taskset -c 1"; pin_load="taskset -c 0"; else pin_server=""; pin_load=""; fi
+$pin_server $bin serve & server=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
 
 run() {
-  echo "$alg $($loadgen --url "http://127.0.0.1:$port" --duration "$duration" --warmup 2 \
+  if [ -n "${SCENARIOS:-}" ] && [[ " $SCENARIOS " != *" $2 "* ]]; then return 0; fi
+  echo "$alg $($pin_load $loadgen --url "http://127.0.0.1:$port" --duration "$duration" --warmup 2 \
     --cpu-of "$server" "$@" | tail -1)"
 }
 run --scenario client-credentials --concurrency 32 --client-id "$id" --client-secret "$secret"

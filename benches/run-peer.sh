@@ -5,13 +5,16 @@
 # 16 and 64 clients, plus its memory. Prints one JSON line per run.
 #   cargo build --release --example loadgen
 #   bash benches/run-peer.sh [DURATION_SECONDS]
+# The peer's directory may be read-only: without its node_modules it is
+# copied under the target directory once and `npm ci` runs in the copy.
 # The peer's refresh tokens come from its login pages (get_refresh.py, which
 # needs Python `requests`: installed here into the git-ignored .venv-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
 peer=../shared/peers/oidc-provider
-loadgen=target/release/examples/loadgen
+target=${CARGO_TARGET_DIR:-target}
+loadgen=$target/release/examples/loadgen
 port=4100
 if [ ! -x .venv-bench/bin/python ]; then
   python3 -m venv .venv-bench
@@ -20,6 +23,13 @@ fi
 export PEER_STATE
 PEER_STATE=$(mktemp -d)
 trap 'kill $(cat "$PEER_STATE/pids") 2>/dev/null || true' EXIT
+if [ ! -d "$peer/node_modules/oidc-provider" ]; then
+  if [ ! -d "$target/peer/node_modules/oidc-provider" ]; then
+    rm -rf "$target/peer"; cp -r "$peer" "$target/peer"; chmod -R u+w "$target/peer"
+    (cd "$target/peer" && npm ci --no-audit --no-fund -q >/dev/null)
+  fi
+  peer=$target/peer
+fi
 bash "$peer/run.sh" "$port" >/dev/null
 base=http://127.0.0.1:$port
 node_pid=$(tail -1 "$PEER_STATE/pids")

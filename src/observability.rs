@@ -1,12 +1,14 @@
 //! Prometheus metrics: one process-wide recorder (the `metrics` facade is
 //! global), rendered at `GET /metrics`, and the per-route request metrics.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Request latency buckets, in seconds: sub-millisecond to bcrypt-slow.
@@ -44,17 +46,54 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// Counts every request and times it, labelled by the matched route (never
 /// the raw path, which would explode cardinality and could carry secrets).
 pub async fn track_requests(request: Request, next: Next) -> Response {
-    let route = request
+    // One allocation for the route, shared by both metrics; the method and
+    // the usual statuses are static strings (this runs on every request).
+    let route: Arc<str> = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or_else(|| Arc::from("unmatched"), |p| Arc::from(p.as_str()));
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("tessera_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    let status = status_label(response.status().as_u16());
+    metrics::counter!("tessera_http_requests_total", "method" => method.clone(), "route" => SharedString::from_shared(route.clone()), "status" => status)
         .increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method, "route" => SharedString::from_shared(route))
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+fn method_label(method: &Method) -> SharedString {
+    const KNOWN: [(Method, &str); 7] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    match KNOWN.iter().find(|(known, _)| known == method) {
+        Some((_, name)) => SharedString::const_str(name),
+        None => SharedString::from(method.as_str().to_owned()),
+    }
+}
+
+fn status_label(code: u16) -> SharedString {
+    let common = match code {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        302 => "302",
+        303 => "303",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => return SharedString::from(code.to_string()),
+    };
+    SharedString::const_str(common)
 }
