@@ -132,6 +132,47 @@ fn stored_from(fields: Vec<Option<Vec<u8>>>, id: &str) -> Result<Option<StoredFa
     }))
 }
 
+/// What `is_access_revoked` reads of a family in the old layout: the
+/// fields without which `upgrade.lua` takes it for no family, then
+/// `revoked`.
+const LEGACY_FIELDS: [&str; 8] = [
+    "user", "client", "scope", "current", "created", "idle_exp", "abs_exp", "revoked",
+];
+
+/// Whether the old layout's fields ([`LEGACY_FIELDS`]) are those of a
+/// revoked family, as `upgrade.lua` would move it: anything but "0" in
+/// `revoked`, a missing field included. A hash missing a required field
+/// is no family (it is deleted when met), and no hash at all is none.
+fn legacy_revoked(fields: &[Option<Vec<u8>>]) -> bool {
+    let [
+        user,
+        client,
+        scope,
+        current,
+        created,
+        idle,
+        absolute,
+        revoked,
+    ] = fields
+    else {
+        return false;
+    };
+    let is_number = |value: &Option<Vec<u8>>| {
+        value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .is_some_and(|v| v.trim().parse::<f64>().is_ok())
+    };
+    let family = user.is_some()
+        && client.is_some()
+        && scope.is_some()
+        && current
+            .as_ref()
+            .is_some_and(|c| c.len() >= 32 && c[..32].iter().all(u8::is_ascii_hexdigit))
+        && [created, idle, absolute].into_iter().all(is_number);
+    family && revoked.as_deref() != Some(b"0")
+}
+
 /// The `jkt` field as stored: absent or empty for an unbound family.
 fn bound_key(jkt: &str) -> Option<String> {
     (!jkt.is_empty()).then(|| jkt.to_owned())
@@ -331,10 +372,17 @@ impl FamilyStore for RedisStore {
             Some(b"key_mismatch") => Ok(Rotation::KeyMismatch),
             Some(b"invalid") => Ok(Rotation::Invalid),
             Some(b"unknown") => match &reply[1..] {
-                [current, generation] => Ok(Rotation::Unknown {
-                    current: ShortDigest::from_stored(current).ok_or_else(|| corrupt("rotate"))?,
-                    generation: number(generation, "rotate")?,
-                }),
+                [current, generation, checkpoints] if checkpoints.len() % 16 == 0 => {
+                    Ok(Rotation::Unknown {
+                        current: ShortDigest::from_stored(current)
+                            .ok_or_else(|| corrupt("rotate"))?,
+                        checkpoints: checkpoints
+                            .chunks_exact(16)
+                            .filter_map(ShortDigest::from_stored)
+                            .collect(),
+                        generation: number(generation, "rotate")?,
+                    })
+                }
                 _ => Err(corrupt("rotate")),
             },
             _ => Err(corrupt("rotate")),
@@ -523,8 +571,14 @@ impl FamilyStore for RedisStore {
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
         // Three hash slots: three requests sent together on the multiplexed
         // connection (a pipeline may not cross slots). The family's is a
-        // pipeline of two HGETs in its slot: the compact layout's mark, and
-        // the old layout's for a family no script has moved yet.
+        // pipeline of two reads in its slot: the old layout's hash FIRST,
+        // then the compact layout's mark. A script may move the family
+        // between the two reads; the move is atomic, so reading in this
+        // order one read at least sees it in the layout it is in: moved
+        // before the first read, the second sees the compact mark; moved
+        // after it, the first saw the old hash. (The other order could
+        // miss it in both: not moved yet for the compact read, and moved
+        // away before the old one.)
         let (mut a, mut b, mut c) = (self.conn.clone(), self.conn.clone(), self.conn.clone());
         let (jti, epoch_key) = (revoked_access_key(check.jti), user_epoch_key(check.sub));
         let family = check
@@ -539,13 +593,15 @@ impl FamilyStore for RedisStore {
                         let Some((key, legacy)) = family else {
                             return Ok::<_, redis::RedisError>(false);
                         };
-                        let (revoked, legacy_revoked): (Option<redis::Value>, Option<i64>) =
+                        let (legacy_fields, revoked): (Vec<Option<Vec<u8>>>, Option<redis::Value>) =
                             redis::pipe()
+                                .cmd("HMGET")
+                                .arg(legacy)
+                                .arg(&LEGACY_FIELDS[..])
                                 .hget(key, "r")
-                                .hget(legacy, "revoked")
                                 .query_async(&mut c)
                                 .await?;
-                        Ok(revoked.is_some() || legacy_revoked.is_some_and(|at| at != 0))
+                        Ok(revoked.is_some() || legacy_revoked(&legacy_fields))
                     },
                 )
             })
