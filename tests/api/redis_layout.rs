@@ -763,3 +763,80 @@ async fn old_families_without_a_ttl_or_a_revoked_mark_or_a_client() {
         assert_eq!(left, 0, "{missing}");
     }
 }
+
+#[tokio::test]
+async fn deleting_a_client_reads_big_buckets_in_chunks() {
+    let app = spawn(0).await;
+    let user = app.user("big-bucket").await;
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let mut conn = redis(&app).await;
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Busy".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://busy.example/cb".into()],
+            scopes: vec!["profile".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let client = app
+        .state
+        .user_store
+        .client(&client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let start = |session_id: &'static str| {
+        let d = app.state.tokens.new_family_id();
+        let grant = UserGrant {
+            user_id: &user.id,
+            role: "user",
+            client: &client,
+            scope: "profile",
+            with_refresh: true,
+            epoch,
+            session_id,
+            auth_time: app.clock.now(),
+            nonce: None,
+            jkt: None,
+        };
+        let tokens = &app.state.tokens;
+        async move {
+            tokens.start_session(grant, d.clone()).await.unwrap();
+            d
+        }
+    };
+    let first = start("busy-1").await;
+    let keep_until: i64 = ::redis::cmd("EXPIRETIME")
+        .arg(format!("tf{{{first}}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let bucket = format!("tc{{{client_id}}}:{}", keep_until / 86_400);
+    // 2,500 ids of families long gone: the real ones sit before and after,
+    // across three chunks.
+    let filler: Vec<u8> = (0..2_500u32)
+        .flat_map(|i| {
+            let mut id = [0u8; 12];
+            id[8..].copy_from_slice(&i.to_be_bytes());
+            id
+        })
+        .collect();
+    let _: () = conn.append(&bucket, filler).await.unwrap();
+    let last = start("busy-2").await;
+    let len: usize = conn.strlen(&bucket).await.unwrap();
+    assert_eq!(len, 12 * 2_502);
+
+    let revoked = app
+        .state
+        .token_store
+        .revoke_client(&client_id, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, 2_502);
+    for fid in [&first, &last] {
+        let revoked: bool = conn.hexists(format!("tf{{{fid}}}"), "r").await.unwrap();
+        assert!(revoked, "{fid}");
+    }
+}

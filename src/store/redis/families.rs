@@ -24,6 +24,9 @@ const DAY: i64 = 86_400;
 /// family is kept, even one created under a longer configured lifetime.
 const MIN_CLIENT_HORIZON_DAYS: i64 = 400;
 
+/// Bytes of a client bucket `revoke_client` reads at a time: 1,000 ids.
+const CLIENT_BUCKET_CHUNK: isize = 12_000;
+
 /// A family as stored, whatever its state.
 pub(super) struct StoredFamily {
     pub(super) view: FamilyView,
@@ -429,22 +432,46 @@ impl FamilyStore for RedisStore {
 
     async fn revoke_client(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
         // Every bucket that may still hold a family: from today to the
-        // longest a family's state is kept. One slot ({cid}), one round trip.
+        // longest a family's state is kept. One slot ({cid}). Their lengths
+        // first, in one round trip (a few bytes each); then each non-empty
+        // bucket in chunks, revoking as we go: a busy client's buckets may
+        // hold millions of ids, far too much for one reply.
         let today = now.div_euclid(DAY);
         let horizon = (i64::try_from(self.epoch_ttl).unwrap_or(i64::MAX) / DAY + 2)
             .max(MIN_CLIENT_HORIZON_DAYS);
+        let days: Vec<i64> = (today..=today + horizon).collect();
         let mut pipe = redis::pipe();
-        for day in today..=today + horizon {
-            pipe.get(client_families_key(client_id, day));
+        for day in &days {
+            pipe.strlen(client_families_key(client_id, *day));
         }
         let mut conn = self.conn.clone();
-        let buckets: Vec<Option<Vec<u8>>> = self
+        let lengths: Vec<u64> = self
             .run(async move { pipe.query_async(&mut conn).await })
             .await?;
         let mut revoked = 0u64;
-        for raw in buckets.iter().flatten().flat_map(|b| b.chunks_exact(12)) {
-            self.revoke_family(&hex::encode(raw), now).await?;
-            revoked += 1;
+        for (day, _) in days.iter().zip(lengths).filter(|(_, len)| *len > 0) {
+            let bucket = client_families_key(client_id, *day);
+            let mut start = 0isize;
+            loop {
+                let mut conn = self.conn.clone();
+                let key = bucket.clone();
+                let end = start + CLIENT_BUCKET_CHUNK - 1;
+                let chunk: Vec<u8> = self
+                    .run(async move { conn.getrange(&key, start, end).await })
+                    .await?;
+                // Ids are appended whole, 12 bytes at a time, and chunks are
+                // a multiple of 12: no id straddles two chunks.
+                for raw in chunk.chunks_exact(12) {
+                    self.revoke_family(&hex::encode(raw), now).await?;
+                    revoked += 1;
+                }
+                // A short chunk is the end (read to the end, not to the
+                // length read above, so ids appended meanwhile are not missed).
+                if chunk.len() < CLIENT_BUCKET_CHUNK as usize {
+                    break;
+                }
+                start += CLIENT_BUCKET_CHUNK;
+            }
         }
         // Families an older version indexed, in a set: SSCAN in batches
         // (one SMEMBERS would answer them all at once). The set expires
