@@ -122,11 +122,12 @@ impl RefreshToken {
     }
 
     /// Whether one of the next `steps` tokens of this token's successor
-    /// chain has the short digest `current`: then this token is an ancestor
-    /// of the family's current token, rotated away at most `steps`
-    /// rotations ago. Bytes only, no allocation per step: at 256 steps this
-    /// costs about as much CPU as one RSA signature.
-    pub fn is_ancestor_of(&self, key: &[u8], current: &ShortDigest, steps: u64) -> bool {
+    /// chain has one of the short digests `known` (a family's current token
+    /// and its checkpoints): then this token is an ancestor of the family's
+    /// current token. Every comparison is constant-time. Bytes only, no
+    /// allocation per step: at 256 steps this costs about as much CPU as
+    /// one RSA signature.
+    pub fn is_ancestor_of(&self, key: &[u8], known: &[ShortDigest], steps: u64) -> bool {
         #[allow(clippy::expect_used)]
         let keyed = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
         let mut token = self.0.clone().into_bytes();
@@ -145,7 +146,8 @@ impl RefreshToken {
                 return false;
             }
             let digest = Sha256::digest(&token);
-            if constant_time_eq(&digest[..SHORT_DIGEST_LEN], &current.0) {
+            let digest = &digest[..SHORT_DIGEST_LEN];
+            if known.iter().any(|known| constant_time_eq(digest, &known.0)) {
                 return true;
             }
         }
@@ -264,17 +266,23 @@ mod tests {
             chain.push(next);
         }
         let current = chain[5].hash().short().unwrap();
-        assert!(first.is_ancestor_of(key, &current, 5));
-        assert!(first.is_ancestor_of(key, &current, 256));
-        assert!(!first.is_ancestor_of(key, &current, 4), "too far back");
-        assert!(chain[3].is_ancestor_of(key, &current, 2));
+        let known = [current];
+        assert!(first.is_ancestor_of(key, &known, 5));
+        assert!(first.is_ancestor_of(key, &known, 256));
+        assert!(!first.is_ancestor_of(key, &known, 4), "too far back");
+        assert!(chain[3].is_ancestor_of(key, &known, 2));
         assert!(
-            !chain[5].is_ancestor_of(key, &current, 256),
+            !chain[5].is_ancestor_of(key, &known, 256),
             "not its own ancestor"
         );
-        assert!(!first.is_ancestor_of(b"another key", &current, 256));
+        assert!(!first.is_ancestor_of(b"another key", &known, 256));
         let stranger = RefreshToken::generate(first.family_id());
-        assert!(!stranger.is_ancestor_of(key, &current, 256));
+        assert!(!stranger.is_ancestor_of(key, &known, 256));
+        // A checkpoint two steps on brings the first token within reach.
+        let checkpoint = chain[2].hash().short().unwrap();
+        assert!(first.is_ancestor_of(key, &[checkpoint, current], 2));
+        assert!(!first.is_ancestor_of(key, &[checkpoint, current], 1));
+        assert!(!stranger.is_ancestor_of(key, &[checkpoint, current], 256));
         assert_eq!(
             current.as_bytes(),
             &Sha256::digest(chain[5].expose().as_bytes())[..16]

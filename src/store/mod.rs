@@ -339,11 +339,14 @@ pub enum Rotation {
     /// token nor the one just before it, and the store keeps no history to
     /// tell an older ancestor from a forgery (Redis). Nothing changed. The
     /// caller walks the successor chain from the presented token at most
-    /// `generation` steps: reaching `current` makes it an ancestor (reuse:
-    /// revoke), anything else is invalid. Stores that keep every token's
-    /// digest never answer this.
+    /// `min(generation, 256)` steps: reaching `current` or a checkpoint
+    /// makes it an ancestor (reuse: revoke), anything else is invalid.
+    /// Stores that keep every token's digest never answer this.
     Unknown {
         current: ShortDigest,
+        /// The tokens current after every 256th rotation: with them an
+        /// ancestor of any age is at most 256 steps from a known digest.
+        checkpoints: Vec<ShortDigest>,
         /// How many rotations the family has had.
         generation: u64,
     },

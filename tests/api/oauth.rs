@@ -44,6 +44,21 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     .await
 }
 
+/// A refresh asking for the narrower scope `email`.
+async fn refresh_narrowed(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_form(
+        "/token",
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "tessera"),
+            ("refresh_token", token),
+            ("scope", "email"),
+        ],
+    )
+    .await
+}
+
 fn string(v: &Value, key: &str) -> String {
     v[key]
         .as_str()
@@ -345,6 +360,40 @@ async fn refresh_scope_may_narrow_never_widen(backend: Backend) {
     // The family keeps its original scope.
     let again = body(refresh(&app, &string(&narrowed, "refresh_token")).await).await;
     assert_eq!(again["scope"], "account email openid phone profile");
+}
+
+/// A refresh with `scope` of a spent token is still reuse (the family is
+/// revoked) or, within the grace, still the same successor: the scope
+/// check before rotating must not answer first.
+async fn a_scope_never_skips_reuse_detection_or_the_grace(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let user = app.user("scope-reuse").await;
+    // The thief refreshes first; the victim's replay, with a scope, is reuse.
+    let stolen = body(refresh(&app, &user.refresh_token).await).await;
+    let thief_token = string(&stolen, "refresh_token");
+    let thief_access = string(&stolen, "access_token");
+    assert_oauth_error(
+        refresh_narrowed(&app, &user.refresh_token).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(refresh(&app, &thief_token).await, 400, "invalid_grant").await;
+    assert_invalid_token(app.get_auth("/api/users/me", &thief_access).await).await;
+
+    // Within the grace, a replay with a scope gets the same successor.
+    let app = TestApp::spawn_on_with(backend, |c| c.refresh_reuse_grace = 30).await;
+    let user = app.user("scope-grace").await;
+    let first = string(
+        &body(refresh(&app, &user.refresh_token).await).await,
+        "refresh_token",
+    );
+    let replay = refresh_narrowed(&app, &user.refresh_token).await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    let replay = body(replay).await;
+    assert_eq!(string(&replay, "refresh_token"), first, "no fork");
+    assert_eq!(replay["scope"], "email");
+    assert_eq!(refresh(&app, &first).await.status(), StatusCode::OK);
 }
 
 async fn refresh_tokens_are_bound_to_their_client(backend: Backend) {
@@ -868,6 +917,7 @@ on_every_backend!(
     malformed_token_requests,
     refresh_rotates_and_reuse_revokes_the_family,
     refresh_scope_may_narrow_never_widen,
+    a_scope_never_skips_reuse_detection_or_the_grace,
     refresh_tokens_are_bound_to_their_client,
     parallel_refreshes_never_fork_a_family,
     grace_period_replays_get_the_same_successor,

@@ -582,3 +582,261 @@ async fn an_unmoved_old_family_revocation_is_honoured_by_access_checks() {
     let moved: bool = conn.hexists(format!("tf{{{fid}}}"), "r").await.unwrap();
     assert!(moved);
 }
+
+#[tokio::test]
+async fn a_thief_rotating_past_256_times_is_still_caught() {
+    let app = spawn(0).await;
+    let user = app.user("outrun").await;
+    // The victim's token, then a thief who rotates it 300 times: far more
+    // than one walk (256 steps) reaches, but a checkpoint was written at
+    // the 256th rotation.
+    let (tokens, access) = chain(&app, &user, 300).await;
+    let fid = family_of(&tokens[0]);
+    let mut conn = redis(&app).await;
+    let key = format!("tf{{{fid}}}");
+    let checkpoints: Vec<u8> = conn.hget(&key, "p").await.unwrap();
+    assert_eq!(checkpoints, short_digest(&tokens[256]), "one checkpoint");
+
+    assert_oauth_error(
+        refresh(&app, "tessera", &tokens[0]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let revoked: bool = conn.hexists(&key, "r").await.unwrap();
+    assert!(revoked, "the victim's replay revoked the family");
+    assert_oauth_error(
+        refresh(&app, "tessera", tokens.last().unwrap()).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_invalid_token(app.get_auth("/api/users/me", &access).await).await;
+}
+
+#[tokio::test]
+async fn a_long_old_family_keeps_its_last_256_tokens_recognisable() {
+    let app = spawn(0).await;
+    let user = app.user("legacy-long").await;
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let mut conn = redis(&app).await;
+    let fid = new_object_id(app.clock.now());
+    // 300 tokens before the upgrade (299 rotations).
+    let tokens = legacy_chain(&fid, 300);
+    write_legacy(
+        &app,
+        &mut conn,
+        LegacyFamily {
+            id: &fid,
+            user_id: &user.id,
+            client_id: "tessera",
+            scope: "account",
+            session_id: None,
+            tokens: &tokens,
+            epoch,
+        },
+    )
+    .await;
+    // Moved and rotated 20 times: token 44 is 275 rotations back, out of
+    // one walk's reach but 255 steps before the checkpoint the move wrote.
+    let mut current = rotated(&app, tokens[299].expose()).await.1;
+    let key = format!("tf{{{fid}}}");
+    let checkpoints: Vec<u8> = conn.hget(&key, "p").await.unwrap();
+    assert_eq!(checkpoints, short_digest(tokens[299].expose()));
+    for _ in 0..19 {
+        current = rotated(&app, &current).await.1;
+    }
+    let generation: u64 = conn.hget(&key, "n").await.unwrap();
+    assert_eq!(generation, 319);
+    assert_oauth_error(
+        refresh(&app, "tessera", tokens[44].expose()).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let revoked: bool = conn.hexists(&key, "r").await.unwrap();
+    assert!(revoked);
+    assert_oauth_error(
+        refresh(&app, "tessera", &current).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+/// Writes an old-layout family of one token for `user` and returns its id.
+async fn one_legacy_family(
+    app: &TestApp,
+    conn: &mut MultiplexedConnection,
+    user: &TestUser,
+) -> (String, RefreshToken) {
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let fid = new_object_id(app.clock.now());
+    let tokens = legacy_chain(&fid, 1);
+    write_legacy(
+        app,
+        conn,
+        LegacyFamily {
+            id: &fid,
+            user_id: &user.id,
+            client_id: "tessera",
+            scope: "account",
+            session_id: None,
+            tokens: &tokens,
+            epoch,
+        },
+    )
+    .await;
+    (fid, tokens[0].clone())
+}
+
+#[tokio::test]
+async fn old_families_without_a_ttl_or_a_revoked_mark_or_a_client() {
+    let app = spawn(0).await;
+    let user = app.user("legacy-edges").await;
+    let mut conn = redis(&app).await;
+    let store = &app.state.token_store;
+    let now = app.clock.now();
+
+    // No TTL: the moved family expires a fixed two days after its
+    // absolute expiry (longer than any access token minted from it).
+    let (fid, token) = one_legacy_family(&app, &mut conn, &user).await;
+    let old = format!("tessera:fam:{{{fid}}}");
+    let _: () = conn.persist(&old).await.unwrap();
+    let absolute: i64 = conn.hget(&old, "abs_exp").await.unwrap();
+    let (_, next) = rotated(&app, token.expose()).await;
+    let expiry: i64 = ::redis::cmd("EXPIRETIME")
+        .arg(format!("tf{{{fid}}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(expiry, absolute + 2 * 86_400);
+    rotated(&app, &next).await;
+
+    // No `revoked` field: older readers took it for dead, and so does
+    // every reader now, before the move and after it.
+    let (fid, token) = one_legacy_family(&app, &mut conn, &user).await;
+    let _: () = conn
+        .hdel(format!("tessera:fam:{{{fid}}}"), "revoked")
+        .await
+        .unwrap();
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let check = tessera::store::AccessCheck {
+        jti: "no-such-jti",
+        sub: &user.id,
+        family: Some(&fid),
+        epoch,
+    };
+    assert!(store.is_access_revoked(&check).await.unwrap());
+    assert_oauth_error(
+        refresh(&app, "tessera", token.expose()).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let revoked: bool = conn.hexists(format!("tf{{{fid}}}"), "r").await.unwrap();
+    assert!(revoked, "moved as a revoked family");
+    assert!(store.is_access_revoked(&check).await.unwrap());
+
+    // No `client` (or idle or absolute expiry): no family; its keys go.
+    for missing in ["client", "idle_exp", "abs_exp"] {
+        let (fid, token) = one_legacy_family(&app, &mut conn, &user).await;
+        let _: () = conn
+            .hdel(format!("tessera:fam:{{{fid}}}"), missing)
+            .await
+            .unwrap();
+        assert_eq!(store.family(&fid, now).await.unwrap(), None, "{missing}");
+        assert_oauth_error(
+            refresh(&app, "tessera", token.expose()).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+        let left: u32 = conn
+            .exists(&[
+                format!("tf{{{fid}}}"),
+                format!("tessera:fam:{{{fid}}}"),
+                format!("tessera:fam:{{{fid}}}:tok"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{missing}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_client_reads_big_buckets_in_chunks() {
+    let app = spawn(0).await;
+    let user = app.user("big-bucket").await;
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let mut conn = redis(&app).await;
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Busy".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://busy.example/cb".into()],
+            scopes: vec!["profile".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let client = app
+        .state
+        .user_store
+        .client(&client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let start = |session_id: &'static str| {
+        let d = app.state.tokens.new_family_id();
+        let grant = UserGrant {
+            user_id: &user.id,
+            role: "user",
+            client: &client,
+            scope: "profile",
+            with_refresh: true,
+            epoch,
+            session_id,
+            auth_time: app.clock.now(),
+            nonce: None,
+            jkt: None,
+        };
+        let tokens = &app.state.tokens;
+        async move {
+            tokens.start_session(grant, d.clone()).await.unwrap();
+            d
+        }
+    };
+    let first = start("busy-1").await;
+    let keep_until: i64 = ::redis::cmd("EXPIRETIME")
+        .arg(format!("tf{{{first}}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let bucket = format!("tc{{{client_id}}}:{}", keep_until / 86_400);
+    // 2,500 ids of families long gone: the real ones sit before and after,
+    // across three chunks.
+    let filler: Vec<u8> = (0..2_500u32)
+        .flat_map(|i| {
+            let mut id = [0u8; 12];
+            id[8..].copy_from_slice(&i.to_be_bytes());
+            id
+        })
+        .collect();
+    let _: () = conn.append(&bucket, filler).await.unwrap();
+    let last = start("busy-2").await;
+    let len: usize = conn.strlen(&bucket).await.unwrap();
+    assert_eq!(len, 12 * 2_502);
+
+    let revoked = app
+        .state
+        .token_store
+        .revoke_client(&client_id, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, 2_502);
+    for fid in [&first, &last] {
+        let revoked: bool = conn.hexists(format!("tf{{{fid}}}"), "r").await.unwrap();
+        assert!(revoked, "{fid}");
+    }
+}

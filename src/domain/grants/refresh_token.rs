@@ -13,23 +13,25 @@ pub(super) async fn apply(
     jkt: Option<&str>,
 ) -> Result<IssuedTokens, GrantError> {
     // A narrowed scope is checked before rotating: an invalid_scope answer
-    // must not cost the client its refresh token.
+    // must not cost the client its refresh token. Only a current token's
+    // family is checked here; anything else (a spent token, another
+    // client's, a bound family without its key) goes on to `rotate`, which
+    // alone decides reuse (RFC 9700 §4.14.2: revoke the family), the grace
+    // replay, and a bound family's key before either — so a `scope`
+    // parameter neither skips reuse detection nor lets a thief without the
+    // key tell a current token from a spent one (both end in key_mismatch).
     if let Some(requested) = requested_scope {
         let family = grants
             .tokens
             .live_family(presented)
             .await?
             .filter(|f| f.client_id == client.id)
-            // A bound family's key is checked first, as rotation does: a
-            // thief's scope request must not tell a current token from a
-            // spent one.
-            .filter(|f| f.jkt.is_none() || f.jkt.as_deref() == jkt)
-            .ok_or(GrantError::InvalidGrant(
-                "the refresh token is invalid, expired or revoked",
+            .filter(|f| f.jkt.is_none() || f.jkt.as_deref() == jkt);
+        if let Some(family) = family {
+            scope::narrow(Some(requested), &family.scope).ok_or(GrantError::InvalidScope(
+                "a refresh may narrow the scope, never widen it",
             ))?;
-        scope::narrow(Some(requested), &family.scope).ok_or(GrantError::InvalidScope(
-            "a refresh may narrow the scope, never widen it",
-        ))?;
+        }
     }
     let (family, successor) = grants.tokens.rotate(client, presented, jkt).await?;
     let scope = scope::narrow(requested_scope, &family.scope).ok_or(GrantError::InvalidScope(

@@ -22,9 +22,11 @@ use crate::store::{
 /// NEVER CHANGE: refresh-token families are bound to it.
 pub const FIRST_PARTY_CLIENT_ID: &str = "tessera";
 
-/// How many rotations back a replayed ancestor of a family's current token
-/// is still recognised where the store keeps no token history (Redis):
-/// older (or forged) tokens are refused without revoking the family.
+/// The most successor-derivation steps spent on a token the store does
+/// not know (Redis keeps no token history): an ancestor of any age is found
+/// within them, as the store keeps a checkpoint every 256 rotations; a
+/// forged token with a real family id costs at most this many
+/// HMAC+SHA-256 steps and changes nothing.
 pub const MAX_ANCESTRY: u64 = 256;
 
 /// Lifetimes, in seconds.
@@ -417,15 +419,18 @@ impl TokenService {
             Rotation::ReuseDetected => Err(self.reuse_detected(client, token.family_id()).await),
             Rotation::Unknown {
                 current,
+                mut checkpoints,
                 generation,
             } => {
                 // RFC 9700 §4.14.2: an older ancestor of the current token
                 // is a replay too. Tokens are derived, so walking the chain
-                // from the presented one tells an ancestor (at most
-                // MAX_ANCESTRY rotations back) from a forgery without any
-                // history kept.
+                // from the presented one tells an ancestor from a forgery
+                // without any history kept: within MAX_ANCESTRY steps it
+                // reaches the current token or, however old it is, one of
+                // the checkpoints kept every MAX_ANCESTRY rotations.
                 let steps = generation.min(MAX_ANCESTRY);
-                if token.is_ancestor_of(&self.successor_key, &current, steps) {
+                checkpoints.push(current);
+                if token.is_ancestor_of(&self.successor_key, &checkpoints, steps) {
                     self.store
                         .revoke_family(token.family_id(), self.clock.now())
                         .await?;

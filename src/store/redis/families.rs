@@ -24,6 +24,9 @@ const DAY: i64 = 86_400;
 /// family is kept, even one created under a longer configured lifetime.
 const MIN_CLIENT_HORIZON_DAYS: i64 = 400;
 
+/// Bytes of a client bucket `revoke_client` reads at a time: 1,000 ids.
+const CLIENT_BUCKET_CHUNK: isize = 12_000;
+
 /// A family as stored, whatever its state.
 pub(super) struct StoredFamily {
     pub(super) view: FamilyView,
@@ -130,6 +133,47 @@ fn stored_from(fields: Vec<Option<Vec<u8>>>, id: &str) -> Result<Option<StoredFa
         revoked: revoked.is_some(),
         last_used_at: optional_time(used)?,
     }))
+}
+
+/// What `is_access_revoked` reads of a family in the old layout: the
+/// fields without which `upgrade.lua` takes it for no family, then
+/// `revoked`.
+const LEGACY_FIELDS: [&str; 8] = [
+    "user", "client", "scope", "current", "created", "idle_exp", "abs_exp", "revoked",
+];
+
+/// Whether the old layout's fields ([`LEGACY_FIELDS`]) are those of a
+/// revoked family, as `upgrade.lua` would move it: anything but "0" in
+/// `revoked`, a missing field included. A hash missing a required field
+/// is no family (it is deleted when met), and no hash at all is none.
+fn legacy_revoked(fields: &[Option<Vec<u8>>]) -> bool {
+    let [
+        user,
+        client,
+        scope,
+        current,
+        created,
+        idle,
+        absolute,
+        revoked,
+    ] = fields
+    else {
+        return false;
+    };
+    let is_number = |value: &Option<Vec<u8>>| {
+        value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .is_some_and(|v| v.trim().parse::<f64>().is_ok())
+    };
+    let family = user.is_some()
+        && client.is_some()
+        && scope.is_some()
+        && current
+            .as_ref()
+            .is_some_and(|c| c.len() >= 32 && c[..32].iter().all(u8::is_ascii_hexdigit))
+        && [created, idle, absolute].into_iter().all(is_number);
+    family && revoked.as_deref() != Some(b"0")
 }
 
 /// The `jkt` field as stored: absent or empty for an unbound family.
@@ -331,10 +375,17 @@ impl FamilyStore for RedisStore {
             Some(b"key_mismatch") => Ok(Rotation::KeyMismatch),
             Some(b"invalid") => Ok(Rotation::Invalid),
             Some(b"unknown") => match &reply[1..] {
-                [current, generation] => Ok(Rotation::Unknown {
-                    current: ShortDigest::from_stored(current).ok_or_else(|| corrupt("rotate"))?,
-                    generation: number(generation, "rotate")?,
-                }),
+                [current, generation, checkpoints] if checkpoints.len() % 16 == 0 => {
+                    Ok(Rotation::Unknown {
+                        current: ShortDigest::from_stored(current)
+                            .ok_or_else(|| corrupt("rotate"))?,
+                        checkpoints: checkpoints
+                            .chunks_exact(16)
+                            .filter_map(ShortDigest::from_stored)
+                            .collect(),
+                        generation: number(generation, "rotate")?,
+                    })
+                }
                 _ => Err(corrupt("rotate")),
             },
             _ => Err(corrupt("rotate")),
@@ -381,22 +432,46 @@ impl FamilyStore for RedisStore {
 
     async fn revoke_client(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
         // Every bucket that may still hold a family: from today to the
-        // longest a family's state is kept. One slot ({cid}), one round trip.
+        // longest a family's state is kept. One slot ({cid}). Their lengths
+        // first, in one round trip (a few bytes each); then each non-empty
+        // bucket in chunks, revoking as we go: a busy client's buckets may
+        // hold millions of ids, far too much for one reply.
         let today = now.div_euclid(DAY);
         let horizon = (i64::try_from(self.epoch_ttl).unwrap_or(i64::MAX) / DAY + 2)
             .max(MIN_CLIENT_HORIZON_DAYS);
+        let days: Vec<i64> = (today..=today + horizon).collect();
         let mut pipe = redis::pipe();
-        for day in today..=today + horizon {
-            pipe.get(client_families_key(client_id, day));
+        for day in &days {
+            pipe.strlen(client_families_key(client_id, *day));
         }
         let mut conn = self.conn.clone();
-        let buckets: Vec<Option<Vec<u8>>> = self
+        let lengths: Vec<u64> = self
             .run(async move { pipe.query_async(&mut conn).await })
             .await?;
         let mut revoked = 0u64;
-        for raw in buckets.iter().flatten().flat_map(|b| b.chunks_exact(12)) {
-            self.revoke_family(&hex::encode(raw), now).await?;
-            revoked += 1;
+        for (day, _) in days.iter().zip(lengths).filter(|(_, len)| *len > 0) {
+            let bucket = client_families_key(client_id, *day);
+            let mut start = 0isize;
+            loop {
+                let mut conn = self.conn.clone();
+                let key = bucket.clone();
+                let end = start + CLIENT_BUCKET_CHUNK - 1;
+                let chunk: Vec<u8> = self
+                    .run(async move { conn.getrange(&key, start, end).await })
+                    .await?;
+                // Ids are appended whole, 12 bytes at a time, and chunks are
+                // a multiple of 12: no id straddles two chunks.
+                for raw in chunk.chunks_exact(12) {
+                    self.revoke_family(&hex::encode(raw), now).await?;
+                    revoked += 1;
+                }
+                // A short chunk is the end (read to the end, not to the
+                // length read above, so ids appended meanwhile are not missed).
+                if chunk.len() < CLIENT_BUCKET_CHUNK as usize {
+                    break;
+                }
+                start += CLIENT_BUCKET_CHUNK;
+            }
         }
         // Families an older version indexed, in a set: SSCAN in batches
         // (one SMEMBERS would answer them all at once). The set expires
@@ -523,8 +598,14 @@ impl FamilyStore for RedisStore {
     async fn is_access_revoked(&self, check: &AccessCheck<'_>) -> Result<bool, StoreError> {
         // Three hash slots: three requests sent together on the multiplexed
         // connection (a pipeline may not cross slots). The family's is a
-        // pipeline of two HGETs in its slot: the compact layout's mark, and
-        // the old layout's for a family no script has moved yet.
+        // pipeline of two reads in its slot: the old layout's hash FIRST,
+        // then the compact layout's mark. A script may move the family
+        // between the two reads; the move is atomic, so reading in this
+        // order one read at least sees it in the layout it is in: moved
+        // before the first read, the second sees the compact mark; moved
+        // after it, the first saw the old hash. (The other order could
+        // miss it in both: not moved yet for the compact read, and moved
+        // away before the old one.)
         let (mut a, mut b, mut c) = (self.conn.clone(), self.conn.clone(), self.conn.clone());
         let (jti, epoch_key) = (revoked_access_key(check.jti), user_epoch_key(check.sub));
         let family = check
@@ -539,13 +620,15 @@ impl FamilyStore for RedisStore {
                         let Some((key, legacy)) = family else {
                             return Ok::<_, redis::RedisError>(false);
                         };
-                        let (revoked, legacy_revoked): (Option<redis::Value>, Option<i64>) =
+                        let (legacy_fields, revoked): (Vec<Option<Vec<u8>>>, Option<redis::Value>) =
                             redis::pipe()
+                                .cmd("HMGET")
+                                .arg(legacy)
+                                .arg(&LEGACY_FIELDS[..])
                                 .hget(key, "r")
-                                .hget(legacy, "revoked")
                                 .query_async(&mut c)
                                 .await?;
-                        Ok(revoked.is_some() || legacy_revoked.is_some_and(|at| at != 0))
+                        Ok(revoked.is_some() || legacy_revoked(&legacy_fields))
                     },
                 )
             })

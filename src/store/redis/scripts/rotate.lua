@@ -1,7 +1,7 @@
 -- Rotation in one atomic step (see `FamilyStore::rotate`), after the
 -- upgrade prelude. No token history is kept: the current token's digest
 -- and the rotation count are enough (the caller walks the derived chain to
--- recognise an older ancestor).
+-- recognise an older ancestor), with a checkpoint every 256 rotations.
 -- KEYS: family (tf{fid}), old family hash, old token hash.
 -- ARGV: presented digest, successor digest (16 raw bytes each), now, grace,
 -- idle_ttl, client_id, jkt ('' without a DPoP proof).
@@ -24,6 +24,12 @@ if f[8] == ARGV[1] then
   local idle = now + tonumber(ARGV[5])
   redis.call('HSET', KEYS[1], 'h', ARGV[2], 'n', string.format('%d', generation + 1),
     'i', string.format('%d', idle), 'w', ARGV[3])
+  -- A checkpoint every 256 rotations (16 bytes each): the caller's walk
+  -- of at most 256 steps then reaches one from an ancestor of any age, so
+  -- rotating a stolen token many times cannot outrun reuse detection.
+  if (generation + 1) % 256 == 0 then
+    redis.call('HSET', KEYS[1], 'p', (redis.call('HGET', KEYS[1], 'p') or '') .. ARGV[2])
+  end
   return {'rotated', f[1], f[2], f[3], f[4], string.format('%d', math.min(idle, abs_exp)), epoch, sid, auth_time, jkt}
 end
 if f[8] == ARGV[2] then
@@ -36,4 +42,4 @@ if f[8] == ARGV[2] then
   redis.call('HSET', KEYS[1], 'r', ARGV[3])
   return {'reuse'}
 end
-return {'unknown', f[8], string.format('%d', generation)}
+return {'unknown', f[8], string.format('%d', generation), redis.call('HGET', KEYS[1], 'p') or ''}

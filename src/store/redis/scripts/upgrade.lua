@@ -8,16 +8,33 @@
 -- (the first 16 bytes of its SHA-256, raw), n rotations (absent: 0),
 -- w last rotation (absent: t), r revoked at (absent: live), d session
 -- (absent: the family itself), x auth_time (absent: t), k DPoP key
--- thumbprint (absent: unbound).
+-- thumbprint (absent: unbound), p checkpoints (absent: none): the 16-byte
+-- digests of the tokens current after every 256th rotation, concatenated,
+-- so that an ancestor of any age is found within 256 derivation steps.
+
+-- How long past its absolute expiry an old family without a TTL is kept
+-- (seconds): longer than any access token minted from it lives (at most a
+-- day, plus the verifiers' leeway), so its revocation is never forgotten
+-- early. A fixed bound rather than the configured window, so that no
+-- script has to pass it.
+local UNTIMED_KEEP = 2 * 86400
+
 local function upgrade_family(key, old, old_tokens)
   if redis.call('EXISTS', key) == 1 or redis.call('EXISTS', old) == 0 then return end
   local o = redis.call('HMGET', old, 'user', 'client', 'scope', 'created', 'idle_exp',
     'abs_exp', 'revoked', 'current', 'epoch', 'sid', 'auth_time', 'jkt', 'used')
-  if not o[1] or not o[8] then return end
+  -- Older readers treated a hash missing any of these as no family: so is
+  -- it here. Its keys go, so that it is not met (and skipped) again.
+  if not (o[1] and o[2] and o[3] and o[8] and tonumber(o[4]) and tonumber(o[5])
+      and tonumber(o[6])) or not string.match(o[8], '^' .. string.rep('%x', 32)) then
+    redis.call('DEL', old, old_tokens)
+    return
+  end
   local fid = string.match(key, '{(.*)}')
+  local current = (string.gsub(string.sub(o[8], 1, 32), '..',
+    function(byte) return string.char(tonumber(byte, 16)) end))
   local fields = {'u', o[1], 'c', o[2], 's', o[3], 't', o[4], 'i', o[5], 'a', o[6],
-    'h', (string.gsub(string.sub(o[8], 1, 32), '..',
-      function(byte) return string.char(tonumber(byte, 16)) end))}
+    'h', current}
   local function optional(name, value, default)
     if value and value ~= '' and value ~= default then
       fields[#fields + 1] = name
@@ -30,13 +47,35 @@ local function upgrade_family(key, old, old_tokens)
   -- fewer, which keeps ancestors issued before the upgrade recognisable.
   local rotations = redis.call('HLEN', old_tokens) - 1
   if rotations > 0 then optional('n', string.format('%d', rotations), '0') end
+  -- Checkpoints: new ones are written at every multiple of 256 rotations,
+  -- so without one here the tokens more than 256 rotations before the
+  -- next multiple would fall out of reach. The current digest as a
+  -- checkpoint keeps the 256 tokens before the upgrade recognisable for
+  -- the family's whole life. Older tokens of a long family are not kept:
+  -- their order is not recorded (`rotated_at` has one-second resolution
+  -- and comes from each node's clock), so no set of every 256th can be
+  -- picked, and keeping them all would make every walk compare against
+  -- thousands of digests. They stay spent (invalid_grant), but their
+  -- replay no longer revokes the family.
+  if rotations >= 256 then optional('p', current, '') end
   optional('w', o[13], o[4])
-  optional('r', o[7], '0')
+  -- Older readers took anything but '0' (a missing field included) as
+  -- revoked; the compact layout marks it with a time.
+  if o[7] ~= '0' then
+    local revoked_at = tonumber(o[7])
+    if not revoked_at or revoked_at <= 0 then revoked_at = tonumber(redis.call('TIME')[1]) end
+    optional('r', string.format('%d', revoked_at), '')
+  end
   optional('d', o[10], fid)
   optional('x', o[11], o[4])
   optional('k', o[12], '')
   local ttl = redis.call('PTTL', old)
   redis.call('HSET', key, unpack(fields))
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    -- No TTL (written by hand, or by a bug): every key must have one.
+    redis.call('EXPIREAT', key, math.floor(tonumber(o[6])) + UNTIMED_KEEP)
+  end
   redis.call('DEL', old, old_tokens)
 end
