@@ -5,11 +5,12 @@
 #   cargo build --release --bin tessera --example loadgen
 #   bash benches/run-cpu.sh [DURATION_SECONDS] [ALG]
 # Prints one JSON line per scenario.
-# PIN=1 runs the server on CPU 1 and the load generator on CPU 0 (taskset):
+# PIN=1 runs the server on CPU 1, the load generator and Redis on CPU 0 (taskset):
 # the server then has one core and one async worker to itself, so its CPU
 # time is its own work, without preemption by the load generator or
 # hand-offs between its two workers. SCENARIOS="refresh-chain ..." limits
-# the scenarios; BIN=path/to/tessera measures another build (a baseline).
+# the scenarios; BIN=path/to/tessera measures another build (a baseline);
+# CONCURRENCY (default 32) sets the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
@@ -19,7 +20,8 @@ bin=${BIN:-$target/release/tessera}
 loadgen=$target/release/examples/loadgen
 port=3102
 redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile /dev/null
+if [ "${PIN:-0}" = 1 ]; then pin_server="taskset -c 1"; pin_load="taskset -c 0"; else pin_server=""; pin_load=""; fi
+$pin_load redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile /dev/null
 trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; kill "${server:-0}" 2>/dev/null || true' EXIT
 
 work=$(mktemp -d)
@@ -32,7 +34,6 @@ $bin keys generate --alg "$alg" >/dev/null
 client=$($bin clients create --name load --grant client_credentials --scope api --json)
 id=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_id"])' "$client")
 secret=$(python3 -c 'import json,sys;print(json.loads(sys.argv[1])["client_secret"])' "$client")
-if [ "${PIN:-0}" = 1 ]; then pin_server="taskset -c 1"; pin_load="taskset -c 0"; else pin_server=""; pin_load=""; fi
 $pin_server $bin serve & server=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
 
@@ -41,11 +42,11 @@ run() {
   echo "$alg $($pin_load $loadgen --url "http://127.0.0.1:$port" --duration "$duration" --warmup 2 \
     --cpu-of "$server" "$@" | tail -1)"
 }
-run --scenario client-credentials --concurrency 32 --client-id "$id" --client-secret "$secret"
-run --scenario refresh-chain --concurrency 32
-run --scenario refresh-chain-dpop --concurrency 32
-run --scenario me --concurrency 32
-run --scenario userinfo --concurrency 32
-run --scenario introspect --concurrency 32 --client-id "$id" --client-secret "$secret"
+run --scenario client-credentials --concurrency "${CONCURRENCY:-32}" --client-id "$id" --client-secret "$secret"
+run --scenario refresh-chain --concurrency "${CONCURRENCY:-32}"
+run --scenario refresh-chain-dpop --concurrency "${CONCURRENCY:-32}"
+run --scenario me --concurrency "${CONCURRENCY:-32}"
+run --scenario userinfo --concurrency "${CONCURRENCY:-32}"
+run --scenario introspect --concurrency "${CONCURRENCY:-32}" --client-id "$id" --client-secret "$secret"
 kill -TERM "$server"; wait "$server" || true
 rm -rf "$work"

@@ -221,10 +221,12 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
 }
 
+type MaybeCors = tower::util::Either<CorsLayer, tower::layer::util::Identity>;
+
 /// HSTS when the issuer is https, and CORS for the configured origins only.
 fn security_layers(
     config: &Config,
-) -> tower::util::Either<(SetResponseHeaderLayer<HeaderValue>, CorsLayer), CorsLayer> {
+) -> tower::util::Either<(SetResponseHeaderLayer<HeaderValue>, MaybeCors), MaybeCors> {
     // `Config::validate` refused a malformed list at start; should one get
     // here anyway, no origin is allowed and the reason is logged.
     let origins = config.cors_origin_list().unwrap_or_else(|e| {
@@ -235,7 +237,22 @@ fn security_layers(
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
-    let cors = CorsLayer::new()
+    // No origin allowed, no CORS layer: its answers could only refuse, and
+    // it would clone its lists and add `Vary` on every request.
+    let cors = tower::util::option_layer((!origins.is_empty()).then(|| cors_layer(origins)));
+    if config.issuer.starts_with("https://") {
+        let hsts = SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+        tower::util::Either::Left((hsts, cors))
+    } else {
+        tower::util::Either::Right(cors)
+    }
+}
+
+fn cors_layer(origins: Vec<HeaderValue>) -> CorsLayer {
+    CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([
             axum::http::Method::GET,
@@ -251,16 +268,7 @@ fn security_layers(
             crate::http::error::DPOP_HEADER,
         ])
         .expose_headers([crate::http::error::DPOP_NONCE, header::WWW_AUTHENTICATE])
-        .max_age(Duration::from_secs(600));
-    if config.issuer.starts_with("https://") {
-        let hsts = SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
-        tower::util::Either::Left((hsts, cors))
-    } else {
-        tower::util::Either::Right(cors)
-    }
+        .max_age(Duration::from_secs(600))
 }
 
 /// One span per request with the request id, method and path — never the
