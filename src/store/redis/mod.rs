@@ -23,6 +23,7 @@ mod keys;
 mod pushed;
 mod replay;
 mod state;
+mod stored;
 mod users;
 
 use std::time::Duration;

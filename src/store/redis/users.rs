@@ -8,7 +8,7 @@ use super::keys::{
     family_script_keys, legacy_session_families_key, legacy_user_families_key,
     session_families_key, user_families_key,
 };
-use super::{RedisStore, families::StoredFamily};
+use super::{RedisStore, stored::StoredFamily};
 use crate::clock::UnixTime;
 use crate::store::{FamilySummary, StoreError};
 
