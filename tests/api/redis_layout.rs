@@ -615,6 +615,28 @@ async fn a_thief_rotating_past_256_times_is_still_caught() {
 }
 
 #[tokio::test]
+async fn at_most_64_checkpoints_are_kept() {
+    let app = spawn(0).await;
+    let user = app.user("checkpoint-cap").await;
+    let (tokens, _) = chain(&app, &user, 0).await;
+    let fid = family_of(&tokens[0]);
+    let mut conn = redis(&app).await;
+    let key = format!("tf{{{fid}}}");
+    // A family one rotation short of its 64th checkpoint, already holding
+    // 64: the next checkpoint pushes the oldest out.
+    let full = vec![7u8; 64 * 16];
+    let _: () = conn
+        .hset_multiple(&key, &[("n", b"16383".to_vec()), ("p", full)])
+        .await
+        .unwrap();
+    let (_, successor) = rotated(&app, &tokens[0]).await;
+    let checkpoints: Vec<u8> = conn.hget(&key, "p").await.unwrap();
+    assert_eq!(checkpoints.len(), 64 * 16, "capped at 1 KiB");
+    assert_eq!(&checkpoints[..63 * 16], &vec![7u8; 63 * 16][..]);
+    assert_eq!(&checkpoints[63 * 16..], &short_digest(&successor)[..]);
+}
+
+#[tokio::test]
 async fn a_long_old_family_keeps_its_last_256_tokens_recognisable() {
     let app = spawn(0).await;
     let user = app.user("legacy-long").await;

@@ -143,11 +143,11 @@ pub(super) fn legacy_revoked(fields: &[Option<Vec<u8>>]) -> bool {
     else {
         return false;
     };
+    // As `upgrade.lua`'s `whole`: digits only.
     let is_number = |value: &Option<Vec<u8>>| {
         value
             .as_deref()
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .is_some_and(|v| v.trim().parse::<f64>().is_ok())
+            .is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
     };
     let family = user.is_some()
         && client.is_some()

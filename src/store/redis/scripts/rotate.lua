@@ -27,8 +27,14 @@ if f[8] == ARGV[1] then
   -- A checkpoint every 256 rotations (16 bytes each): the caller's walk
   -- of at most 256 steps then reaches one from an ancestor of any age, so
   -- rotating a stolen token many times cannot outrun reuse detection.
+  -- At most the last 64 are kept (1 KiB): a walk compares against each,
+  -- and a family rotated as fast as the server answers must not make that
+  -- (or this string) grow without bound. Ancestors more than 16,384
+  -- rotations back are then spent tokens without revoking the family.
   if (generation + 1) % 256 == 0 then
-    redis.call('HSET', KEYS[1], 'p', (redis.call('HGET', KEYS[1], 'p') or '') .. ARGV[2])
+    local checkpoints = (redis.call('HGET', KEYS[1], 'p') or '') .. ARGV[2]
+    if #checkpoints > 64 * 16 then checkpoints = string.sub(checkpoints, -64 * 16) end
+    redis.call('HSET', KEYS[1], 'p', checkpoints)
   end
   return {'rotated', f[1], f[2], f[3], f[4], string.format('%d', math.min(idle, abs_exp)), epoch, sid, auth_time, jkt}
 end

@@ -19,14 +19,21 @@
 -- script has to pass it.
 local UNTIMED_KEEP = 2 * 86400
 
+-- A whole number of seconds (or milliseconds) as the old layout wrote it;
+-- anything else (`tonumber` also takes "1e9", "0x10", "inf") is refused.
+local function whole(value)
+  if value and string.match(value, '^%d+$') then return value end
+  return nil
+end
+
 local function upgrade_family(key, old, old_tokens)
   if redis.call('EXISTS', key) == 1 or redis.call('EXISTS', old) == 0 then return end
   local o = redis.call('HMGET', old, 'user', 'client', 'scope', 'created', 'idle_exp',
     'abs_exp', 'revoked', 'current', 'epoch', 'sid', 'auth_time', 'jkt', 'used')
   -- Older readers treated a hash missing any of these as no family: so is
   -- it here. Its keys go, so that it is not met (and skipped) again.
-  if not (o[1] and o[2] and o[3] and o[8] and tonumber(o[4]) and tonumber(o[5])
-      and tonumber(o[6])) or not string.match(o[8], '^' .. string.rep('%x', 32)) then
+  if not (o[1] and o[2] and o[3] and o[8] and whole(o[4]) and whole(o[5])
+      and whole(o[6])) or not string.match(o[8], '^' .. string.rep('%x', 32)) then
     redis.call('DEL', old, old_tokens)
     return
   end
@@ -42,7 +49,7 @@ local function upgrade_family(key, old, old_tokens)
     end
   end
   -- Families from before epochs are judged by their start (ms), as old tokens by iat.
-  optional('e', o[9] or string.format('%d', tonumber(o[4]) * 1000), '0')
+  optional('e', whole(o[9]) or string.format('%d', tonumber(o[4]) * 1000), '0')
   -- The old token hash holds every token issued: its rotations are one
   -- fewer, which keeps ancestors issued before the upgrade recognisable.
   local rotations = redis.call('HLEN', old_tokens) - 1
@@ -58,7 +65,7 @@ local function upgrade_family(key, old, old_tokens)
   -- thousands of digests. They stay spent (invalid_grant), but their
   -- replay no longer revokes the family.
   if rotations >= 256 then optional('p', current, '') end
-  optional('w', o[13], o[4])
+  optional('w', whole(o[13]), o[4])
   -- Older readers took anything but '0' (a missing field included) as
   -- revoked; the compact layout marks it with a time.
   if o[7] ~= '0' then
@@ -67,7 +74,7 @@ local function upgrade_family(key, old, old_tokens)
     optional('r', string.format('%d', revoked_at), '')
   end
   optional('d', o[10], fid)
-  optional('x', o[11], o[4])
+  optional('x', whole(o[11]), o[4])
   optional('k', o[12], '')
   local ttl = redis.call('PTTL', old)
   redis.call('HSET', key, unpack(fields))
