@@ -318,6 +318,16 @@ pub struct RotateRequest<'a> {
     pub jkt: Option<&'a str>,
 }
 
+/// Rotations between two checkpoints in a store that keeps no token
+/// history (see [`Rotation::Unknown`]): the most successor-derivation steps
+/// a walk needs from any recognised ancestor to a known digest.
+pub const CHECKPOINT_EVERY: u64 = 256;
+
+/// The newest checkpoints such a store keeps: ancestors up to
+/// `CHECKPOINT_EVERY × CHECKPOINTS_KEPT` rotations back are recognised, and
+/// neither the stored checkpoints nor a walk's comparisons grow beyond.
+pub const CHECKPOINTS_KEPT: u64 = 64;
+
 /// The outcome of a rotation attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {
@@ -339,13 +349,14 @@ pub enum Rotation {
     /// token nor the one just before it, and the store keeps no history to
     /// tell an older ancestor from a forgery (Redis). Nothing changed. The
     /// caller walks the successor chain from the presented token at most
-    /// `min(generation, 256)` steps: reaching `current` or a checkpoint
+    /// `min(generation, CHECKPOINT_EVERY)` steps: reaching `current` or a checkpoint
     /// makes it an ancestor (reuse: revoke), anything else is invalid.
     /// Stores that keep every token's digest never answer this.
     Unknown {
         current: ShortDigest,
-        /// The tokens current after every 256th rotation: with them an
-        /// ancestor of any age is at most 256 steps from a known digest.
+        /// The tokens current after every `CHECKPOINT_EVERY`th rotation
+        /// (the newest `CHECKPOINTS_KEPT`): with them a recognised ancestor
+        /// is at most `CHECKPOINT_EVERY` steps from a known digest.
         checkpoints: Vec<ShortDigest>,
         /// How many rotations the family has had.
         generation: u64,

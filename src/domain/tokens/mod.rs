@@ -24,10 +24,10 @@ pub const FIRST_PARTY_CLIENT_ID: &str = "tessera";
 
 /// The most successor-derivation steps spent on a token the store does
 /// not know (Redis keeps no token history): an ancestor of any age is found
-/// within them, as the store keeps a checkpoint every 256 rotations; a
+/// within them, as the store keeps a checkpoint every as many rotations; a
 /// forged token with a real family id costs at most this many
 /// HMAC+SHA-256 steps and changes nothing.
-pub const MAX_ANCESTRY: u64 = 256;
+pub const MAX_ANCESTRY: u64 = crate::store::CHECKPOINT_EVERY;
 
 /// Lifetimes, in seconds.
 #[derive(Clone, Copy, Debug)]

@@ -18,8 +18,8 @@ use super::{RedisStore, corrupt};
 use crate::clock::UnixTime;
 use crate::crypto::secret::{ShortDigest, TokenHash};
 use crate::store::{
-    AccessCheck, FamilyStore, FamilySummary, FamilyView, NewFamily, RotateRequest, Rotation,
-    SessionFamily, StoreError, has_offline_access,
+    AccessCheck, CHECKPOINT_EVERY, CHECKPOINTS_KEPT, FamilyStore, FamilySummary, FamilyView,
+    NewFamily, RotateRequest, Rotation, SessionFamily, StoreError, has_offline_access,
 };
 
 const DAY: i64 = 86_400;
@@ -177,7 +177,9 @@ impl FamilyStore for RedisStore {
             .arg(r.grace)
             .arg(r.idle_ttl)
             .arg(r.client_id)
-            .arg(r.jkt.unwrap_or(""));
+            .arg(r.jkt.unwrap_or(""))
+            .arg(CHECKPOINT_EVERY)
+            .arg(CHECKPOINTS_KEPT);
         let reply: Vec<Vec<u8>> = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;

@@ -4,7 +4,8 @@
 -- recognise an older ancestor), with a checkpoint every 256 rotations.
 -- KEYS: family (tf{fid}), old family hash, old token hash.
 -- ARGV: presented digest, successor digest (16 raw bytes each), now, grace,
--- idle_ttl, client_id, jkt ('' without a DPoP proof).
+-- idle_ttl, client_id, jkt ('' without a DPoP proof), rotations between two
+-- checkpoints, checkpoints kept (`CHECKPOINT_EVERY`, `CHECKPOINTS_KEPT`).
 upgrade_family(KEYS[1], KEYS[2], KEYS[3])
 local f = redis.call('HMGET', KEYS[1], 'u', 'c', 's', 't', 'i', 'a', 'e', 'h', 'n', 'w', 'r', 'd', 'x', 'k')
 if not f[1] or f[2] ~= ARGV[6] or f[11] then return {'invalid'} end
@@ -27,13 +28,14 @@ if f[8] == ARGV[1] then
   -- A checkpoint every 256 rotations (16 bytes each): the caller's walk
   -- of at most 256 steps then reaches one from an ancestor of any age, so
   -- rotating a stolen token many times cannot outrun reuse detection.
-  -- At most the last 64 are kept (1 KiB): a walk compares against each,
-  -- and a family rotated as fast as the server answers must not make that
-  -- (or this string) grow without bound. Ancestors more than 16,384
-  -- rotations back are then spent tokens without revoking the family.
-  if (generation + 1) % 256 == 0 then
+  -- Only the newest ARGV[9] are kept (64: 1 KiB): a walk compares against
+  -- each, and a family rotated as fast as the server answers must not make
+  -- that (or this string) grow without bound. Older ancestors (16,384
+  -- rotations back) are then spent tokens without revoking the family.
+  if (generation + 1) % tonumber(ARGV[8]) == 0 then
+    local kept = tonumber(ARGV[9]) * 16
     local checkpoints = (redis.call('HGET', KEYS[1], 'p') or '') .. ARGV[2]
-    if #checkpoints > 64 * 16 then checkpoints = string.sub(checkpoints, -64 * 16) end
+    if #checkpoints > kept then checkpoints = string.sub(checkpoints, -kept) end
     redis.call('HSET', KEYS[1], 'p', checkpoints)
   end
   return {'rotated', f[1], f[2], f[3], f[4], string.format('%d', math.min(idle, abs_exp)), epoch, sid, auth_time, jkt}

@@ -64,6 +64,8 @@ local function upgrade_family(key, old, old_tokens)
   -- picked, and keeping them all would make every walk compare against
   -- thousands of digests. They stay spent (invalid_grant), but their
   -- replay no longer revokes the family.
+  -- (256: `CHECKPOINT_EVERY`; this prelude runs in every family script,
+  -- which do not all pass it.)
   if rotations >= 256 then optional('p', current, '') end
   optional('w', whole(o[13]), o[4])
   -- Older readers took anything but '0' (a missing field included) as
