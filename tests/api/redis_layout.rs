@@ -275,6 +275,22 @@ struct LegacyFamily<'a> {
     epoch: u64,
 }
 
+impl<'a> LegacyFamily<'a> {
+    /// A family of the built-in client from a user-API login (its own
+    /// session), scope `account`.
+    fn first_party(id: &'a str, user_id: &'a str, tokens: &'a [RefreshToken], epoch: u64) -> Self {
+        Self {
+            id,
+            user_id,
+            client_id: "tessera",
+            scope: "account",
+            session_id: None,
+            tokens,
+            epoch,
+        }
+    }
+}
+
 async fn write_legacy(app: &TestApp, conn: &mut MultiplexedConnection, f: LegacyFamily<'_>) {
     let now = app.clock.now();
     let keep_until = now + 30 * 86_400;
@@ -355,13 +371,8 @@ async fn families_of_the_old_layout_keep_working() {
         &app,
         &mut conn,
         LegacyFamily {
-            id: &a,
-            user_id: &user.id,
-            client_id: "tessera",
             scope,
-            session_id: None,
-            tokens: &a_tokens,
-            epoch,
+            ..LegacyFamily::first_party(&a, &user.id, &a_tokens, epoch)
         },
     )
     .await;
@@ -417,13 +428,8 @@ async fn families_of_the_old_layout_keep_working() {
         &app,
         &mut conn,
         LegacyFamily {
-            id: &b,
-            user_id: &user.id,
-            client_id: "tessera",
             scope,
-            session_id: None,
-            tokens: &b_tokens,
-            epoch,
+            ..LegacyFamily::first_party(&b, &user.id, &b_tokens, epoch)
         },
     )
     .await;
@@ -552,15 +558,7 @@ async fn an_unmoved_old_family_revocation_is_honoured_by_access_checks() {
     write_legacy(
         &app,
         &mut conn,
-        LegacyFamily {
-            id: &fid,
-            user_id: &user.id,
-            client_id: "tessera",
-            scope: "account",
-            session_id: None,
-            tokens: &legacy_chain(&fid, 1),
-            epoch,
-        },
+        LegacyFamily::first_party(&fid, &user.id, &legacy_chain(&fid, 1), epoch),
     )
     .await;
     let check = tessera::store::AccessCheck {
@@ -648,15 +646,7 @@ async fn a_long_old_family_keeps_its_last_256_tokens_recognisable() {
     write_legacy(
         &app,
         &mut conn,
-        LegacyFamily {
-            id: &fid,
-            user_id: &user.id,
-            client_id: "tessera",
-            scope: "account",
-            session_id: None,
-            tokens: &tokens,
-            epoch,
-        },
+        LegacyFamily::first_party(&fid, &user.id, &tokens, epoch),
     )
     .await;
     // Moved and rotated 20 times: token 44 is 275 rotations back, out of
@@ -698,15 +688,7 @@ async fn one_legacy_family(
     write_legacy(
         app,
         conn,
-        LegacyFamily {
-            id: &fid,
-            user_id: &user.id,
-            client_id: "tessera",
-            scope: "account",
-            session_id: None,
-            tokens: &tokens,
-            epoch,
-        },
+        LegacyFamily::first_party(&fid, &user.id, &tokens, epoch),
     )
     .await;
     (fid, tokens[0].clone())
