@@ -78,17 +78,18 @@ impl Logout {
         }
     }
 
-    /// Ends the sign-in session `session_id`: its families without
+    /// Ends the sign-in session `session_id` of user `user_id`: its families without
     /// `offline_access` are revoked at once; every client with a family in
     /// it that registered a `backchannel_logout_uri` is sent a logout token
     /// in the background (retried with backoff, never blocking the caller).
     pub async fn end_session(
         &self,
+        user_id: &str,
         session_id: &str,
         ip: std::net::IpAddr,
     ) -> Result<(), crate::store::StoreError> {
         let now = self.tokens.clock().now();
-        let ended = self.store.end_session(session_id, now).await?;
+        let ended = self.store.end_session(user_id, session_id, now).await?;
         let mut event = crate::domain::audit::Event::new(crate::domain::audit::EventType::Logout)
             .ip(ip)
             .detail(serde_json::json!({ "session_id": session_id, "families": ended.len() }));

@@ -487,11 +487,14 @@ pub trait FamilyStore: Send + Sync {
         now: UnixTime,
         floor: u64,
     ) -> Result<u64, StoreError>;
-    /// Ends a sign-in session: revokes its live families except those whose
-    /// scope has `offline_access`, and returns every live family it had
-    /// (to tell their clients).
+    /// Ends a sign-in session of a user: revokes its live families except
+    /// those whose scope has `offline_access`, and returns every live family
+    /// it had (to tell their clients). A family that is its own session
+    /// (a user-API login) is the session its id names. Families of other
+    /// users are never touched, whatever session they name.
     async fn end_session(
         &self,
+        user_id: &str,
         session_id: &str,
         now: UnixTime,
     ) -> Result<Vec<SessionFamily>, StoreError>;

@@ -146,16 +146,24 @@ async fn a_family_is_one_small_hash_whatever_its_rotations() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let members: Vec<String> = conn.hkeys(&index).await.unwrap();
+    let members: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(&index).await.unwrap();
     eprintln!(
         "MEMORY USAGE {key}: {bytes} bytes; user index {index_bytes} bytes for {} families",
         members.len()
     );
-    // Measured on Redis 7.0 (jemalloc): 232 bytes (a 160-byte listpack, the
+    // Measured on Redis 7.0 (jemalloc): 168 bytes (a 96-byte listpack, the
     // 32-byte key, the object and its dict entry); a user whose epoch moved
-    // (13 more bytes of fields) takes the next listpack class, 264.
-    assert!(bytes <= 240, "a family takes {bytes} bytes");
-    assert!(members.contains(&fid));
+    // (13 more bytes of fields) takes the next listpack class.
+    assert!(bytes <= 200, "a family takes {bytes} bytes");
+    // The family's own session: its 12 raw bytes, no session named.
+    assert!(members.contains(&(hex::decode(&fid).unwrap(), Vec::new())));
+    // Packed: the user id raw, the scope as bits, no client (the built-in one).
+    let user_field: Vec<u8> = conn.hget(&key, "u").await.unwrap();
+    assert_eq!(user_field, hex::decode(&user.id).unwrap());
+    let scope_field: Vec<u8> = conn.hget(&key, "s").await.unwrap();
+    assert_eq!(scope_field.len(), 2, "{scope_field:?}");
+    let client_field: bool = conn.hexists(&key, "c").await.unwrap();
+    assert!(!client_field, "the built-in client is left out");
     // The built-in client's families are never indexed by client.
     let (_, buckets): (u64, Vec<String>) = ::redis::cmd("SCAN")
         .arg(0)
@@ -512,8 +520,14 @@ async fn families_of_the_old_layout_keep_working() {
         .await
         .unwrap();
     assert_eq!(bucket, hex::decode(&d).unwrap(), "12 raw bytes");
-    let session: Vec<String> = conn.hkeys("ts{compact-session}").await.unwrap();
-    assert_eq!(session, std::slice::from_ref(&d));
+    // The user's index names the family's session; no session index.
+    let session: Option<Vec<u8>> = conn
+        .hget(format!("tu{{{}}}", user.id), hex::decode(&d).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(session.as_deref(), Some(&b"compact-session"[..]));
+    let session_index: bool = conn.exists("ts{compact-session}").await.unwrap();
+    assert!(!session_index);
 
     let admin = app.admin_token("layout-admin").await;
     let deleted = app
@@ -843,4 +857,232 @@ async fn deleting_a_client_reads_big_buckets_in_chunks() {
         let revoked: bool = conn.hexists(format!("tf{{{fid}}}"), "r").await.unwrap();
         assert!(revoked, "{fid}");
     }
+}
+
+/// Rewrites a family of this version as the version before wrote it: ids
+/// and scope as text, the client named even when it is the built-in one,
+/// the user index's field as text with no session, and the session in an
+/// index of its own (`ts{sid}`).
+async fn write_as_version_six(
+    conn: &mut MultiplexedConnection,
+    user: &TestUser,
+    f: &tessera::store::FamilyView,
+) {
+    let key = format!("tf{{{}}}", f.id);
+    let keep_until: i64 = ::redis::cmd("EXPIRETIME")
+        .arg(&key)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut fields = vec![
+        ("u", user.id.clone()),
+        ("c", f.client_id.clone()),
+        ("s", f.scope.clone()),
+    ];
+    if f.session_id != f.id {
+        fields.push(("d", f.session_id.clone()));
+    }
+    let index = format!("tu{{{}}}", user.id);
+    let _: () = ::redis::pipe()
+        .hset_multiple(&key, &fields)
+        .hdel(&index, hex::decode(&f.id).unwrap())
+        .hset(&index, &f.id, "")
+        .query_async(conn)
+        .await
+        .unwrap();
+    if f.session_id != f.id {
+        let session = format!("ts{{{}}}", f.session_id);
+        let _: () = ::redis::pipe()
+            .hset(&session, &f.id, "")
+            .expire_at(&session, keep_until)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn families_of_the_version_before_keep_working() {
+    let app = spawn(0).await;
+    let user = app.user("version-six").await;
+    let other = app.user("version-six-other").await;
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let store = &app.state.token_store;
+    let mut conn = redis(&app).await;
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Version six".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://six.example/cb".into()],
+            scopes: vec!["profile".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let client = app
+        .state
+        .user_store
+        .client(&client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    // A browser session with a third-party family, and a user-API login.
+    let sid = new_object_id(app.clock.now());
+    let fid = app.state.tokens.new_family_id();
+    let issued = app
+        .state
+        .tokens
+        .start_session(
+            UserGrant {
+                user_id: &user.id,
+                role: "user",
+                client: &client,
+                scope: "profile",
+                with_refresh: true,
+                epoch,
+                session_id: &sid,
+                auth_time: app.clock.now(),
+                nonce: None,
+                jkt: None,
+            },
+            fid.clone(),
+        )
+        .await
+        .unwrap();
+    let token = issued.refresh_token.unwrap();
+    let login = family_of(&user.refresh_token);
+    let now = app.clock.now();
+    for id in [&fid, &login] {
+        let view = store.family(id, now).await.unwrap().expect("live");
+        write_as_version_six(&mut conn, &user, &view).await;
+        // Read back as it was.
+        assert_eq!(store.family(id, now).await.unwrap(), Some(view));
+    }
+    let c: String = conn.hget(format!("tf{{{login}}}"), "c").await.unwrap();
+    assert_eq!(c, "tessera", "the built-in client named, as version 6 did");
+
+    // Both rotate (the built-in client matched whether named or left out).
+    let response = refresh(&app, &client_id, token.expose()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let third_party_next = string(&body(response).await, "refresh_token");
+    let (_, login_next) = rotated(&app, &user.refresh_token).await;
+    // Both listed.
+    let listed = body(
+        app.get_auth("/api/users/sessions", &user.access_token)
+            .await,
+    )
+    .await;
+    let ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| string(s, "id"))
+        .collect();
+    assert!(ids.contains(&fid) && ids.contains(&login), "{ids:?}");
+
+    // Another user naming the session ends nothing of it.
+    let ended = store.end_session(&other.id, &sid, now).await.unwrap();
+    assert!(ended.is_empty(), "{ended:?}");
+    // The session's index of version 6 finds its family.
+    let ended = store.end_session(&user.id, &sid, now).await.unwrap();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].family_id, fid);
+    assert!(!ended[0].kept);
+    assert_oauth_error(
+        refresh(&app, &client_id, &third_party_next).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // A user-API login is its own session.
+    let ended = store.end_session(&user.id, &login, now).await.unwrap();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_oauth_error(
+        refresh(&app, "tessera", &login_next).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_ends_through_the_users_index() {
+    let app = spawn(0).await;
+    let user = app.user("index-session").await;
+    let other = app.user("index-session-other").await;
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let store = &app.state.token_store;
+    let (client_id, _) = app
+        .client(NewClient {
+            name: "Index session".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://index.example/cb".into()],
+            scopes: vec!["profile".into(), "offline_access".into()],
+            ..NewClient::default()
+        })
+        .await;
+    let client = app
+        .state
+        .user_store
+        .client(&client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let start = |session_id: &'static str, scope: &'static str| {
+        let (app, client, user) = (&app, &client, &user);
+        async move {
+            let fid = app.state.tokens.new_family_id();
+            app.state
+                .tokens
+                .start_session(
+                    UserGrant {
+                        user_id: &user.id,
+                        role: "user",
+                        client,
+                        scope,
+                        with_refresh: true,
+                        epoch,
+                        session_id,
+                        auth_time: app.clock.now(),
+                        nonce: None,
+                        jkt: None,
+                    },
+                    fid.clone(),
+                )
+                .await
+                .unwrap();
+            fid
+        }
+    };
+    // Session ids of any shape: the user's index packs them or keeps the text.
+    let online = start("twelve-chars", "profile").await;
+    let offline = start("twelve-chars", "offline_access profile").await;
+    let elsewhere = start("another session", "profile").await;
+    let now = app.clock.now();
+    assert!(
+        store
+            .end_session(&other.id, "twelve-chars", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut ended = store
+        .end_session(&user.id, "twelve-chars", now)
+        .await
+        .unwrap();
+    ended.sort_by(|a, b| a.family_id.cmp(&b.family_id));
+    let mut expected = vec![(online.clone(), false), (offline.clone(), true)];
+    expected.sort();
+    assert_eq!(
+        ended
+            .iter()
+            .map(|f| (f.family_id.clone(), f.kept))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(store.family(&online, now).await.unwrap(), None);
+    assert!(store.family(&offline, now).await.unwrap().is_some());
+    let still = store.family(&elsewhere, now).await.unwrap().expect("live");
+    assert_eq!(still.session_id, "another session");
 }

@@ -140,10 +140,10 @@ async fn logout(
         return confirmation_page(state, jar, &params, &destination);
     }
     let ended = session
-        .map(|s| s.session_id)
-        .or_else(|| hint.map(|h| h.sid));
-    if let Some(session_id) = ended
-        && let Err(e) = state.logout.end_session(&session_id, ip).await
+        .map(|s| (s.user.id, s.session_id))
+        .or_else(|| hint.map(|h| (h.sub, h.sid)));
+    if let Some((user_id, session_id)) = ended
+        && let Err(e) = state.logout.end_session(&user_id, &session_id, ip).await
     {
         tracing::warn!(error = %e, "logout: token store unavailable");
         return error_page(

@@ -197,7 +197,11 @@ async fn change_password(
 /// Ends this browser's sign-in session as `/logout` does: its families
 /// without `offline_access` revoked, back-channel notices sent.
 async fn sign_out(state: &AppState, user: &SignedIn, client: std::net::IpAddr) -> Done {
-    match state.logout.end_session(&user.session_id, client).await {
+    match state
+        .logout
+        .end_session(&user.user.id, &user.session_id, client)
+        .await
+    {
         Ok(()) => Done::SignedOut("signed_out"),
         Err(e) => Done::Page(failure_page(state, DomainError::Store(e))),
     }

@@ -1,6 +1,6 @@
 //! Refresh-token families and revoked access tokens in Redis.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -10,6 +10,7 @@ use super::keys::{
     legacy_family_key, legacy_session_families_key, legacy_user_families_key, revoked_access_key,
     session_families_key, user_epoch_key, user_families_key,
 };
+use super::packed::{BUILT_IN_CLIENT, pack_id, pack_scope, unpack_id};
 use super::stored::{
     LEGACY_FIELDS, StoredFamily, family_from, legacy_revoked, number, raw_family_id, short,
     stored_epoch, stored_from,
@@ -31,12 +32,19 @@ const MIN_CLIENT_HORIZON_DAYS: i64 = 400;
 /// Bytes of a client bucket `revoke_client` reads at a time: 1,000 ids.
 const CLIENT_BUCKET_CHUNK: isize = 12_000;
 
-/// A pipeline that adds `fid` to an index hash and keeps the index at
-/// least until `keep_until`: its expiry only ever moves later (NX sets the
-/// first, GT extends), so an index never expires before a family in it.
-fn index_family(index: &str, fid: &str, keep_until: UnixTime) -> redis::Pipeline {
+/// A pipeline that adds a family to its user's index hash (`field`: its
+/// packed id; `session`: its packed session id, empty when the family is
+/// its own session) and keeps the index at least until `keep_until`: its
+/// expiry only ever moves later (NX sets the first, GT extends), so an
+/// index never expires before a family in it.
+fn index_family(
+    index: &str,
+    field: &[u8],
+    session: &[u8],
+    keep_until: UnixTime,
+) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.hset(index, fid, "")
+    pipe.hset(index, field, session)
         .ignore()
         .cmd("EXPIREAT")
         .arg(index)
@@ -49,6 +57,25 @@ fn index_family(index: &str, fid: &str, keep_until: UnixTime) -> redis::Pipeline
         .arg("GT")
         .ignore();
     pipe
+}
+
+/// A user index hash's fields and values, as stored.
+type IndexFields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A family as its user's index names it.
+pub(super) struct Indexed {
+    pub(super) family_id: String,
+    /// Its sign-in session, when that is not the family itself.
+    pub(super) session_id: Option<String>,
+    /// The index hash's field for it; `None` when only the set an older
+    /// version kept names it.
+    pub(super) field: Option<Vec<u8>>,
+}
+
+impl Indexed {
+    fn in_session(&self, session_id: &str) -> bool {
+        self.session_id.as_deref().unwrap_or(&self.family_id) == session_id
+    }
 }
 
 impl RedisStore {
@@ -66,13 +93,55 @@ impl RedisStore {
         stored_from(fields, fid)
     }
 
-    /// The members of an index hash and of the set an older version kept
-    /// in its place (no duplicates).
-    pub(super) async fn index_members(
-        &self,
-        index: String,
-        legacy: String,
-    ) -> Result<BTreeSet<String>, StoreError> {
+    /// The families of a user's index: the hash (packed ids, or the text
+    /// of the version before) and the set an older version kept in its
+    /// place, one entry per family.
+    pub(super) async fn user_index(&self, user_id: &str) -> Result<Vec<Indexed>, StoreError> {
+        let (index, legacy) = (
+            user_families_key(user_id),
+            legacy_user_families_key(user_id),
+        );
+        let mut conn = self.conn.clone();
+        // One slot: both keys carry the same tag.
+        let (fields, members): (IndexFields, Vec<String>) = self
+            .run(async move {
+                redis::pipe()
+                    .hgetall(index)
+                    .smembers(legacy)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let mut families = BTreeMap::new();
+        for (field, session) in fields {
+            let family_id = unpack_id(&field, "user index")?;
+            let session_id = match session.as_slice() {
+                [] => None,
+                session => Some(unpack_id(session, "user index")?),
+            };
+            families.insert(
+                family_id.clone(),
+                Indexed {
+                    family_id,
+                    session_id,
+                    field: Some(field),
+                },
+            );
+        }
+        for family_id in members {
+            families.entry(family_id.clone()).or_insert(Indexed {
+                family_id,
+                session_id: None,
+                field: None,
+            });
+        }
+        Ok(families.into_values().collect())
+    }
+
+    /// The families a session index of an older version names: the hash
+    /// `ts{sid}` and the set before it (no duplicates).
+    async fn legacy_session_members(&self, sid: &str) -> Result<BTreeSet<String>, StoreError> {
+        let (index, legacy) = (session_families_key(sid), legacy_session_families_key(sid));
         let mut conn = self.conn.clone();
         // One slot: both keys carry the same tag.
         let (fields, members): (Vec<String>, Vec<String>) = self
@@ -99,13 +168,26 @@ impl FamilyStore for RedisStore {
         } else {
             None
         };
+        // A login through the user API is its own session: its family id is
+        // the session id (and an empty one is read the same way).
+        let own_session = f.session_id == f.id || f.session_id.is_empty();
+        let session = if own_session {
+            Vec::new()
+        } else {
+            pack_id(&f.session_id)
+        };
         let f = f.clone();
         self.run(async move {
             // The user index first: "log out everywhere" must never miss a
-            // family.
-            index_family(&user_families_key(&f.user_id), &f.id, f.keep_until)
-                .query_async::<()>(&mut conn)
-                .await?;
+            // family. It names the family's session too, for `/logout`.
+            index_family(
+                &user_families_key(&f.user_id),
+                &pack_id(&f.id),
+                &session,
+                f.keep_until,
+            )
+            .query_async::<()>(&mut conn)
+            .await?;
             // The client's index, so deleting the client can revoke them:
             // the family's 12 bytes in the bucket of the day its state is
             // dropped, which expires (whole, no pruning) after that day.
@@ -121,28 +203,24 @@ impl FamilyStore for RedisStore {
                     .query_async::<()>(&mut conn)
                     .await?;
             }
-            // A browser session's index, for `/logout` (a login through the
-            // user API is its own session: its family id is the session id).
-            if f.session_id != f.id {
-                index_family(&session_families_key(&f.session_id), &f.id, f.keep_until)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-            // Fields equal to their default are left out (see upgrade.lua).
+            // Fields equal to their default are left out, the others
+            // packed (see upgrade.lua and packed.rs).
             let mut fields: Vec<(&str, Vec<u8>)> = vec![
-                ("u", f.user_id.clone().into_bytes()),
-                ("c", f.client_id.clone().into_bytes()),
-                ("s", f.scope.clone().into_bytes()),
+                ("u", pack_id(&f.user_id)),
+                ("s", pack_scope(&f.scope)),
                 ("t", f.created_at.to_string().into_bytes()),
                 ("i", f.idle_expires_at.to_string().into_bytes()),
                 ("a", f.absolute_expires_at.to_string().into_bytes()),
                 ("h", current.as_bytes().to_vec()),
             ];
+            if f.client_id != BUILT_IN_CLIENT {
+                fields.push(("c", f.client_id.clone().into_bytes()));
+            }
             if f.epoch != 0 {
                 fields.push(("e", f.epoch.to_string().into_bytes()));
             }
-            if f.session_id != f.id && !f.session_id.is_empty() {
-                fields.push(("d", f.session_id.clone().into_bytes()));
+            if !session.is_empty() {
+                fields.push(("d", session));
             }
             if f.auth_time != f.created_at {
                 fields.push(("x", f.auth_time.to_string().into_bytes()));
@@ -179,7 +257,8 @@ impl FamilyStore for RedisStore {
             .arg(r.client_id)
             .arg(r.jkt.unwrap_or(""))
             .arg(CHECKPOINT_EVERY)
-            .arg(CHECKPOINTS_KEPT);
+            .arg(CHECKPOINTS_KEPT)
+            .arg(BUILT_IN_CLIENT);
         let reply: Vec<Vec<u8>> = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
@@ -349,10 +428,13 @@ impl FamilyStore for RedisStore {
             .arg(self.epoch_ttl.max(1));
         // The epoch first: from here on every older token, family and
         // session fails, even before each family below is marked.
-        let (epoch, families): (String, Vec<String>) = self
+        let (epoch, indexed): (String, Vec<Vec<u8>>) = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
-        let families: BTreeSet<String> = families.into_iter().collect();
+        let families = indexed
+            .iter()
+            .map(|family| unpack_id(family, "move_epoch"))
+            .collect::<Result<BTreeSet<String>, _>>()?;
         for family in families {
             self.revoke_family(&family, now).await?;
         }
@@ -361,21 +443,26 @@ impl FamilyStore for RedisStore {
 
     async fn end_session(
         &self,
+        user_id: &str,
         session_id: &str,
         now: UnixTime,
     ) -> Result<Vec<SessionFamily>, StoreError> {
-        let members = self
-            .index_members(
-                session_families_key(session_id),
-                legacy_session_families_key(session_id),
-            )
-            .await?;
+        // The user's index names each family's session; families written
+        // by older versions are in the session's own index.
+        let mut members: BTreeSet<String> = self
+            .user_index(user_id)
+            .await?
+            .into_iter()
+            .filter(|family| family.in_session(session_id))
+            .map(|family| family.family_id)
+            .collect();
+        members.extend(self.legacy_session_members(session_id).await?);
         let mut ended = Vec::new();
         for family_id in members {
             let Some(family) = self.read_family(&family_id).await? else {
                 continue;
             };
-            if !family.live(now) {
+            if !family.live(now) || family.view.user_id != user_id {
                 continue;
             }
             let view = family.view;

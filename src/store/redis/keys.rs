@@ -2,11 +2,12 @@
 //! the keys one script, transaction or pipeline touches share a slot.
 //!
 //! A family is one small hash, `tf{fid}` (see `scripts/upgrade.lua` for its
-//! fields); its indexes cost a few dozen bytes per family: a hash field in
-//! `tu{uid}` (and `ts{sid}`), and 12 bytes appended to a day bucket
-//! `tc{cid}:<day>`. The `legacy_*` keys are the layout of older versions,
-//! read (and moved to the compact one) as they are met; they share their
-//! hash tag with the new keys, so one script still touches one slot.
+//! fields, `packed.rs` for their encodings); its indexes cost a few dozen
+//! bytes per family: a hash field in `tu{uid}` naming its session, and 12
+//! bytes appended to a day bucket `tc{cid}:<day>`. The `legacy_*` keys, and
+//! `ts{sid}`, are the layout of older versions, read (and moved to the
+//! compact one) as they are met; they share their hash tag with the new
+//! keys, so one script still touches one slot.
 
 use crate::crypto::secret::TokenHash;
 use crate::store::OtpPurpose;
@@ -37,8 +38,10 @@ pub(super) fn family_script_keys(fid: &str) -> [String; 3] {
     ]
 }
 
-/// A user's families: a hash (family id → ""), so a small one is a
-/// listpack (~30 bytes a family).
+/// A user's families: a hash (packed family id → packed session id, empty
+/// when the family is its own session), so a small one is a listpack
+/// (~20 bytes a family). Older versions wrote the family id as text, with
+/// an empty value (the session was in `ts{sid}`).
 pub(super) fn user_families_key(uid: &str) -> String {
     format!("tu{{{uid}}}")
 }
@@ -79,8 +82,9 @@ pub(super) fn code_key(hash: &TokenHash) -> String {
     format!("tessera:code:{{{}}}", hash.as_str())
 }
 
-/// The families of one sign-in (browser) session, for `/logout`: a hash
-/// like the user's.
+/// The families of one sign-in (browser) session, as the version before
+/// kept them (a hash of family ids); read by `/logout`, no longer written:
+/// the user's index names each family's session now.
 pub(super) fn session_families_key(sid: &str) -> String {
     format!("ts{{{sid}}}")
 }

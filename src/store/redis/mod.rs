@@ -20,6 +20,7 @@
 
 mod families;
 mod keys;
+mod packed;
 mod pushed;
 mod replay;
 mod state;

@@ -3,6 +3,7 @@
 //! replies of the family scripts into the domain's types.
 
 use super::corrupt;
+use super::packed::{BUILT_IN_CLIENT, unpack_id, unpack_scope};
 use crate::clock::UnixTime;
 use crate::crypto::secret::{ShortDigest, TokenHash};
 use crate::store::{FamilyView, StoreError};
@@ -32,8 +33,8 @@ pub(super) fn number<T: std::str::FromStr>(value: &[u8], what: &str) -> Result<T
 }
 
 /// A family's view from the fields `u c s t <expires> e d x k` of a
-/// rotation's reply (`d`, `x`, `k` already defaulted by the script, `d`
-/// and `k` as "" when absent).
+/// rotation's reply (`c`, `d`, `x`, `k` already defaulted by the script,
+/// `d` and `k` as "" when absent; `u`, `s`, `d` packed or text).
 pub(super) fn family_from(reply: &[Vec<u8>], id: &str) -> Result<FamilyView, StoreError> {
     let [
         _,
@@ -52,13 +53,13 @@ pub(super) fn family_from(reply: &[Vec<u8>], id: &str) -> Result<FamilyView, Sto
     };
     Ok(FamilyView {
         id: id.to_owned(),
-        user_id: text(user, "rotate")?.to_owned(),
+        user_id: unpack_id(user, "rotate")?,
         client_id: text(client, "rotate")?.to_owned(),
-        scope: text(scope, "rotate")?.to_owned(),
+        scope: unpack_scope(scope, "rotate")?,
         created_at: number(created, "rotate")?,
         expires_at: number(expires, "rotate")?,
         epoch: number(epoch, "rotate")?,
-        session_id: session_or_family(text(sid, "rotate")?, id),
+        session_id: session_or_family(&unpack_id(sid, "rotate")?, id),
         auth_time: number(auth_time, "rotate")?,
         jkt: bound_key(text(jkt, "rotate")?),
     })
@@ -73,7 +74,7 @@ pub(super) fn stored_from(
     const WHAT: &str = "read_family";
     let [
         Some(user),
-        Some(client),
+        client,
         Some(scope),
         Some(created),
         Some(idle),
@@ -97,16 +98,19 @@ pub(super) fn stored_from(
     };
     let view = FamilyView {
         id: id.to_owned(),
-        user_id: text(&user, WHAT)?.to_owned(),
-        client_id: text(&client, WHAT)?.to_owned(),
-        scope: text(&scope, WHAT)?.to_owned(),
+        user_id: unpack_id(&user, WHAT)?,
+        client_id: match client {
+            Some(client) => text(&client, WHAT)?.to_owned(),
+            None => BUILT_IN_CLIENT.to_owned(),
+        },
+        scope: unpack_scope(&scope, WHAT)?,
         created_at,
         expires_at: number::<UnixTime>(&idle, WHAT)?.min(number(&absolute, WHAT)?),
         epoch: match epoch {
             Some(epoch) => number(&epoch, WHAT)?,
             None => 0,
         },
-        session_id: session_or_family(text(sid.as_deref().unwrap_or_default(), WHAT)?, id),
+        session_id: session_or_family(&unpack_id(sid.as_deref().unwrap_or_default(), WHAT)?, id),
         auth_time: optional_time(auth_time)?,
         jkt: bound_key(text(jkt.as_deref().unwrap_or_default(), WHAT)?),
     };

@@ -43,7 +43,7 @@ fn summary_of(family: StoredFamily) -> FamilySummary {
 }
 
 impl RedisStore {
-    /// The user's live families. Index members whose family has expired
+    /// The user's live families. Index entries whose family has expired
     /// away (its TTL passed) are pruned on the way, from the index and from
     /// the set an older version kept.
     pub(super) async fn families_of(
@@ -51,48 +51,45 @@ impl RedisStore {
         user_id: &str,
         now: UnixTime,
     ) -> Result<Vec<FamilySummary>, StoreError> {
-        let (index, legacy) = (
-            user_families_key(user_id),
-            legacy_user_families_key(user_id),
-        );
-        let members = self.index_members(index.clone(), legacy.clone()).await?;
         let mut live = Vec::new();
-        let mut gone = Vec::new();
-        for family_id in members {
-            match self.read_family(&family_id).await? {
+        let (mut gone_fields, mut gone_members) = (Vec::new(), Vec::new());
+        for indexed in self.user_index(user_id).await? {
+            match self.read_family(&indexed.family_id).await? {
                 Some(family) if family.live(now) => live.push(summary_of(family)),
                 Some(_) => {}
-                None if long_gone(&family_id, now) => gone.push(family_id),
+                None if long_gone(&indexed.family_id, now) => match indexed.field {
+                    Some(field) => gone_fields.push(field),
+                    None => gone_members.push(indexed.family_id),
+                },
                 None => {}
             }
         }
-        if !gone.is_empty() {
+        if !gone_fields.is_empty() || !gone_members.is_empty() {
             let mut conn = self.conn.clone();
+            let (index, legacy) = (
+                user_families_key(user_id),
+                legacy_user_families_key(user_id),
+            );
             // One slot ({uid}).
-            self.run(async move {
-                redis::pipe()
-                    .hdel(&index, &gone)
-                    .ignore()
-                    .srem(&legacy, &gone)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
-            .await?;
+            let mut pipe = redis::pipe();
+            if !gone_fields.is_empty() {
+                pipe.hdel(index, gone_fields).ignore();
+            }
+            if !gone_members.is_empty() {
+                pipe.srem(legacy, gone_members).ignore();
+            }
+            self.run(async move { pipe.query_async::<()>(&mut conn).await })
+                .await?;
         }
         Ok(live)
     }
 
-    /// Deletes every family in the user's index with its browser session's
-    /// index (a session belongs to one user).
+    /// Deletes every family in the user's index, with the session index an
+    /// older version kept for its browser session (a session belongs to
+    /// one user).
     pub(super) async fn forget_families(&self, user_id: &str) -> Result<(), StoreError> {
-        let members = self
-            .index_members(
-                user_families_key(user_id),
-                legacy_user_families_key(user_id),
-            )
-            .await?;
-        for family_id in members {
+        for indexed in self.user_index(user_id).await? {
+            let family_id = indexed.family_id;
             let sid = self
                 .read_family(&family_id)
                 .await?

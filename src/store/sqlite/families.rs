@@ -289,10 +289,11 @@ impl FamilyStore for SqliteStore {
 
     async fn end_session(
         &self,
+        user_id: &str,
         session_id: &str,
         now: UnixTime,
     ) -> Result<Vec<SessionFamily>, StoreError> {
-        let session_id = session_id.to_owned();
+        let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
         self.with_conn(move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -301,10 +302,10 @@ impl FamilyStore for SqliteStore {
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "SELECT {FAMILY_COLUMNS} FROM refresh_families f \
-                         WHERE f.session_id = ?1 AND f.revoked_at IS NULL"
+                         WHERE f.session_id = ?1 AND f.user_id = ?2 AND f.revoked_at IS NULL"
                     ))
                     .map_err(map_sqlite)?;
-                stmt.query_map([&session_id], family_from_row)
+                stmt.query_map([&session_id, &user_id], family_from_row)
                     .map_err(map_sqlite)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(map_sqlite)?

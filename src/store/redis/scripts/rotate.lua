@@ -5,10 +5,12 @@
 -- KEYS: family (tf{fid}), old family hash, old token hash.
 -- ARGV: presented digest, successor digest (16 raw bytes each), now, grace,
 -- idle_ttl, client_id, jkt ('' without a DPoP proof), rotations between two
--- checkpoints, checkpoints kept (`CHECKPOINT_EVERY`, `CHECKPOINTS_KEPT`).
+-- checkpoints, checkpoints kept (`CHECKPOINT_EVERY`, `CHECKPOINTS_KEPT`), the
+-- client of a family without `c` (the built-in one, `BUILT_IN_CLIENT`).
 upgrade_family(KEYS[1], KEYS[2], KEYS[3])
 local f = redis.call('HMGET', KEYS[1], 'u', 'c', 's', 't', 'i', 'a', 'e', 'h', 'n', 'w', 'r', 'd', 'x', 'k')
-if not f[1] or f[2] ~= ARGV[6] or f[11] then return {'invalid'} end
+local client = f[2] or ARGV[10]
+if not f[1] or client ~= ARGV[6] or f[11] then return {'invalid'} end
 local now = tonumber(ARGV[3])
 local abs_exp = tonumber(f[6])
 local exp = math.min(tonumber(f[5]), abs_exp)
@@ -38,13 +40,13 @@ if f[8] == ARGV[1] then
     if #checkpoints > kept then checkpoints = string.sub(checkpoints, -kept) end
     redis.call('HSET', KEYS[1], 'p', checkpoints)
   end
-  return {'rotated', f[1], f[2], f[3], f[4], string.format('%d', math.min(idle, abs_exp)), epoch, sid, auth_time, jkt}
+  return {'rotated', f[1], client, f[3], f[4], string.format('%d', math.min(idle, abs_exp)), epoch, sid, auth_time, jkt}
 end
 if f[8] == ARGV[2] then
   -- The presented token is the one just rotated (its successor is current).
   local grace = tonumber(ARGV[4])
   if grace > 0 and now - tonumber(f[10] or f[4]) <= grace then
-    return {'grace', f[1], f[2], f[3], f[4], string.format('%d', exp), epoch, sid, auth_time, jkt}
+    return {'grace', f[1], client, f[3], f[4], string.format('%d', exp), epoch, sid, auth_time, jkt}
   end
   -- RFC 9700 §4.14.2: replay of a rotated token revokes the family.
   redis.call('HSET', KEYS[1], 'r', ARGV[3])

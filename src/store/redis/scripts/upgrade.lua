@@ -3,7 +3,9 @@
 -- strings, plus `tessera:fam:{fid}:tok` holding every token digest ever
 -- issued) to the compact layout (hash `tf{fid}`), keeping its remaining
 -- TTL, then deletes the two old keys. All three keys share the `{fid}` slot.
--- Fields of the compact hash: u user, c client, s scope, t created,
+-- Fields of the compact hash (u, s, d packed, see packed.rs; text as
+-- older versions and this prelude write them is read too): u user,
+-- c client (absent: the built-in client), s scope, t created,
 -- i idle expiry, a absolute expiry, e epoch in ms (absent: 0), h current token digest
 -- (the first 16 bytes of its SHA-256, raw), n rotations (absent: 0),
 -- w last rotation (absent: t), r revoked at (absent: live), d session
@@ -26,6 +28,20 @@ local function whole(value)
   return nil
 end
 
+-- Raw bytes for hex digits.
+local function unhex(digits)
+  return (string.gsub(digits, '..', function(byte) return string.char(tonumber(byte, 16)) end))
+end
+
+-- An id as packed.rs's `pack_id` writes it: 12 raw bytes for 24 lowercase
+-- hex digits, else the text (after a 0x00 byte if it is 12 bytes long or
+-- starts with one).
+local function pack_id(id)
+  if string.match(id, '^' .. string.rep('[0-9a-f]', 24) .. '$') then return unhex(id) end
+  if #id == 12 or string.sub(id, 1, 1) == '\0' then return '\0' .. id end
+  return id
+end
+
 local function upgrade_family(key, old, old_tokens)
   if redis.call('EXISTS', key) == 1 or redis.call('EXISTS', old) == 0 then return end
   local o = redis.call('HMGET', old, 'user', 'client', 'scope', 'created', 'idle_exp',
@@ -38,9 +54,8 @@ local function upgrade_family(key, old, old_tokens)
     return
   end
   local fid = string.match(key, '{(.*)}')
-  local current = (string.gsub(string.sub(o[8], 1, 32), '..',
-    function(byte) return string.char(tonumber(byte, 16)) end))
-  local fields = {'u', o[1], 'c', o[2], 's', o[3], 't', o[4], 'i', o[5], 'a', o[6],
+  local current = unhex(string.sub(o[8], 1, 32))
+  local fields = {'u', pack_id(o[1]), 'c', o[2], 's', o[3], 't', o[4], 'i', o[5], 'a', o[6],
     'h', current}
   local function optional(name, value, default)
     if value and value ~= '' and value ~= default then
@@ -75,7 +90,7 @@ local function upgrade_family(key, old, old_tokens)
     if not revoked_at or revoked_at <= 0 then revoked_at = tonumber(redis.call('TIME')[1]) end
     optional('r', string.format('%d', revoked_at), '')
   end
-  optional('d', o[10], fid)
+  if o[10] and o[10] ~= '' and o[10] ~= fid then optional('d', pack_id(o[10]), '') end
   optional('x', whole(o[11]), o[4])
   optional('k', o[12], '')
   local ttl = redis.call('PTTL', old)
