@@ -12,6 +12,7 @@ use tessera::config::Secret;
 use tessera::crypto::secret::{RefreshToken, hmac_sha256, new_object_id};
 use tessera::domain::clients::NewClient;
 use tessera::domain::tokens::UserGrant;
+use tessera::store::ClientRecord;
 
 use crate::common::{
     Backend, PASSWORD, TestApp, TestUser, assert_invalid_token, assert_oauth_error, body,
@@ -272,6 +273,61 @@ async fn the_predecessor_within_the_grace_gets_the_same_successor() {
 
 /// What older versions wrote for a family: its hash, every token digest,
 /// and its user, client and (if any) session sets.
+/// Registers a public third-party client (code and refresh grants) allowed
+/// `scopes`; its record.
+async fn third_party(app: &TestApp, name: &str, scopes: &[&str]) -> ClientRecord {
+    let (client_id, _) = app
+        .client(NewClient {
+            name: name.into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://third-party.example/cb".into()],
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..NewClient::default()
+        })
+        .await;
+    app.state
+        .user_store
+        .client(&client_id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Starts a family of `client` for `user` in browser session `session_id`,
+/// as a code exchange would; its id and first refresh token.
+async fn start_family(
+    app: &TestApp,
+    user: &TestUser,
+    client: &ClientRecord,
+    session_id: &str,
+    scope: &str,
+) -> (String, String) {
+    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
+    let fid = app.state.tokens.new_family_id();
+    let issued = app
+        .state
+        .tokens
+        .start_session(
+            UserGrant {
+                user_id: &user.id,
+                role: "user",
+                client,
+                scope,
+                with_refresh: true,
+                epoch,
+                session_id,
+                auth_time: app.clock.now(),
+                nonce: None,
+                jkt: None,
+            },
+            fid.clone(),
+        )
+        .await
+        .unwrap();
+    (fid, issued.refresh_token.unwrap().expose().to_owned())
+}
+
 struct LegacyFamily<'a> {
     id: &'a str,
     user_id: &'a str,
@@ -458,16 +514,8 @@ async fn families_of_the_old_layout_keep_working() {
 
     // A third-party client's families, one of each layout, found when the
     // client is deleted: the old client set, and today's day buckets.
-    let (client_id, _) = app
-        .client(NewClient {
-            name: "Layout".into(),
-            public: true,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            redirect_uris: vec!["https://layout.example/cb".into()],
-            scopes: vec!["profile".into()],
-            ..NewClient::default()
-        })
-        .await;
+    let client = third_party(&app, "Layout", &["profile"]).await;
+    let client_id = client.id.clone();
     let c = new_object_id(app.clock.now());
     write_legacy(
         &app,
@@ -483,33 +531,7 @@ async fn families_of_the_old_layout_keep_working() {
         },
     )
     .await;
-    let client = app
-        .state
-        .user_store
-        .client(&client_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let d = app.state.tokens.new_family_id();
-    app.state
-        .tokens
-        .start_session(
-            UserGrant {
-                user_id: &user.id,
-                role: "user",
-                client: &client,
-                scope: "profile",
-                with_refresh: true,
-                epoch,
-                session_id: "compact-session",
-                auth_time: app.clock.now(),
-                nonce: None,
-                jkt: None,
-            },
-            d.clone(),
-        )
-        .await
-        .unwrap();
+    let (d, _) = start_family(&app, &user, &client, "compact-session", "profile").await;
     let keep_until: i64 = ::redis::cmd("EXPIRETIME")
         .arg(format!("tf{{{d}}}"))
         .query_async(&mut conn)
@@ -786,43 +808,15 @@ async fn old_families_without_a_ttl_or_a_revoked_mark_or_a_client() {
 async fn deleting_a_client_reads_big_buckets_in_chunks() {
     let app = spawn(0).await;
     let user = app.user("big-bucket").await;
-    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
     let mut conn = redis(&app).await;
-    let (client_id, _) = app
-        .client(NewClient {
-            name: "Busy".into(),
-            public: true,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            redirect_uris: vec!["https://busy.example/cb".into()],
-            scopes: vec!["profile".into()],
-            ..NewClient::default()
-        })
-        .await;
-    let client = app
-        .state
-        .user_store
-        .client(&client_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let client = third_party(&app, "Busy", &["profile"]).await;
+    let client_id = client.id.clone();
     let start = |session_id: &'static str| {
-        let d = app.state.tokens.new_family_id();
-        let grant = UserGrant {
-            user_id: &user.id,
-            role: "user",
-            client: &client,
-            scope: "profile",
-            with_refresh: true,
-            epoch,
-            session_id,
-            auth_time: app.clock.now(),
-            nonce: None,
-            jkt: None,
-        };
-        let tokens = &app.state.tokens;
+        let (app, user, client) = (&app, &user, &client);
         async move {
-            tokens.start_session(grant, d.clone()).await.unwrap();
-            d
+            start_family(app, user, client, session_id, "profile")
+                .await
+                .0
         }
     };
     let first = start("busy-1").await;
@@ -906,50 +900,13 @@ async fn families_of_the_version_before_keep_working() {
     let app = spawn(0).await;
     let user = app.user("version-six").await;
     let other = app.user("version-six-other").await;
-    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
     let store = &app.state.token_store;
     let mut conn = redis(&app).await;
-    let (client_id, _) = app
-        .client(NewClient {
-            name: "Version six".into(),
-            public: true,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            redirect_uris: vec!["https://six.example/cb".into()],
-            scopes: vec!["profile".into()],
-            ..NewClient::default()
-        })
-        .await;
-    let client = app
-        .state
-        .user_store
-        .client(&client_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let client = third_party(&app, "Version six", &["profile"]).await;
+    let client_id = client.id.clone();
     // A browser session with a third-party family, and a user-API login.
     let sid = new_object_id(app.clock.now());
-    let fid = app.state.tokens.new_family_id();
-    let issued = app
-        .state
-        .tokens
-        .start_session(
-            UserGrant {
-                user_id: &user.id,
-                role: "user",
-                client: &client,
-                scope: "profile",
-                with_refresh: true,
-                epoch,
-                session_id: &sid,
-                auth_time: app.clock.now(),
-                nonce: None,
-                jkt: None,
-            },
-            fid.clone(),
-        )
-        .await
-        .unwrap();
-    let token = issued.refresh_token.unwrap();
+    let (fid, token) = start_family(&app, &user, &client, &sid, "profile").await;
     let login = family_of(&user.refresh_token);
     let now = app.clock.now();
     for id in [&fid, &login] {
@@ -962,7 +919,7 @@ async fn families_of_the_version_before_keep_working() {
     assert_eq!(c, "tessera", "the built-in client named, as version 6 did");
 
     // Both rotate (the built-in client matched whether named or left out).
-    let response = refresh(&app, &client_id, token.expose()).await;
+    let response = refresh(&app, &client_id, &token).await;
     assert_eq!(response.status(), StatusCode::OK);
     let third_party_next = string(&body(response).await, "refresh_token");
     let (_, login_next) = rotated(&app, &user.refresh_token).await;
@@ -1010,50 +967,11 @@ async fn a_session_ends_through_the_users_index() {
     let app = spawn(0).await;
     let user = app.user("index-session").await;
     let other = app.user("index-session-other").await;
-    let epoch = app.state.tokens.credential_epoch(&user.id).await.unwrap();
     let store = &app.state.token_store;
-    let (client_id, _) = app
-        .client(NewClient {
-            name: "Index session".into(),
-            public: true,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            redirect_uris: vec!["https://index.example/cb".into()],
-            scopes: vec!["profile".into(), "offline_access".into()],
-            ..NewClient::default()
-        })
-        .await;
-    let client = app
-        .state
-        .user_store
-        .client(&client_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let client = third_party(&app, "Index session", &["profile", "offline_access"]).await;
     let start = |session_id: &'static str, scope: &'static str| {
-        let (app, client, user) = (&app, &client, &user);
-        async move {
-            let fid = app.state.tokens.new_family_id();
-            app.state
-                .tokens
-                .start_session(
-                    UserGrant {
-                        user_id: &user.id,
-                        role: "user",
-                        client,
-                        scope,
-                        with_refresh: true,
-                        epoch,
-                        session_id,
-                        auth_time: app.clock.now(),
-                        nonce: None,
-                        jkt: None,
-                    },
-                    fid.clone(),
-                )
-                .await
-                .unwrap();
-            fid
-        }
+        let (app, user, client) = (&app, &user, &client);
+        async move { start_family(app, user, client, session_id, scope).await.0 }
     };
     // Session ids of any shape: the user's index packs them or keeps the text.
     let online = start("twelve-chars", "profile").await;
