@@ -114,10 +114,18 @@ impl RedisStore {
             .await?;
         let mut families = BTreeMap::new();
         for (field, session) in fields {
-            let family_id = unpack_id(&field, "user index")?;
-            let session_id = match session.as_slice() {
-                [] => None,
-                session => Some(unpack_id(session, "user index")?),
+            // An entry that does not decode (never written by Tessera) is
+            // skipped, so that it cannot stop the user's logout or listing.
+            let decoded = unpack_id(&field, "user index").and_then(|family_id| {
+                let session_id = match session.as_slice() {
+                    [] => None,
+                    session => Some(unpack_id(session, "user index")?),
+                };
+                Ok((family_id, session_id))
+            });
+            let Ok((family_id, session_id)) = decoded else {
+                tracing::warn!(user_id, "a user index entry does not decode; skipped");
+                continue;
             };
             families.insert(
                 family_id.clone(),
@@ -174,15 +182,16 @@ impl FamilyStore for RedisStore {
         let session = if own_session {
             Vec::new()
         } else {
-            pack_id(&f.session_id)
+            pack_id(&f.session_id)?
         };
+        let (user, field) = (pack_id(&f.user_id)?, pack_id(&f.id)?);
         let f = f.clone();
         self.run(async move {
             // The user index first: "log out everywhere" must never miss a
             // family. It names the family's session too, for `/logout`.
             index_family(
                 &user_families_key(&f.user_id),
-                &pack_id(&f.id),
+                &field,
                 &session,
                 f.keep_until,
             )
@@ -206,7 +215,7 @@ impl FamilyStore for RedisStore {
             // Fields equal to their default are left out, the others
             // packed (see upgrade.lua and packed.rs).
             let mut fields: Vec<(&str, Vec<u8>)> = vec![
-                ("u", pack_id(&f.user_id)),
+                ("u", user),
                 ("s", pack_scope(&f.scope)),
                 ("t", f.created_at.to_string().into_bytes()),
                 ("i", f.idle_expires_at.to_string().into_bytes()),
@@ -431,10 +440,12 @@ impl FamilyStore for RedisStore {
         let (epoch, indexed): (String, Vec<Vec<u8>>) = self
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await?;
-        let families = indexed
+        // An entry that does not decode is skipped (the epoch has moved:
+        // its family is dead whatever its own mark says).
+        let families: BTreeSet<String> = indexed
             .iter()
-            .map(|family| unpack_id(family, "move_epoch"))
-            .collect::<Result<BTreeSet<String>, _>>()?;
+            .filter_map(|family| unpack_id(family, "move_epoch").ok())
+            .collect();
         for family in families {
             self.revoke_family(&family, now).await?;
         }

@@ -4,8 +4,8 @@
 //!
 //! - an id (user, family, session) of 24 lowercase hex digits, as Tessera
 //!   and MongoDB make them, is its 12 raw bytes; any other id is its text,
-//!   after a 0x00 byte if it is itself 12 bytes long or starts with 0x00
-//!   (so that no text is read as raw bytes);
+//!   after a 0x00 byte if it is itself 12 bytes long (so that no text is
+//!   read as raw bytes); an id holding a NUL byte is refused;
 //! - a scope made only of the names in [`SCOPE_NAMES`], in their canonical
 //!   order, is 0x01 and one byte with a bit per name; any other scope is
 //!   its text, after a 0x00 byte if it starts with 0x00 or 0x01 (a valid
@@ -40,16 +40,24 @@ const SCOPE_NAMES: [&str; 8] = [
 const TEXT: u8 = 0x00;
 const SCOPE_MASK: u8 = 0x01;
 
-/// An id as stored: 12 raw bytes for 24 lowercase hex digits.
-pub(super) fn pack_id(id: &str) -> Vec<u8> {
+/// An id as stored: 12 raw bytes for 24 lowercase hex digits. Ids with a
+/// NUL byte are refused (none is ever made): a tagged text of 11 such
+/// bytes would read back as raw bytes.
+pub(super) fn pack_id(id: &str) -> Result<Vec<u8>, StoreError> {
     let mut raw = [0u8; 12];
     if id.len() == 24
         && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         && hex::decode_to_slice(id, &mut raw).is_ok()
     {
-        return raw.to_vec();
+        return Ok(raw.to_vec());
     }
-    tagged_text(id, id.len() == 12 || id.starts_with('\0'))
+    if id.contains('\0') {
+        return Err(StoreError::Internal {
+            backend: super::BACKEND,
+            reason: "an id holds a NUL byte".into(),
+        });
+    }
+    Ok(tagged_text(id, id.len() == 12))
 }
 
 /// An id as [`pack_id`] stored it, or as plain text (older versions).
@@ -127,16 +135,18 @@ mod tests {
             "65a1b2c3d4e5f60718293a4b",
             "65A1B2C3D4E5F60718293A4B",
             "twelve-chars",
-            "\0starts-with-nul",
-            "\0",
+            "eleven char",
             "",
             "a-uuid-1b4e28ba-2fa1-11d2-883f-0016a3b4c5d6",
             "ünïcödé",
         ] {
-            assert_eq!(unpack_id(&pack_id(id), "t").unwrap(), id, "{id:?}");
+            assert_eq!(unpack_id(&pack_id(id).unwrap(), "t").unwrap(), id, "{id:?}");
         }
-        assert_eq!(pack_id("65a1b2c3d4e5f60718293a4b").len(), 12);
-        assert_eq!(pack_id("twelve-chars").len(), 13);
+        assert_eq!(pack_id("65a1b2c3d4e5f60718293a4b").unwrap().len(), 12);
+        assert_eq!(pack_id("twelve-chars").unwrap().len(), 13);
+        // 11 bytes after a tag would read back as raw bytes: refused.
+        assert!(pack_id("\0abcdefghij").is_err());
+        assert!(pack_id("a\0b").is_err());
     }
 
     #[test]

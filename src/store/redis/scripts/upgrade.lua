@@ -34,11 +34,10 @@ local function unhex(digits)
 end
 
 -- An id as packed.rs's `pack_id` writes it: 12 raw bytes for 24 lowercase
--- hex digits, else the text (after a 0x00 byte if it is 12 bytes long or
--- starts with one).
+-- hex digits, else the text (after a 0x00 byte if it is 12 bytes long).
 local function pack_id(id)
   if string.match(id, '^' .. string.rep('[0-9a-f]', 24) .. '$') then return unhex(id) end
-  if #id == 12 or string.sub(id, 1, 1) == '\0' then return '\0' .. id end
+  if #id == 12 then return '\0' .. id end
   return id
 end
 
