@@ -72,6 +72,21 @@ async fn rotated(app: &TestApp, token: &str) -> (String, String) {
     )
 }
 
+/// The family ids `/api/users/sessions` lists for `user`.
+async fn listed_families(app: &TestApp, user: &TestUser) -> Vec<String> {
+    let listed = body(
+        app.get_auth("/api/users/sessions", &user.access_token)
+            .await,
+    )
+    .await;
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| string(s, "id"))
+        .collect()
+}
+
 fn family_of(refresh_token: &str) -> String {
     RefreshToken::parse(refresh_token)
         .expect("a refresh token")
@@ -497,17 +512,7 @@ async fn families_of_the_old_layout_keep_working() {
         },
     )
     .await;
-    let listed = body(
-        app.get_auth("/api/users/sessions", &user.access_token)
-            .await,
-    )
-    .await;
-    let ids: Vec<String> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| string(s, "id"))
-        .collect();
+    let ids = listed_families(&app, &user).await;
     assert!(ids.contains(&b), "{ids:?}");
     assert!(ids.contains(&family_of(&user.refresh_token)), "{ids:?}");
     assert!(!ids.contains(&a), "revoked");
@@ -924,17 +929,7 @@ async fn families_of_the_version_before_keep_working() {
     let third_party_next = string(&body(response).await, "refresh_token");
     let (_, login_next) = rotated(&app, &user.refresh_token).await;
     // Both listed.
-    let listed = body(
-        app.get_auth("/api/users/sessions", &user.access_token)
-            .await,
-    )
-    .await;
-    let ids: Vec<String> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| string(s, "id"))
-        .collect();
+    let ids = listed_families(&app, &user).await;
     assert!(ids.contains(&fid) && ids.contains(&login), "{ids:?}");
 
     // Another user naming the session ends nothing of it.
