@@ -11,7 +11,7 @@
 #   bash benches/run-batch.sh docs/bench/run-7
 # Settings (environment): DURATION=8, RUNS=3 (pinned RS256 repetitions),
 # LEVELS and SQLITE_LEVELS as benches/run-state.sh, BEFORE=path/to/tessera
-# (an earlier build, measured pinned beside this one).
+# (an earlier build, measured pinned and profiled beside this one).
 # Writes into OUT the files its README lists (see docs/bench/run-7/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,19 @@ if [ -n "${BEFORE:-}" ]; then
       bash benches/run-cpu.sh "$duration" RS256 >> "$out/cpu-pinned-rs256-before.jsonl"
   done
 fi
+step profiles
+# Flat profiles of the pinned server, refresh-chain, 20 s each (this build,
+# then BEFORE); the grouped table is profile.md, the raw data is not kept.
+for alg in RS256 ES256; do
+  PIN=1 PERF_OUT=$out/profile SCENARIOS=refresh-chain \
+    bash benches/run-cpu.sh 20 "$alg" >> "$out/profile-runs.jsonl"
+  if [ -n "${BEFORE:-}" ]; then
+    BIN=$BEFORE PIN=1 PERF_OUT=$out/profile-before SCENARIOS=refresh-chain \
+      bash benches/run-cpu.sh 20 "$alg" >> "$out/profile-runs-before.jsonl"
+  fi
+done
+python3 benches/profile-summary.py "$out"/profile*/*.data > "$out/profile.md" || true
+rm -rf "$out/profile" "$out/profile-before"
 step "pinned ES256"
 PIN=1 bash benches/run-cpu.sh "$duration" ES256 > "$out/cpu-pinned-es256.jsonl"
 step "unpinned RS256, ES256"

@@ -10,7 +10,9 @@
 # time is its own work, without preemption by the load generator or
 # hand-offs between its two workers. SCENARIOS="refresh-chain ..." limits
 # the scenarios; BIN=path/to/tessera measures another build (a baseline);
-# CONCURRENCY (default 32) sets the clients.
+# CONCURRENCY (default 32) sets the clients. PERF_OUT=DIR also records a
+# flat `perf` profile of the server (499 Hz, the middle of each measured
+# window) into DIR/ALG-SCENARIO.data; benches/profile-summary.py groups it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
@@ -39,8 +41,16 @@ until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
 
 run() {
   if [ -n "${SCENARIOS:-}" ] && [[ " $SCENARIOS " != *" $2 "* ]]; then return 0; fi
+  local profiler=
+  if [ -n "${PERF_OUT:-}" ]; then
+    mkdir -p "$PERF_OUT"
+    # After the 2 s warm-up and one more second, for all but the last second.
+    (sleep 3; exec $pin_load perf record -q -F 499 -p "$server" -o "$PERF_OUT/${alg,,}-$2.data" \
+      -- sleep $((duration > 3 ? duration - 2 : 1)) >/dev/null 2>&1) & profiler=$!
+  fi
   echo "$alg $($pin_load $loadgen --url "http://127.0.0.1:$port" --duration "$duration" --warmup 2 \
     --cpu-of "$server" "$@" | tail -1)"
+  if [ -n "$profiler" ]; then wait "$profiler" || true; fi
 }
 run --scenario client-credentials --concurrency "${CONCURRENCY:-32}" --client-id "$id" --client-secret "$secret"
 run --scenario refresh-chain --concurrency "${CONCURRENCY:-32}"
