@@ -8,7 +8,7 @@
 # PIN=1 runs the server on CPU 1, the load generator and Redis on CPU 0 (taskset):
 # the server then has one core and one async worker to itself, so its CPU
 # time is its own work, without preemption by the load generator or
-# hand-offs between its two workers. SCENARIOS="refresh-chain ..." limits
+# hand-offs between its two workers (SERVER_CPU=0 swaps the cores). SCENARIOS="refresh-chain ..." limits
 # the scenarios; BIN=path/to/tessera measures another build (a baseline);
 # CONCURRENCY (default 32) sets the clients. PERF_OUT=DIR also records a
 # flat `perf` profile of the server (499 Hz, the middle of each measured
@@ -22,7 +22,10 @@ bin=${BIN:-$target/release/tessera}
 loadgen=$target/release/examples/loadgen
 port=3102
 redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-if [ "${PIN:-0}" = 1 ]; then pin_server="taskset -c 1"; pin_load="taskset -c 0"; else pin_server=""; pin_load=""; fi
+server_cpu=${SERVER_CPU:-1}
+if [ "${PIN:-0}" = 1 ]; then
+  pin_server="taskset -c $server_cpu"; pin_load="taskset -c $((1 - server_cpu))"
+else pin_server=""; pin_load=""; fi
 $pin_load redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile /dev/null
 trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; kill "${server:-0}" 2>/dev/null || true' EXIT
 

@@ -15,7 +15,10 @@
 #   CARGO_TARGET_DIR=/work/target-rel bash benches/run-state.sh
 # Settings (environment): LEVELS="10000 100000 1000000" (Redis),
 # SQLITE_LEVELS="10000 100000", DURATION=10, WARMUP=2, CONCURRENCY=64,
-# ALG=RS256, SEED=1, FAMGEN_CONCURRENCY=128, MONGO=auto (1: MongoDB too,
+# ALG=RS256, SEED=1, FAMGEN_CONCURRENCY=128, ROUNDS=0 (after the levels,
+# this many more refresh-chain runs per level, the levels taken in turn
+# while every filled Redis stays up: on a machine whose speed drifts, only
+# interleaved runs compare one level with another), MONGO=auto (1: MongoDB too,
 # 0: not; auto: if .venv has secantusd-py), MONGO_USERS=1000,
 # OUT=docs/bench/run-6. The password hash cost is TESSERA_BCRYPT_COST=4
 # (default here): only the load generator's set-up signs in, nothing
@@ -45,9 +48,16 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 work=$(mktemp -d)
 redis_port=
 server=
+rounds=${ROUNDS:-0}
+kept=()   # "level port server_pid redis_port" of each level kept up for ROUNDS
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
   [ -n "$redis_port" ] && redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+  for entry in "${kept[@]}"; do
+    read -r _ _ kept_server kept_redis <<< "$entry"
+    kill "$kept_server" 2>/dev/null || true
+    redis-cli -p "$kept_redis" shutdown nosave >/dev/null 2>&1 || true
+  done
   [ -n "${mongo:-}" ] && kill "$mongo" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -91,8 +101,12 @@ for level in $levels; do
   log "$cmd"
   load=$($cmd | tail -1)
   echo "$load" > "$out/state-refresh-redis-$level.json"
-  kill -TERM "$server"; wait "$server" || true; server=
-  redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; redis_port=
+  if [ "$rounds" -gt 0 ]; then
+    kept+=("$level $port $server $redis_port"); server=; redis_port=
+  else
+    kill -TERM "$server"; wait "$server" || true; server=
+    redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; redis_port=
+  fi
 
   mapfile -t rows < <(python3 - "$level" "$gen" "$load" "$mem_before" "$mem_after" "$keys_before" "$keys_after" "$out/state-redis-keys-$level.json" <<'EOF'
 import json, sys
@@ -113,6 +127,31 @@ EOF
   redis_rows+=("${rows[0]}")
   key_rows+=("${rows[1]}")
 done
+
+# Interleaved rounds: level after level, ROUNDS times, every store still filled.
+round_lines=()
+if [ "$rounds" -gt 0 ]; then
+  : > "$out/state-refresh-rounds.jsonl"
+  log "# $rounds interleaved rounds over the levels kept up: the same loadgen command per level"
+  for round in $(seq "$rounds"); do
+    for entry in "${kept[@]}"; do
+      read -r level port kept_server _ <<< "$entry"
+      load=$("$loadgen" --url "http://127.0.0.1:$port" --scenario refresh-chain --concurrency "$concurrency" \
+        --duration "$duration" --warmup "$warmup" --cpu-of "$kept_server" | tail -1)
+      echo "{\"level\":$level,\"round\":$round,\"load\":$load}" >> "$out/state-refresh-rounds.jsonl"
+    done
+  done
+  mapfile -t round_lines < <(python3 - "$out/state-refresh-rounds.jsonl" <<'EOF'
+import collections, json, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs[r["level"]].append(r["load"]["per_server_cpu_s"] or 0)
+for level, values in runs.items():
+    print(f"| {level:,} | {' / '.join(f'{v:,.0f}' for v in values)} | {statistics.median(values):,.0f} |")
+EOF
+)
+fi
 
 sqlite_rows=()
 for level in $sqlite_levels; do
@@ -230,6 +269,14 @@ echo
 echo "| families | kinds |"
 echo "|---|---|"
 printf '%s\n' "${key_rows[@]}"
+if [ ${#round_lines[@]} -gt 0 ]; then
+  echo
+  echo "### Refresh per server CPU-second, $rounds interleaved rounds (state-refresh-rounds.jsonl)"
+  echo
+  echo "| families | each round | median |"
+  echo "|---|---|---|"
+  printf '%s\n' "${round_lines[@]}"
+fi
 if [ ${#sqlite_rows[@]} -gt 0 ]; then
   echo
   echo "## Embedded SQLite store"
