@@ -11,8 +11,9 @@
 # hand-offs between its two workers (SERVER_CPU=0 swaps the cores). SCENARIOS="refresh-chain ..." limits
 # the scenarios; BIN=path/to/tessera measures another build (a baseline);
 # CONCURRENCY (default 32) sets the clients. PERF_OUT=DIR also records a
-# flat `perf` profile of the server (499 Hz, the middle of each measured
-# window) into DIR/ALG-SCENARIO.data; benches/profile-summary.py groups it.
+# flat `perf` profile of the server (PERF_ARGS, default "-F 499"; the middle
+# of each measured window) into DIR/ALG-SCENARIO.data; benches/profile-summary.py
+# groups it. PERF_ARGS="-F 299 --call-graph dwarf,16384" records call graphs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
@@ -48,7 +49,7 @@ run() {
   if [ -n "${PERF_OUT:-}" ]; then
     mkdir -p "$PERF_OUT"
     # After the 2 s warm-up and one more second, for all but the last second.
-    (sleep 3; exec $pin_load perf record -q -F 499 -p "$server" -o "$PERF_OUT/${alg,,}-$2.data" \
+    (sleep 3; exec $pin_load perf record -q ${PERF_ARGS:--F 499} -p "$server" -o "$PERF_OUT/${alg,,}-$2.data" \
       -- sleep $((duration > 3 ? duration - 2 : 1)) >/dev/null 2>&1) & profiler=$!
   fi
   echo "$alg $($pin_load $loadgen --url "http://127.0.0.1:$port" --duration "$duration" --warmup 2 \
