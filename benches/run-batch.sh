@@ -2,17 +2,20 @@
 # The whole issue-#22 batch, in one go and in a fixed order, so that every
 # figure of a `docs/performance.md` session comes from one run on one
 # machine: the signing limits, the pinned and unpinned CPU runs, Tessera and
-# the peer at 64 clients, the OpenID Connect code flow with the peer, then
-# the state per family at each fill level. Nothing else may run meanwhile
+# the peer at 64 clients, the OpenID Connect code flow with the peer, the
+# limit and pinned refresh in pairs, then the state per family at each fill
+# level. Do not edit these scripts while a batch runs: bash reads them as
+# it goes. Nothing else may run meanwhile
 # (no build, no test): every figure is CPU time on a 2-core machine.
 #   export CARGO_TARGET_DIR=/work/target-rel   # or leave unset: target/
 #   cargo build --release --bin tessera --example loadgen --example famgen
 #   cargo bench --bench tokens --no-run
 #   bash benches/run-batch.sh docs/bench/run-7
 # Settings (environment): DURATION=8, RUNS=3 (pinned RS256 repetitions),
+# RATIO_ROUNDS=6 (benches/run-ratio.sh), STATE_ROUNDS=3 (run-state.sh ROUNDS),
 # LEVELS and SQLITE_LEVELS as benches/run-state.sh, BEFORE=path/to/tessera
 # (an earlier build, measured pinned and profiled beside this one).
-# Writes into OUT the files its README lists (see docs/bench/run-7/README.md).
+# Writes into OUT the files its README lists (see docs/bench/run-8/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: run-batch.sh OUT}
@@ -71,6 +74,8 @@ step peer
 bash benches/run-peer.sh "$duration" > "$out/peer.jsonl" 2> "$out/peer.err"
 step "OpenID Connect code flow"
 PEER=1 bash benches/run-oidc.sh "$duration" 16 64 > "$out/oidc.jsonl" 2> "$out/oidc.err"
+step "limit and pinned refresh in pairs"
+CORES="1 0" bash benches/run-ratio.sh "${RATIO_ROUNDS:-6}" "$duration" > "$out/ratio.jsonl"
 step "state per family"
-OUT=$out bash benches/run-state.sh > "$out/state.md"
+OUT=$out ROUNDS=${STATE_ROUNDS:-3} bash benches/run-state.sh > "$out/state.md"
 step done
