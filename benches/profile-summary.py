@@ -7,7 +7,7 @@ Prints a Markdown table: one column per profile, one row per group (the
 share of the profile's samples whose own frame is in that group), then the
 heaviest symbols of each profile. The groups are read off symbol names (the
 crypto library is linked into the binary, so the shared object does not
-tell it apart) and the kernel's samples by their shared object.
+tell it apart); the kernel's samples are those perf marks [k].
 """
 import collections
 import re
@@ -35,7 +35,7 @@ LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)$")
 
 
 def samples(path):
-    """(dso, symbol, percent) of each symbol's own samples."""
+    """(dso, symbol, percent, in_kernel) of each symbol's own samples."""
     report = subprocess.run(
         ["perf", "report", "-i", path, "--stdio", "--no-children", "-q",
          "--sort", "dso,sym", "--percent-limit", "0"],
@@ -43,11 +43,12 @@ def samples(path):
     for line in report.splitlines():
         m = LINE.match(line)
         if m:
-            yield m.group(2), m.group(4).strip(), float(m.group(1))
+            # perf marks a kernel symbol [k], a user-space one [.]
+            yield m.group(2), m.group(4).strip(), float(m.group(1)), m.group(3) == "k"
 
 
-def group_of(dso, mark, symbol):
-    if "kernel" in dso or mark == "k":
+def group_of(symbol, in_kernel):
+    if in_kernel:
         return KERNEL
     for name, pattern in GROUPS:
         if re.search(pattern, symbol):
@@ -56,25 +57,25 @@ def group_of(dso, mark, symbol):
 
 
 def summarize(path):
+    """The share of each group, and the heaviest symbols."""
     groups = collections.Counter()
     top = []
-    for dso, symbol, percent in samples(path):
-        mark = "k" if dso.startswith("[kernel") else "."
-        groups[group_of(dso, mark, symbol)] += percent
+    for _dso, symbol, percent, in_kernel in samples(path):
+        groups[group_of(symbol, in_kernel)] += percent
         top.append((percent, symbol[:90]))
     top.sort(reverse=True)
     return groups, top[:12]
 
 
 def main(paths):
-    results = [(p, *summarize(p)) for p in paths]
+    results = [summarize(p) for p in paths]
     # "profile/rs256-refresh-chain.data" → "profile/rs256-refresh-chain"
     names = ["/".join(p.split("/")[-2:]).removesuffix(".data") for p in paths]
     print("| | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for group in ORDER:
-        print(f"| {group} | " + " | ".join(f"{r[1][group]:.1f} %" for r in results) + " |")
-    for name, (_, _, top) in zip(names, results):
+        print(f"| {group} | " + " | ".join(f"{groups[group]:.1f} %" for groups, _ in results) + " |")
+    for name, (_, top) in zip(names, results):
         print(f"\nHeaviest symbols, {name}:\n")
         for percent, symbol in top:
             print(f"- {percent:.1f} % `{symbol}`")

@@ -10,7 +10,7 @@
 #   export CARGO_TARGET_DIR=/work/target-rel   # or leave unset: target/
 #   cargo build --release --bin tessera --example loadgen --example famgen
 #   cargo bench --bench tokens --no-run
-#   bash benches/run-batch.sh docs/bench/run-7
+#   bash benches/run-batch.sh docs/bench/run-N
 # Settings (environment): DURATION=8, RUNS=3 (pinned RS256 repetitions),
 # RATIO_ROUNDS=6 (benches/run-ratio.sh), STATE_ROUNDS=3 (run-state.sh ROUNDS),
 # LEVELS and SQLITE_LEVELS as benches/run-state.sh, BEFORE=path/to/tessera
